@@ -1,0 +1,117 @@
+import ArgumentParser
+import Foundation
+import Shared
+
+@main
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hooks-bench",
+        abstract: "Benchmark harnesses: print figures for this machine.",
+        subcommands: [QueueBench.self])
+}
+
+/// Enqueues N no-op jobs, then drains them with K consumers through the worker's own code path
+/// (`QueueConsumer.reserve` + `JobQueue.finish`), and prints throughput and latency percentiles.
+struct QueueBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "queue", abstract: "Enqueue and drain no-op jobs against a Redis.")
+
+    @Option(help: "Redis URL (use a scratch Redis: the bench writes under its own random prefix and deletes it).")
+    var redis = "redis://127.0.0.1:6379"
+    @Option(help: "Number of jobs.") var jobs = 20_000
+    @Option(help: "Concurrent consumers (each with its own connection, like worker slots).") var consumers = 8
+    @Option(help: "Concurrent enqueuers.") var producers = 8
+    @Option(help: "Distinct sessions the jobs are spread over.") var sessions = 1000
+
+    func run() async throws {
+        let config = try RedisConfiguration(url: redis)
+        let client = RedisClient(configuration: config, connections: max(producers, 4))
+        let prefix = "bench-\(UUID().uuidString.prefix(8).lowercased())"
+        var settings = QueueSettings()
+        settings.reserveBlockTimeout = .milliseconds(200)
+        let queue = JobQueue(redis: client, keys: KeySchema(prefix: prefix), settings: settings)
+        try await client.ping()
+        print(
+            "hooks-bench queue: \(jobs) jobs, \(producers) enqueuers, \(consumers) consumers, \(sessions) sessions, Redis \(config.endpointDescription)"
+        )
+
+        // Phase 1: enqueue.
+        let enqueueLatencies = LatencyRecorder()
+        let enqueueStart = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for p in 0..<producers {
+                group.addTask {
+                    var i = p
+                    while i < jobs {
+                        let job = NewJob(
+                            agent: "bench", session: SessionKey(agent: "bench", repository: "bench/repo", number: 1 + i % sessions),
+                            fields: [("prompt", "noop"), ("repo", "bench/repo")])
+                        let t = ContinuousClock.now
+                        _ = try await queue.enqueue([job])
+                        await enqueueLatencies.add(ContinuousClock.now - t)
+                        i += producers
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let enqueueElapsed = ContinuousClock.now - enqueueStart
+
+        // Phase 2: drain with K consumers.
+        let cycleLatencies = LatencyRecorder()
+        let done = Counter()
+        let drainStart = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for c in 0..<consumers {
+                let consumer = queue.makeConsumer(worker: "bench-\(c)")
+                group.addTask {
+                    defer { consumer.close() }
+                    while await done.value < jobs {
+                        let t = ContinuousClock.now
+                        guard let job = try await consumer.reserve(agents: ["bench"], home: "bench") else { continue }
+                        _ = try await queue.finish(job, worker: "bench-\(c)", outcome: .succeeded)
+                        await cycleLatencies.add(ContinuousClock.now - t)
+                        await done.increment()
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let drainElapsed = ContinuousClock.now - drainStart
+
+        let enq = await enqueueLatencies.summary()
+        let cyc = await cycleLatencies.summary()
+        print(String(format: "enqueue      : %8.0f jobs/s   p50 %6.3f ms   p99 %6.3f ms", Double(jobs) / enqueueElapsed.seconds, enq.p50, enq.p99))
+        print(String(format: "reserve→ack  : %8.0f jobs/s   p50 %6.3f ms   p99 %6.3f ms", Double(jobs) / drainElapsed.seconds, cyc.p50, cyc.p99))
+        print(
+            String(
+                format: "end-to-end   : %8.0f jobs/s   (%d jobs enqueued and drained in %.2f s)",
+                Double(jobs) / (enqueueElapsed + drainElapsed).seconds, jobs, (enqueueElapsed + drainElapsed).seconds))
+
+        // Clean up everything under the bench prefix.
+        var cursor = "0"
+        repeat {
+            let reply = try await client.send("SCAN", cursor, "MATCH", "\(prefix):*", "COUNT", "1000")
+            guard let parts = reply.array, parts.count == 2 else { break }
+            cursor = parts[0].string ?? "0"
+            let keys = parts[1].strings ?? []
+            if !keys.isEmpty { try await client.send(["UNLINK"] + keys) }
+        } while cursor != "0"
+        client.shutdown()
+    }
+}
+
+actor LatencyRecorder {
+    private var samples: [Double] = []
+    func add(_ d: Duration) { samples.append(d.seconds * 1000) }
+    func summary() -> (p50: Double, p99: Double) {
+        let sorted = samples.sorted()
+        guard !sorted.isEmpty else { return (0, 0) }
+        func pct(_ p: Double) -> Double { sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] }
+        return (pct(0.50), pct(0.99))
+    }
+}
+
+actor Counter {
+    private(set) var value = 0
+    func increment() { value += 1 }
+}

@@ -1,0 +1,75 @@
+import Foundation
+
+/// The lifecycle states a job record's `status` field takes.
+public enum JobStatus: String, Sendable, CaseIterable {
+    /// On its agent's queue (or just taken off it).
+    case queued
+    /// Parked behind an earlier job of the same session; put back on the queue when that one ends.
+    case waiting
+    /// A worker runs it.
+    case running
+    /// Finished successfully.
+    case succeeded
+    /// An attempt failed; a retry is scheduled (`retry_at`).
+    case failed
+    /// Out of attempts (or not retryable); its id is on the dead list.
+    case dead
+}
+
+/// A job to be created by the producer.
+public struct NewJob: Sendable {
+    public var id: String
+    public var agent: String
+    public var session: SessionKey
+    /// Everything else the record holds (`forge`, `event`, `repo`, `number`, `delivery`, `prompt`, …).
+    public var fields: [(String, String)]
+
+    public init(id: String = JobID.make(), agent: String, session: SessionKey, fields: [(String, String)]) {
+        self.id = id
+        self.agent = agent
+        self.session = session
+        self.fields = fields
+    }
+}
+
+/// A job a worker has reserved: its record as it was when the attempt started.
+public struct ReservedJob: Sendable {
+    public let id: String
+    public let attempt: Int
+    public let fields: [String: String]
+
+    public var agent: String { fields["agent"] ?? "" }
+    public var session: String { fields["session"] ?? "" }
+    public var maxAttempts: Int? { fields["max_attempts"].flatMap { Int($0) } }
+    public subscript(_ field: String) -> String? { fields[field] }
+}
+
+/// Job ids: time-ordered (sortable by creation), short, URL- and shell-safe: `<ms base36>-<10 random base36>`.
+public enum JobID {
+    public static func make(now: Date = Date()) -> String {
+        let ms = UInt64(now.timeIntervalSince1970 * 1000)
+        var time = String(ms, radix: 36)
+        while time.count < 9 { time = "0" + time }
+        let alphabet = Array("0123456789abcdefghijklmnopqrstuvwxyz")
+        var random = ""
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<10 { random.append(alphabet[Int(rng.next(upperBound: UInt32(36)))]) }
+        return time + "-" + random
+    }
+}
+
+/// Timestamps as stored in job records: ISO 8601 UTC with milliseconds, readable in redis-cli.
+public enum Timestamp {
+    public static func iso(_ date: Date = Date()) -> String {
+        date.formatted(.iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+    }
+
+    public static func milliseconds(_ date: Date = Date()) -> Int64 {
+        Int64((date.timeIntervalSince1970 * 1000).rounded())
+    }
+
+    public static func parse(_ text: String) -> Date? {
+        try? Date(
+            text, strategy: .iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+    }
+}

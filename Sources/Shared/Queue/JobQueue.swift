@@ -1,0 +1,290 @@
+import Foundation
+
+/// The reliable job queue on Redis: every transition is one atomic script (see `QueueScripts`).
+///
+/// Thread-safe; share one per process. Blocking reserves need a dedicated client per consumer (`makeConsumer`).
+public struct JobQueue: Sendable {
+    public let redis: RedisClient
+    public let keys: KeySchema
+    public let settings: QueueSettings
+
+    public init(redis: RedisClient, keys: KeySchema = KeySchema(), settings: QueueSettings = QueueSettings()) {
+        self.redis = redis
+        self.keys = keys
+        self.settings = settings
+    }
+
+    // MARK: Producer side
+
+    public enum EnqueueResult: Sendable, Equatable {
+        /// The jobs are in Redis (ids in order).
+        case queued([String])
+        /// The delivery was accepted before; these are the jobs it created then.
+        case duplicate([String])
+    }
+
+    /// Atomically: dedups `delivery` (if given), creates every job record, puts each id on its agent's queue, and
+    /// drops `dropSessions` from the sessions hash — all or nothing, in one round trip.
+    public func enqueue(
+        _ jobs: [NewJob],
+        delivery: (forge: String, id: String)? = nil,
+        dropSessions: [String] = [],
+        now: Date = Date()
+    ) async throws(RedisError) -> EnqueueResult {
+        var args: [String] = [
+            keys.prefix,
+            delivery.map { keys.delivery(forge: $0.forge, id: $0.id) } ?? "",
+            String(max(1, Int(settings.dedupTTL.seconds))),
+            String(Timestamp.milliseconds(now)),
+            String(jobs.count),
+            String(dropSessions.count),
+        ]
+        let created = Timestamp.iso(now)
+        for job in jobs {
+            var fields = job.fields
+            fields.append(("created_at", created))
+            if !fields.contains(where: { $0.0 == "max_attempts" }) { fields.append(("max_attempts", String(settings.retry.maxAttempts))) }
+            args += [job.id, job.agent, job.session.description, String(fields.count)]
+            for (k, v) in fields { args += [k, v] }
+        }
+        args += dropSessions
+        let reply = try await redis.evaluate(QueueScripts.enqueue, arguments: args)
+        guard let items = reply.strings, let tag = items.first else {
+            throw .unexpectedReply(command: "enqueue", reply: "\(reply)")
+        }
+        let ids = Array(items.dropFirst()).filter { $0 != "-" }
+        return tag == "duplicate" ? .duplicate(ids) : .queued(ids)
+    }
+
+    // MARK: Worker side
+
+    /// A blocking consumer: one dedicated connection, for one worker slot.
+    public func makeConsumer(worker: String, name: String? = nil) -> QueueConsumer {
+        QueueConsumer(queue: self, worker: worker, redis: redis.makeDedicated(name: name ?? "redis-\(worker)"))
+    }
+
+    public enum ClaimResult: Sendable {
+        case running(ReservedJob)
+        /// Parked behind an earlier job of the same session.
+        case waiting(id: String, behind: String)
+        /// The id no longer refers to a queued job (expired record, or a stale duplicate); dropped.
+        case skipped(id: String)
+    }
+
+    /// Claims a job id this worker has moved into its processing list.
+    public func claim(_ id: String, worker: String, now: Date = Date()) async throws(RedisError) -> ClaimResult {
+        let reply = try await redis.evaluate(QueueScripts.claimOne, arguments: [keys.prefix, worker, id, Timestamp.iso(now)])
+        return try Self.parseClaim(reply)
+    }
+
+    /// Non-blocking: takes the first claimable job from `agents`' queues, in that order.
+    public func reserveAny(worker: String, agents: [String], now: Date = Date()) async throws(RedisError) -> ReservedJob? {
+        if agents.isEmpty { return nil }
+        let reply = try await redis.evaluate(QueueScripts.reserveAny, arguments: [keys.prefix, worker, Timestamp.iso(now)] + agents)
+        if reply.array?.isEmpty ?? true { return nil }
+        if case .running(let job) = try Self.parseClaim(reply) { return job }
+        return nil
+    }
+
+    static func parseClaim(_ reply: RedisReply) throws(RedisError) -> ClaimResult {
+        guard let items = reply.array, items.count >= 2, let tag = items[0].string, let id = items[1].string else {
+            throw .unexpectedReply(command: "claim", reply: "\(reply)")
+        }
+        switch tag {
+        case "running":
+            let fields = items.count > 2 ? items[2].hash ?? [:] : [:]
+            return .running(ReservedJob(id: id, attempt: Int(fields["attempts"] ?? "") ?? 1, fields: fields))
+        case "waiting":
+            return .waiting(id: id, behind: items.count > 2 ? items[2].string ?? "" : "")
+        default:
+            return .skipped(id: id)
+        }
+    }
+
+    /// How an attempt ended.
+    public enum Outcome: Sendable {
+        case succeeded
+        /// Failed; retried with back-off while attempts remain, unless `retryable` is false.
+        case failed(error: String, retryable: Bool)
+    }
+
+    public enum FinishResult: Sendable, Equatable {
+        case succeeded
+        case retryScheduled(at: Date)
+        case dead
+        /// The worker no longer held this attempt (its lease expired and the job was recovered): nothing was written.
+        case lost(currentStatus: String, currentWorker: String)
+    }
+
+    /// Records the end of an attempt: outcome fields, the session id the run reported, and the next state
+    /// (succeeded / retry scheduled / dead). Writes nothing if this worker no longer holds the attempt.
+    public func finish(
+        _ job: ReservedJob,
+        worker: String,
+        outcome: Outcome,
+        sessionID: String? = nil,
+        fields: [(String, String)] = [],
+        now: Date = Date()
+    ) async throws(RedisError) -> FinishResult {
+        var fields = fields
+        let tag: String
+        var due = now
+        switch outcome {
+        case .succeeded:
+            tag = "succeeded"
+        case .failed(let error, let retryable):
+            fields.append(("error", error))
+            if retryable && settings.retry.shouldRetry(afterAttempt: job.attempt, maxAttempts: job.maxAttempts) {
+                tag = "retry"
+                due = now.addingTimeInterval(settings.retry.delay(afterAttempt: job.attempt).seconds)
+            } else {
+                tag = "dead"
+            }
+        }
+        var args = [
+            keys.prefix, worker, job.id, String(job.attempt), tag,
+            String(Timestamp.milliseconds(now)), Timestamp.iso(now),
+            String(max(1, Int(settings.retention.seconds))), String(Int(settings.deadRetention.seconds)),
+            String(Timestamp.milliseconds(due)), sessionID ?? "", String(fields.count),
+        ]
+        for (k, v) in fields { args += [k, v] }
+        let reply = try await redis.evaluate(QueueScripts.finish, arguments: args)
+        guard let items = reply.strings, let first = items.first else { throw .unexpectedReply(command: "finish", reply: "\(reply)") }
+        if first == "lost" { return .lost(currentStatus: items[safe: 1] ?? "", currentWorker: items[safe: 2] ?? "") }
+        switch items[safe: 1] {
+        case "succeeded": return .succeeded
+        case "failed": return .retryScheduled(at: due)
+        default: return .dead
+        }
+    }
+
+    /// Gives a running job back to the front of its queue without counting the attempt (graceful shutdown).
+    /// Returns false if this worker no longer held it.
+    @discardableResult
+    public func release(_ job: ReservedJob, worker: String, reason: String) async throws(RedisError) -> Bool {
+        let reply = try await redis.evaluate(QueueScripts.release, arguments: [keys.prefix, worker, job.id, String(job.attempt), reason])
+        return reply.strings?.first == "ok"
+    }
+
+    /// Renews the worker's lease and publishes what it is; call every `settings.heartbeatInterval`.
+    public func heartbeat(worker: String, info: [String: String], now: Date = Date()) async throws(RedisError) {
+        var hset = RedisCommand("HSET", keys.worker(worker), "heartbeat_at", Timestamp.iso(now))
+        for (k, v) in info.sorted(by: { $0.key < $1.key }) { hset.append(contentsOf: [k, v]) }
+        let leaseMs = String(Int(settings.leaseDuration.seconds * 1000))
+        let replies = try await redis.pipeline([
+            RedisCommand("SET", keys.lease(worker), Timestamp.iso(now), "PX", leaseMs),
+            RedisCommand("ZADD", keys.workers, String(Timestamp.milliseconds(now)), worker),
+            hset,
+            RedisCommand("PEXPIRE", keys.worker(worker), String(Int(settings.leaseDuration.seconds * 1000) * 10)),
+        ])
+        if let error = replies.first(where: { if case .error = $0 { true } else { false } }), case .error(let m) = error { throw .server(m) }
+    }
+
+    /// Removes the worker's lease and registration (graceful stop, after its jobs were finished or released).
+    public func deregister(worker: String) async throws(RedisError) {
+        _ = try await redis.pipeline([
+            RedisCommand("DEL", keys.lease(worker), keys.worker(worker)),
+            RedisCommand("ZREM", keys.workers, worker),
+        ])
+    }
+
+    public struct Recovered: Sendable, Equatable {
+        public let worker: String
+        public let jobID: String
+        /// `requeued` or `dead`.
+        public let outcome: String
+    }
+
+    /// Requeues the jobs of every worker whose lease has expired (attempts already counted; a job out of attempts
+    /// goes dead). `forcing` also recovers that worker's jobs regardless of its lease: a worker restarting under a
+    /// stable name reclaims what its previous life left behind. Atomic: concurrent recoveries never interleave.
+    @discardableResult
+    public func recoverExpired(forcing worker: String? = nil, now: Date = Date()) async throws(RedisError) -> [Recovered] {
+        let reply = try await redis.evaluate(
+            QueueScripts.recover,
+            arguments: [
+                keys.prefix, Timestamp.iso(now), String(Timestamp.milliseconds(now)),
+                String(Int(settings.deadRetention.seconds)), String(settings.retry.maxAttempts), worker ?? "",
+            ])
+        let items = reply.strings ?? []
+        return stride(from: 0, to: items.count - 2, by: 3).map { Recovered(worker: items[$0], jobID: items[$0 + 1], outcome: items[$0 + 2]) }
+    }
+
+    /// Moves due retries back onto their queues; returns how many.
+    @discardableResult
+    public func promoteDue(now: Date = Date(), limit: Int = 100) async throws(RedisError) -> Int {
+        try await redis.evaluate(QueueScripts.promote, arguments: [keys.prefix, String(Timestamp.milliseconds(now)), String(limit)]).int ?? 0
+    }
+
+    /// Housekeeping that keeps Redis bounded: trims the job index and the dead list of expired records, and drops
+    /// sessions idle longer than `settings.sessionIdle`. Returns the dropped session keys.
+    @discardableResult
+    public func sweep(now: Date = Date()) async throws(RedisError) -> [String] {
+        let nowMs = Timestamp.milliseconds(now)
+        let horizon = nowMs - Int64(max(settings.retention.seconds, settings.deadRetention.seconds) * 1000)
+        var commands = [RedisCommand("ZREMRANGEBYSCORE", keys.jobIndex, "-inf", String(horizon))]
+        var idle: [String] = []
+        if settings.sessionIdle > .zero {
+            let cutoff = nowMs - Int64(settings.sessionIdle.seconds * 1000)
+            idle = try await redis.send("ZRANGEBYSCORE", keys.sessionsUsed, "-inf", String(cutoff), "LIMIT", "0", "1000").strings ?? []
+            if !idle.isEmpty {
+                commands.append(RedisCommand(["HDEL", keys.sessions] + idle))
+                commands.append(RedisCommand(["ZREM", keys.sessionsUsed] + idle))
+            }
+        }
+        _ = try await redis.pipeline(commands)
+        // Dead ids whose record expired are dropped from the dead list (oldest are at the tail).
+        let tail = try await redis.send("LRANGE", keys.dead, "-100", "-1").strings ?? []
+        if !tail.isEmpty {
+            let exists = try await redis.pipeline(tail.map { RedisCommand("EXISTS", keys.job($0)) })
+            let gone = zip(tail, exists).filter { $0.1.int == 0 }.map(\.0)
+            if !gone.isEmpty { _ = try await redis.pipeline(gone.map { RedisCommand("LREM", keys.dead, "1", $0) }) }
+        }
+        return idle
+    }
+
+    // MARK: Sessions and logs
+
+    /// The agent CLI session id stored for a session, if any.
+    public func sessionID(for session: String) async throws(RedisError) -> String? {
+        let reply = try await redis.send("HGET", keys.sessions, session)
+        return reply.isNull ? nil : reply.string
+    }
+
+    /// Drops a stored session id (stale, or its issue closed). Returns whether one was stored.
+    @discardableResult
+    public func dropSession(_ session: String) async throws(RedisError) -> Bool {
+        let replies = try await redis.pipeline([RedisCommand("HDEL", keys.sessions, session), RedisCommand("ZREM", keys.sessionsUsed, session)])
+        return replies[0].int == 1
+    }
+
+    /// Appends lines to a job's capped log.
+    public func appendLog(_ id: String, lines: [String]) async throws(RedisError) {
+        if lines.isEmpty { return }
+        let key = keys.log(id)
+        _ = try await redis.pipeline([
+            RedisCommand(["RPUSH", key] + lines),
+            RedisCommand("LTRIM", key, String(-settings.logMaxLines), "-1"),
+            RedisCommand(
+                "EXPIRE", key, String(max(1, Int(settings.deadRetention.seconds > 0 ? settings.deadRetention.seconds : settings.retention.seconds)))),
+        ])
+    }
+
+    /// Sets fields on a job record (progress notes, warnings).
+    public func annotate(_ id: String, _ fields: [(String, String)]) async throws(RedisError) {
+        if fields.isEmpty { return }
+        var command = RedisCommand("HSET", keys.job(id))
+        for (k, v) in fields { command.append(contentsOf: [k, v]) }
+        try await redis.send(command)
+    }
+
+    /// The whole record of a job, or nil if there is none.
+    public func job(_ id: String) async throws(RedisError) -> [String: String]? {
+        let fields = try await redis.send("HGETALL", keys.job(id)).hash ?? [:]
+        return fields.isEmpty ? nil : fields
+    }
+}
+
+extension Array {
+    subscript(safe index: Int) -> Element? { indices.contains(index) ? self[index] : nil }
+}

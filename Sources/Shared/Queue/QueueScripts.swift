@@ -1,0 +1,286 @@
+/// The Lua scripts behind every queue transition. Each runs atomically inside Redis, so a transition is never
+/// half-done, and two scripts (e.g. two workers' recoveries) never interleave.
+///
+/// Scripts build key names from the prefix in ARGV[1] (they touch keys that depend on job fields). With a braced
+/// prefix (`{hooks}`) every key hashes to one Cluster slot.
+enum QueueScripts {
+    /// Shared helpers, prepended to the scripts that need them.
+    static let helpers = """
+        local p = ARGV[1]
+        local function jobkey(id) return p .. ':job:' .. id end
+        -- Hands the session on to its next job: drops pending entries whose record is gone, and puts the lowest
+        -- pending job back at the front of its queue if it was parked as 'waiting'.
+        local function wake(session)
+          if not session or session == '' then return end
+          local pk = p .. ':pending:' .. session
+          while true do
+            local low = redis.call('ZRANGE', pk, 0, 0)[1]
+            if not low then return end
+            local st, agent = unpack(redis.call('HMGET', jobkey(low), 'status', 'agent'))
+            if not st then
+              redis.call('ZREM', pk, low)
+            else
+              if st == 'waiting' then
+                redis.call('HSET', jobkey(low), 'status', 'queued')
+                redis.call('HDEL', jobkey(low), 'waiting_for')
+                redis.call('RPUSH', p .. ':queue:' .. agent, low)
+              end
+              return
+            end
+          end
+        end
+        local function bury(id, session, reason, nowIso, deadTtl)
+          local jk = jobkey(id)
+          redis.call('HSET', jk, 'status', 'dead', 'error', reason, 'finished_at', nowIso)
+          redis.call('LPUSH', p .. ':dead', id)
+          if tonumber(deadTtl) > 0 then
+            redis.call('EXPIRE', jk, deadTtl)
+            redis.call('EXPIRE', p .. ':log:' .. id, deadTtl)
+          end
+          if session then redis.call('ZREM', p .. ':pending:' .. session, id) end
+          wake(session)
+        end
+        """
+
+    /// Claims a job id that is already in this worker's processing list. Only the lowest pending job of a session may
+    /// run: a later one is parked as 'waiting' (taken off the processing list; it stays in the session's pending set,
+    /// so it survives any worker's death) and is put back on its queue by `wake` when its turn comes.
+    static let claim = """
+        local function claim(worker, id, nowIso)
+          local jk = jobkey(id)
+          local proc = p .. ':processing:' .. worker
+          local session, status = unpack(redis.call('HMGET', jk, 'session', 'status'))
+          if not status then
+            redis.call('LREM', proc, 1, id)
+            return {'missing', id}
+          end
+          if status ~= 'queued' then
+            redis.call('LREM', proc, 1, id)
+            return {'skipped', id, status}
+          end
+          local pk = p .. ':pending:' .. session
+          local low
+          while true do
+            low = redis.call('ZRANGE', pk, 0, 0)[1]
+            if not low or low == id or redis.call('EXISTS', jobkey(low)) == 1 then break end
+            redis.call('ZREM', pk, low)
+          end
+          if low and low ~= id and redis.call('ZSCORE', pk, id) then
+            redis.call('LREM', proc, 1, id)
+            redis.call('HSET', jk, 'status', 'waiting', 'waiting_for', low)
+            return {'waiting', id, low}
+          end
+          redis.call('HINCRBY', jk, 'attempts', 1)
+          redis.call('HSET', jk, 'status', 'running', 'worker', worker, 'started_at', nowIso)
+          redis.call('HDEL', jk, 'waiting_for', 'retry_at', 'finished_at')
+          return {'running', id, redis.call('HGETALL', jk)}
+        end
+        """
+
+    /// ARGV: prefix, worker, id, nowIso → {'running', id, fields} | {'waiting', id, holder} | {'missing'|'skipped', …}
+    static let claimOne = RedisScript(
+        name: "claim",
+        source: helpers + "\n" + claim + "\n" + """
+            return claim(ARGV[2], ARGV[3], ARGV[4])
+            """)
+
+    /// Non-blocking reserve across several queues in the given order. ARGV: prefix, worker, nowIso, agent…
+    /// → the first claimable job, or {} when every queue is empty. Jobs parked as 'waiting' on the way are skipped.
+    static let reserveAny = RedisScript(
+        name: "reserve-any",
+        source: helpers + "\n" + claim + "\n" + """
+            local worker, nowIso = ARGV[2], ARGV[3]
+            local proc = p .. ':processing:' .. worker
+            local budget = 64
+            for i = 4, #ARGV do
+              while budget > 0 do
+                local id = redis.call('LMOVE', p .. ':queue:' .. ARGV[i], proc, 'RIGHT', 'LEFT')
+                if not id then break end
+                budget = budget - 1
+                local r = claim(worker, id, nowIso)
+                if r[1] == 'running' then return r end
+              end
+            end
+            return {}
+            """)
+
+    /// Producer: dedup the delivery, create jobs, queue them, drop sessions — one atomic round trip.
+    /// ARGV: prefix, deliveryKey ('' = no dedup), dedupTtl, nowMs, jobCount, dropCount,
+    ///       then per job: id, agent, session, fieldCount, field, value…; then the session keys to drop.
+    /// → {'duplicate', previous ids…} | {'queued', ids…}
+    static let enqueue = RedisScript(
+        name: "enqueue",
+        source: """
+            local p = ARGV[1]
+            local dk, ttl, nowMs = ARGV[2], tonumber(ARGV[3]), ARGV[4]
+            local jobs, drops = tonumber(ARGV[5]), tonumber(ARGV[6])
+            if dk ~= '' then
+              local previous = redis.call('GET', dk)
+              if previous then
+                local out = {'duplicate'}
+                for id in string.gmatch(previous, '[^,]+') do table.insert(out, id) end
+                return out
+              end
+            end
+            local i = 7
+            local ids = {}
+            for _ = 1, jobs do
+              local id, agent, session, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+              i = i + 4
+              local jk = p .. ':job:' .. id
+              local seq = redis.call('INCR', p .. ':seq')
+              local fields = {'status', 'queued', 'attempts', '0', 'seq', tostring(seq), 'agent', agent, 'session', session}
+              for k = 0, n - 1 do
+                table.insert(fields, ARGV[i + 2 * k])
+                table.insert(fields, ARGV[i + 2 * k + 1])
+              end
+              i = i + 2 * n
+              redis.call('HSET', jk, unpack(fields))
+              redis.call('ZADD', p .. ':pending:' .. session, seq, id)
+              redis.call('LPUSH', p .. ':queue:' .. agent, id)
+              redis.call('ZADD', p .. ':jobs', nowMs, id)
+              table.insert(ids, id)
+            end
+            for _ = 1, drops do
+              redis.call('HDEL', p .. ':sessions', ARGV[i])
+              redis.call('ZREM', p .. ':sessions:used', ARGV[i])
+              i = i + 1
+            end
+            if dk ~= '' then
+              local value = table.concat(ids, ',')
+              if value == '' then value = '-' end
+              redis.call('SET', dk, value, 'EX', ttl)
+            end
+            local out = {'queued'}
+            for _, id in ipairs(ids) do table.insert(out, id) end
+            return out
+            """)
+
+    /// Records the end of an attempt — only if this worker still holds this attempt (a worker that lost its lease
+    /// must not overwrite the result of the attempt that replaced it).
+    /// ARGV: prefix, worker, id, attempt, outcome (succeeded|retry|dead), nowMs, nowIso, retentionSec, deadTtlSec,
+    ///       retryDueMs, sessionId ('' = none), fieldCount, field, value…
+    /// → {'ok', status} | {'lost', currentStatus, currentWorker, currentAttempt}
+    static let finish = RedisScript(
+        name: "finish",
+        source: helpers + "\n" + """
+            local worker, id, attempt, outcome = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+            local nowMs, nowIso, retention, deadTtl, dueMs, sid = ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
+            local n = tonumber(ARGV[12])
+            local jk = jobkey(id)
+            local st, w, a, session = unpack(redis.call('HMGET', jk, 'status', 'worker', 'attempts', 'session'))
+            if st ~= 'running' or w ~= worker or a ~= attempt then
+              redis.call('LREM', p .. ':processing:' .. worker, 1, id)
+              return {'lost', st or '', w or '', a or ''}
+            end
+            redis.call('LREM', p .. ':processing:' .. worker, 1, id)
+            if n > 0 then
+              local fields = {}
+              for k = 0, n - 1 do
+                table.insert(fields, ARGV[13 + 2 * k])
+                table.insert(fields, ARGV[14 + 2 * k])
+              end
+              redis.call('HSET', jk, unpack(fields))
+            end
+            if sid ~= '' then
+              redis.call('HSET', p .. ':sessions', session, sid)
+              redis.call('ZADD', p .. ':sessions:used', nowMs, session)
+              redis.call('HSET', jk, 'session_id', sid)
+            end
+            if outcome == 'succeeded' then
+              redis.call('HSET', jk, 'status', 'succeeded', 'finished_at', nowIso)
+              redis.call('HDEL', jk, 'error')
+              redis.call('EXPIRE', jk, retention)
+              redis.call('EXPIRE', p .. ':log:' .. id, retention)
+              redis.call('ZREM', p .. ':pending:' .. session, id)
+              wake(session)
+              return {'ok', 'succeeded'}
+            elseif outcome == 'retry' then
+              redis.call('HSET', jk, 'status', 'failed', 'finished_at', nowIso, 'retry_at', dueMs)
+              redis.call('ZADD', p .. ':delayed', dueMs, id)
+              return {'ok', 'failed'}
+            else
+              bury(id, session, redis.call('HGET', jk, 'error') or 'failed', nowIso, deadTtl)
+              return {'ok', 'dead'}
+            end
+            """)
+
+    /// Graceful shutdown: gives a running job back to the front of its queue without counting the attempt.
+    /// ARGV: prefix, worker, id, attempt, reason → {'ok'} | {'lost'}
+    static let release = RedisScript(
+        name: "release",
+        source: helpers + "\n" + """
+            local worker, id, attempt, reason = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+            local jk = jobkey(id)
+            redis.call('LREM', p .. ':processing:' .. worker, 1, id)
+            local st, w, a, agent = unpack(redis.call('HMGET', jk, 'status', 'worker', 'attempts', 'agent'))
+            if st ~= 'running' or w ~= worker or a ~= attempt then return {'lost'} end
+            redis.call('HINCRBY', jk, 'attempts', -1)
+            redis.call('HSET', jk, 'status', 'queued', 'note', reason)
+            redis.call('RPUSH', p .. ':queue:' .. agent, id)
+            return {'ok'}
+            """)
+
+    /// Moves retries whose back-off has elapsed to the front of their queue. ARGV: prefix, nowMs, limit → count
+    static let promote = RedisScript(
+        name: "promote",
+        source: """
+            local p = ARGV[1]
+            local due = redis.call('ZRANGEBYSCORE', p .. ':delayed', '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
+            local moved = 0
+            for _, id in ipairs(due) do
+              redis.call('ZREM', p .. ':delayed', id)
+              local st, agent = unpack(redis.call('HMGET', p .. ':job:' .. id, 'status', 'agent'))
+              if st == 'failed' then
+                redis.call('HSET', p .. ':job:' .. id, 'status', 'queued')
+                redis.call('RPUSH', p .. ':queue:' .. agent, id)
+                moved = moved + 1
+              end
+            end
+            return moved
+            """)
+
+    /// Gives back the jobs of workers whose lease expired (or of ARGV[6], a worker restarting under the same name).
+    /// A job whose attempts are used up goes to the dead list. ARGV: prefix, nowIso, nowMs, deadTtl, defaultMax,
+    /// forcedWorker ('' = none) → flat list of {worker, id, outcome}
+    static let recover = RedisScript(
+        name: "recover",
+        source: helpers + "\n" + """
+            local nowIso, nowMs, deadTtl, defaultMax, forced = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
+            local out = {}
+            local candidates = redis.call('ZRANGE', p .. ':workers', 0, -1)
+            if forced ~= '' then table.insert(candidates, forced) end
+            for _, w in ipairs(candidates) do
+              if w == forced or redis.call('EXISTS', p .. ':lease:' .. w) == 0 then
+                local proc = p .. ':processing:' .. w
+                for _, id in ipairs(redis.call('LRANGE', proc, 0, -1)) do
+                  local jk = jobkey(id)
+                  local st, owner, a, m, agent, session =
+                    unpack(redis.call('HMGET', jk, 'status', 'worker', 'attempts', 'max_attempts', 'agent', 'session'))
+                  if st == 'running' and owner == w then
+                    local attempts, max = tonumber(a) or 0, tonumber(m) or defaultMax
+                    local why = 'worker ' .. w .. ' stopped during attempt ' .. attempts .. ' (lease expired)'
+                    if attempts >= max then
+                      bury(id, session, why .. '; no attempts left', nowIso, deadTtl)
+                      table.insert(out, w); table.insert(out, id); table.insert(out, 'dead')
+                    else
+                      redis.call('HSET', jk, 'status', 'queued', 'error', why, 'recovered_at', nowIso)
+                      redis.call('RPUSH', p .. ':queue:' .. agent, id)
+                      table.insert(out, w); table.insert(out, id); table.insert(out, 'requeued')
+                    end
+                  elseif st == 'queued' and agent then
+                    -- taken off the queue by BLMOVE but never claimed
+                    redis.call('RPUSH', p .. ':queue:' .. agent, id)
+                    table.insert(out, w); table.insert(out, id); table.insert(out, 'requeued')
+                  end
+                end
+                redis.call('DEL', proc)
+                if w ~= forced then
+                  redis.call('ZREM', p .. ':workers', w)
+                  redis.call('DEL', p .. ':worker:' .. w)
+                end
+              end
+            end
+            return out
+            """)
+}

@@ -1,0 +1,26 @@
+/// Queue timing and retention. Defaults suit production; tests shorten them.
+public struct QueueSettings: Sendable, Equatable {
+    /// A worker's lease lives this long without a heartbeat; then its jobs are recovered.
+    public var leaseDuration: Duration = .seconds(30)
+    /// How often a worker renews its lease (well under `leaseDuration`).
+    public var heartbeatInterval: Duration = .seconds(10)
+    /// How often workers look for due retries.
+    public var promoteInterval: Duration = .milliseconds(500)
+    /// How often workers look for expired leases.
+    public var recoveryInterval: Duration = .seconds(5)
+    /// Server-side timeout of one BLMOVE; bounds how long shutdown waits for an idle slot.
+    public var reserveBlockTimeout: Duration = .seconds(1)
+    public var retry: RetryPolicy = .exponentialJitter
+    /// Finished (succeeded) job records and their logs expire after this long.
+    public var retention: Duration = .seconds(7 * 24 * 3600)
+    /// Dead job records expire after this long (0 = never), so they stay inspectable and re-queueable meanwhile.
+    public var deadRetention: Duration = .seconds(30 * 24 * 3600)
+    /// A delivery id is remembered this long for dedup.
+    public var dedupTTL: Duration = .seconds(7 * 24 * 3600)
+    /// At most this many output lines are kept per job log.
+    public var logMaxLines: Int = 2000
+    /// Sessions unused for this long are dropped (0 = never).
+    public var sessionIdle: Duration = .seconds(30 * 24 * 3600)
+
+    public init() {}
+}

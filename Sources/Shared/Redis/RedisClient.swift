@@ -1,0 +1,118 @@
+import Foundation
+
+/// An async Redis client over hiredis: a small pool of connections, each on its own dedicated thread.
+///
+/// Calls are served in FIFO order by whichever connection is free. Error replies (`-ERR …`) are thrown as
+/// `RedisError.server` by `send`, `evaluate` and `transaction`; `pipeline` returns them in place.
+/// Blocking commands (BLMOVE…) tie up a connection for their whole timeout: give each blocking consumer its own
+/// client with `RedisClient(configuration:connections: 1)`, as `makeDedicated()` does.
+public final class RedisClient: Sendable {
+    public let configuration: RedisConfiguration
+    private let executor: RedisExecutor
+
+    public init(configuration: RedisConfiguration, connections: Int = 4, name: String = "redis") {
+        self.configuration = configuration
+        self.executor = RedisExecutor(configuration: configuration, threads: max(1, connections), name: name)
+    }
+
+    deinit { executor.shutdown() }
+
+    /// A new client with one connection of its own, for a blocking consumer.
+    public func makeDedicated(name: String = "redis-blocking") -> RedisClient {
+        RedisClient(configuration: configuration, connections: 1, name: name)
+    }
+
+    /// Closes all connections once queued calls have run; later calls fail with `RedisError.shutdown`.
+    public func shutdown() { executor.shutdown() }
+
+    /// Runs `body` on a Redis thread with its connection. The body blocks that thread, never the caller's.
+    func withConnection<T: Sendable>(_ body: @escaping @Sendable (RedisConnection) throws(RedisError) -> T) async throws(RedisError) -> T {
+        let result: Result<T, RedisError> = await withCheckedContinuation { continuation in
+            let queued = executor.submit { connection in
+                do throws(RedisError) {
+                    continuation.resume(returning: .success(try body(connection)))
+                } catch {
+                    continuation.resume(returning: .failure(error))
+                }
+            }
+            if !queued { continuation.resume(returning: .failure(.shutdown)) }
+        }
+        return try result.get()
+    }
+
+    // MARK: Commands
+
+    /// Sends one command; an error reply is thrown as `RedisError.server`.
+    @discardableResult
+    public func send(_ command: RedisCommand) async throws(RedisError) -> RedisReply {
+        let reply = try await withConnection { connection throws(RedisError) in try connection.send(command) }
+        if case .error(let message) = reply { throw .server(message) }
+        return reply
+    }
+
+    @discardableResult
+    public func send(_ arguments: String...) async throws(RedisError) -> RedisReply {
+        try await send(RedisCommand(arguments))
+    }
+
+    @discardableResult
+    public func send(_ arguments: [String]) async throws(RedisError) -> RedisReply {
+        try await send(RedisCommand(arguments))
+    }
+
+    /// Sends all commands in one write and returns every reply in order (error replies included, not thrown).
+    public func pipeline(_ commands: [RedisCommand]) async throws(RedisError) -> [RedisReply] {
+        if commands.isEmpty { return [] }
+        return try await withConnection { connection throws(RedisError) in try connection.pipeline(commands) }
+    }
+
+    /// Runs the commands atomically as MULTI … EXEC in one round trip and returns EXEC's replies.
+    /// - Throws: `RedisError.server` if Redis refused a queued command (nothing was executed),
+    ///   `RedisError.transactionAborted` if a WATCHed key changed.
+    public func transaction(_ commands: [RedisCommand]) async throws(RedisError) -> [RedisReply] {
+        let all = [RedisCommand("MULTI")] + commands + [RedisCommand("EXEC")]
+        let replies = try await pipeline(all)
+        switch replies.last! {
+        case .array(let results): return results
+        case .null: throw .transactionAborted
+        case .error(let message):
+            // EXECABORT: name the queued command Redis refused, which is what the caller needs to fix.
+            let refused = zip(commands, replies.dropFirst().dropLast()).first { if case .error = $0.1 { true } else { false } }
+            if let (command, reply) = refused, case .error(let why) = reply { throw .server("\(message) (\(command.name): \(why))") }
+            throw .server(message)
+        case let other: throw .unexpectedReply(command: "EXEC", reply: "\(other)")
+        }
+    }
+
+    /// Runs a Lua script by EVALSHA, loading it with SCRIPT LOAD first if Redis answers NOSCRIPT (after a restart
+    /// or SCRIPT FLUSH). An error reply (including one raised by the script) is thrown as `RedisError.server`.
+    @discardableResult
+    public func evaluate(_ script: RedisScript, keys: [String] = [], arguments: [String] = []) async throws(RedisError) -> RedisReply {
+        let reply = try await withConnection { connection throws(RedisError) in
+            var command = RedisCommand("EVALSHA", script.sha1, String(keys.count))
+            command.append(contentsOf: keys)
+            command.append(contentsOf: arguments)
+            let first = try connection.send(command)
+            guard case .error(let message) = first, message.hasPrefix("NOSCRIPT") else { return first }
+            let loaded = try connection.send(RedisCommand("SCRIPT", "LOAD", script.source))
+            if case .error = loaded { return loaded }
+            return try connection.send(command)
+        }
+        if case .error(let message) = reply { throw .server(message) }
+        return reply
+    }
+
+    /// Runs a blocking command whose server-side timeout is `timeout`; the connection's socket timeout is raised
+    /// above it for this call. Use on a dedicated client: the connection is busy for up to `timeout`.
+    public func blocking(_ command: RedisCommand, timeout: Duration) async throws(RedisError) -> RedisReply {
+        let reply = try await withConnection { connection throws(RedisError) in try connection.blocking(command, blockingFor: timeout) }
+        if case .error(let message) = reply { throw .server(message) }
+        return reply
+    }
+
+    /// PING; succeeds only if Redis answers.
+    public func ping() async throws(RedisError) {
+        let reply = try await send("PING")
+        guard reply == .status("PONG") else { throw .unexpectedReply(command: "PING", reply: "\(reply)") }
+    }
+}

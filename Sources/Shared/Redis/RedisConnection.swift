@@ -1,0 +1,230 @@
+import CHiredis
+import Foundation
+
+/// One hiredis context. **Not thread-safe**: it is owned by exactly one `RedisExecutor` thread.
+///
+/// Every call blocks the calling thread. A context that saw any error is freed at once (hiredis contexts
+/// are unusable after an error) and the next call reconnects; consecutive failed connects back off
+/// exponentially (up to one second) so a dead Redis is not hammered, and calls inside the back-off window
+/// fail fast with the last connection error.
+final class RedisConnection {
+    let configuration: RedisConfiguration
+    private var context: UnsafeMutablePointer<redisContext>?
+    private var consecutiveConnectFailures = 0
+    private var retryNotBefore: ContinuousClock.Instant?
+    private var lastConnectError: RedisError?
+    private var socketTimeout: Duration
+    private let health: ConnectHealth
+
+    init(configuration: RedisConfiguration, health: ConnectHealth = ConnectHealth()) {
+        self.configuration = configuration
+        self.socketTimeout = configuration.commandTimeout
+        self.health = health
+    }
+
+    deinit { disconnect() }
+
+    var isConnected: Bool { context != nil }
+
+    func disconnect() {
+        if let context { redisFree(context) }
+        context = nil
+    }
+
+    // MARK: Connecting
+
+    private func ensureConnected() throws(RedisError) -> UnsafeMutablePointer<redisContext> {
+        if let context { return context }
+        if let notBefore = retryNotBefore, ContinuousClock.now < notBefore, let lastConnectError,
+            !health.someoneConnected(after: notBefore - .seconds(1))
+        {
+            throw lastConnectError
+        }
+        do {
+            let ctx = try connect()
+            consecutiveConnectFailures = 0
+            retryNotBefore = nil
+            lastConnectError = nil
+            context = ctx
+            health.connected()
+            return ctx
+        } catch {
+            consecutiveConnectFailures += 1
+            let backoffMs = min(1000, 25 << min(consecutiveConnectFailures, 6))
+            retryNotBefore = ContinuousClock.now + .milliseconds(backoffMs)
+            lastConnectError = error
+            throw error
+        }
+    }
+
+    private func connect() throws(RedisError) -> UnsafeMutablePointer<redisContext> {
+        let endpoint = configuration.endpointDescription
+        let tv = Self.timeval(configuration.connectTimeout)
+        let made: UnsafeMutablePointer<redisContext>?
+        switch configuration.endpoint {
+        case .tcp(let host, let port): made = redisConnectWithTimeout(host, Int32(port), tv)
+        case .unix(let path): made = redisConnectUnixWithTimeout(path, tv)
+        }
+        guard let ctx = made else {
+            throw .connectionFailed(endpoint: endpoint, reason: "out of memory allocating a hiredis context")
+        }
+        if ctx.pointee.err != 0 {
+            let reason = Self.errorString(ctx)
+            redisFree(ctx)
+            throw .connectionFailed(endpoint: endpoint, reason: reason)
+        }
+        socketTimeout = configuration.commandTimeout
+        redisSetTimeout(ctx, Self.timeval(socketTimeout))
+        // Keep-alive is TCP only: on a unix socket it fails and leaves the context in an error state.
+        if case .tcp = configuration.endpoint { redisEnableKeepAlive(ctx) }
+        do throws(RedisError) {
+            if let password = configuration.password {
+                var args = ["AUTH"]
+                if let user = configuration.username { args.append(user) }
+                args.append(password)
+                if case .error(let message) = try Self.roundTrip(ctx, [RedisCommand(args)], endpoint: endpoint)[0] {
+                    throw RedisError.connectionFailed(endpoint: endpoint, reason: "AUTH rejected: \(message)")
+                }
+            } else if let user = configuration.username {
+                throw RedisError.connectionFailed(endpoint: endpoint, reason: "a username ('\(user)') was given without a password")
+            }
+            if configuration.database != 0 {
+                let reply = try Self.roundTrip(ctx, [RedisCommand(["SELECT", String(configuration.database)])], endpoint: endpoint)[0]
+                if case .error(let message) = reply {
+                    throw RedisError.connectionFailed(endpoint: endpoint, reason: "SELECT \(configuration.database) rejected: \(message)")
+                }
+            }
+        } catch {
+            redisFree(ctx)
+            if case .connectionLost(_, let reason) = error { throw .connectionFailed(endpoint: endpoint, reason: reason) }
+            throw error
+        }
+        return ctx
+    }
+
+    // MARK: Commands
+
+    /// Sends one command and reads its reply. Error replies are returned as `.error`, not thrown.
+    func send(_ command: RedisCommand) throws(RedisError) -> RedisReply {
+        try pipeline([command])[0]
+    }
+
+    /// Sends several commands in one write and reads all replies (one round trip).
+    func pipeline(_ commands: [RedisCommand]) throws(RedisError) -> [RedisReply] {
+        let ctx = try ensureConnected()
+        do {
+            return try Self.roundTrip(ctx, commands, endpoint: configuration.endpointDescription)
+        } catch {
+            disconnect()
+            throw error
+        }
+    }
+
+    /// Runs a blocking command (BLMOVE, BRPOP…) whose server-side timeout is `blockingFor`: the socket timeout is
+    /// raised above it for this call only, so a quiet queue is not mistaken for a dead connection.
+    func blocking(_ command: RedisCommand, blockingFor: Duration) throws(RedisError) -> RedisReply {
+        let ctx = try ensureConnected()
+        let needed = blockingFor + configuration.commandTimeout
+        redisSetTimeout(ctx, Self.timeval(needed))
+        defer {
+            if let context { redisSetTimeout(context, Self.timeval(socketTimeout)) }
+        }
+        do {
+            return try Self.roundTrip(ctx, [command], endpoint: configuration.endpointDescription)[0]
+        } catch {
+            disconnect()
+            throw error
+        }
+    }
+
+    private static func roundTrip(
+        _ ctx: UnsafeMutablePointer<redisContext>,
+        _ commands: [RedisCommand],
+        endpoint: String
+    ) throws(RedisError) -> [RedisReply] {
+        for command in commands {
+            let rc = command.withArgv { argc, argv, lens in redisAppendCommandArgv(ctx, argc, argv, lens) }
+            if rc != REDIS_OK {
+                throw .connectionLost(endpoint: endpoint, reason: errorString(ctx))
+            }
+        }
+        var replies: [RedisReply] = []
+        replies.reserveCapacity(commands.count)
+        for _ in commands {
+            var raw: UnsafeMutableRawPointer?
+            if redisGetReply(ctx, &raw) != REDIS_OK || raw == nil {
+                throw .connectionLost(endpoint: endpoint, reason: errorString(ctx))
+            }
+            let reply = raw!.assumingMemoryBound(to: redisReply.self)
+            replies.append(convert(reply))
+            freeReplyObject(raw)
+        }
+        return replies
+    }
+
+    private static func convert(_ reply: UnsafeMutablePointer<redisReply>) -> RedisReply {
+        let r = reply.pointee
+        switch r.type {
+        case REDIS_REPLY_STRING:
+            guard let str = r.str else { return .bulk([]) }
+            return .bulk(Array(UnsafeRawBufferPointer(start: str, count: r.len)))
+        case REDIS_REPLY_STATUS:
+            return .status(r.str.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: r.len), as: UTF8.self) } ?? "")
+        case REDIS_REPLY_ERROR:
+            return .error(r.str.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: r.len), as: UTF8.self) } ?? "")
+        case REDIS_REPLY_INTEGER:
+            return .integer(r.integer)
+        case REDIS_REPLY_NIL:
+            return .null
+        case REDIS_REPLY_ARRAY:
+            var items: [RedisReply] = []
+            items.reserveCapacity(r.elements)
+            for i in 0..<r.elements {
+                if let element = r.element[i] { items.append(convert(element)) } else { items.append(.null) }
+            }
+            return .array(items)
+        default:
+            return .error("unknown hiredis reply type \(r.type)")
+        }
+    }
+
+    private static func errorString(_ ctx: UnsafeMutablePointer<redisContext>) -> String {
+        let message = withUnsafeBytes(of: ctx.pointee.errstr) { raw -> String in
+            let bytes = raw.bindMemory(to: UInt8.self)
+            let end = bytes.firstIndex(of: 0) ?? bytes.count
+            return String(decoding: bytes[..<end], as: UTF8.self)
+        }
+        switch ctx.pointee.err {
+        case REDIS_ERR_EOF: return message.isEmpty ? "server closed the connection" : message
+        case REDIS_ERR_IO:
+            // errno EAGAIN on a blocking socket with SO_RCVTIMEO means the reply did not arrive in time.
+            if message.contains("Resource temporarily unavailable") { return "no reply within the command timeout" }
+            return message.isEmpty ? "I/O error" : message
+        default: return message.isEmpty ? "error \(ctx.pointee.err)" : message
+        }
+    }
+
+    static func timeval(_ d: Duration) -> Glibc.timeval {
+        let (seconds, attoseconds) = d.components
+        return Glibc.timeval(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))
+    }
+}
+
+/// Shared by the connections of one pool: when one of them reconnects, the others skip the rest of their back-off
+/// instead of failing fast against a Redis that is already back.
+final class ConnectHealth: @unchecked Sendable {
+    private let lock = NSLock()
+    private var lastConnect: ContinuousClock.Instant?
+
+    func connected() {
+        lock.lock()
+        lastConnect = .now
+        lock.unlock()
+    }
+
+    func someoneConnected(after instant: ContinuousClock.Instant) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return lastConnect.map { $0 > instant } ?? false
+    }
+}

@@ -1,0 +1,292 @@
+import Foundation
+import Testing
+
+@testable import Shared
+
+/// Queue transitions against a real redis-server.
+@Suite struct JobQueueTests {
+    static func settings() -> QueueSettings {
+        var s = QueueSettings()
+        s.leaseDuration = .milliseconds(400)
+        s.reserveBlockTimeout = .milliseconds(100)
+        s.retry = RetryPolicy(maxAttempts: 3, base: .milliseconds(50), maximum: .milliseconds(200), jitter: 0.5)
+        s.retention = .seconds(3600)
+        return s
+    }
+
+    static func job(_ agent: String = "dev", repo: String = "acme/widgets", number: Int = 1, _ extra: [(String, String)] = []) -> NewJob {
+        NewJob(
+            agent: agent, session: SessionKey(agent: agent, repository: repo, number: number),
+            fields: [("forge", "forgejo"), ("event", "issue_comment"), ("repo", repo), ("number", String(number)), ("prompt", "hi")] + extra)
+    }
+
+    let server: RedisServer
+    let queue: JobQueue
+    let keys = KeySchema()
+
+    init() throws {
+        server = try RedisServer()
+        queue = JobQueue(redis: server.client(), settings: Self.settings())
+    }
+
+    @Test func enqueueWritesRecordAndQueueAtomically() async throws {
+        let j = Self.job()
+        let result = try await queue.enqueue([j], delivery: (forge: "forgejo", id: "d-1"))
+        #expect(result == .queued([j.id]))
+        let record = try #require(try await queue.job(j.id))
+        #expect(record["status"] == "queued")
+        #expect(record["agent"] == "dev")
+        #expect(record["session"] == "dev:acme/widgets:1")
+        #expect(record["attempts"] == "0")
+        #expect(record["max_attempts"] == "3")
+        #expect(record["prompt"] == "hi")
+        #expect(Timestamp.parse(record["created_at"] ?? "") != nil)
+        #expect(try await queue.redis.send("LRANGE", keys.queue("dev"), "0", "-1").strings == [j.id])
+        #expect(try await queue.redis.send("GET", keys.delivery(forge: "forgejo", id: "d-1")).string == j.id)
+    }
+
+    @Test func redeliveryCreatesNothing() async throws {
+        let first = Self.job()
+        #expect(try await queue.enqueue([first], delivery: (forge: "github", id: "abc")) == .queued([first.id]))
+        let again = Self.job()
+        #expect(try await queue.enqueue([again], delivery: (forge: "github", id: "abc")) == .duplicate([first.id]))
+        #expect(try await queue.job(again.id) == nil)
+        #expect(try await queue.redis.send("LLEN", keys.queue("dev")).int == 1)
+        // The same delivery id from another forge is another delivery.
+        #expect(try await queue.enqueue([again], delivery: (forge: "gitea", id: "abc")) == .queued([again.id]))
+    }
+
+    @Test func reserveSucceedAndRetention() async throws {
+        let j = Self.job()
+        _ = try await queue.enqueue([j])
+        let consumer = queue.makeConsumer(worker: "w1")
+        let reserved = try #require(try await consumer.reserve(agents: ["dev"], home: "dev"))
+        #expect(reserved.id == j.id && reserved.attempt == 1 && reserved["prompt"] == "hi")
+        var record = try #require(try await queue.job(j.id))
+        #expect(record["status"] == "running" && record["worker"] == "w1" && record["attempts"] == "1")
+        #expect(try await queue.redis.send("LRANGE", keys.processing("w1"), "0", "-1").strings == [j.id])
+        #expect(try await queue.redis.send("LLEN", keys.queue("dev")).int == 0)
+
+        let result = try await queue.finish(reserved, worker: "w1", outcome: .succeeded, sessionID: "sess-1", fields: [("exit_code", "0")])
+        #expect(result == .succeeded)
+        record = try #require(try await queue.job(j.id))
+        #expect(record["status"] == "succeeded" && record["exit_code"] == "0" && record["session_id"] == "sess-1")
+        #expect(try await queue.sessionID(for: "dev:acme/widgets:1") == "sess-1")
+        #expect(try await queue.redis.send("LLEN", keys.processing("w1")).int == 0)
+        let ttl = try await queue.redis.send("TTL", keys.job(j.id)).int ?? -1
+        #expect(ttl > 3500 && ttl <= 3600)
+        #expect(try await queue.redis.send("EXISTS", keys.pending("dev:acme/widgets:1")).int == 0)
+    }
+
+    @Test func failuresRetryWithBackoffThenDie() async throws {
+        let j = Self.job()
+        _ = try await queue.enqueue([j])
+        let consumer = queue.makeConsumer(worker: "w1")
+        var attempts: [Int] = []
+        var delays: [Double] = []
+        while true {
+            let started = Date()
+            guard let reserved = try await consumer.reserve(agents: ["dev"], home: "dev") else {
+                try await queue.promoteDue()
+                continue
+            }
+            if let last = delays.popLast() { delays.append(Date().timeIntervalSince(started) + last) }
+            attempts.append(reserved.attempt)
+            let finishedAt = Date()
+            let result = try await queue.finish(
+                reserved, worker: "w1", outcome: .failed(error: "boom \(reserved.attempt)", retryable: true), now: finishedAt)
+            if case .retryScheduled(let at) = result {
+                let record = try #require(try await queue.job(j.id))
+                #expect(record["status"] == "failed" && record["error"] == "boom \(reserved.attempt)")
+                #expect(try await queue.redis.send("ZSCORE", keys.delayed, j.id).string != nil)
+                let wait = at.timeIntervalSince(finishedAt)
+                // base 50 ms × 2^(n−1), jitter down to half, cap 200 ms
+                let nominal = min(0.05 * pow(2, Double(reserved.attempt - 1)), 0.2)
+                #expect(wait <= nominal + 0.001 && wait >= nominal / 2 - 0.001, "attempt \(reserved.attempt): waited \(wait)")
+                // Not promoted before it is due.
+                #expect(try await queue.promoteDue(now: Date().addingTimeInterval(-1)) == 0)
+                continue
+            }
+            #expect(result == .dead)
+            break
+        }
+        #expect(attempts == [1, 2, 3])
+        let record = try #require(try await queue.job(j.id))
+        #expect(record["status"] == "dead" && record["error"] == "boom 3")
+        #expect(try await queue.redis.send("LRANGE", keys.dead, "0", "-1").strings == [j.id])
+        #expect(try await queue.redis.send("ZCARD", keys.delayed).int == 0)
+    }
+
+    @Test func notRetryableGoesStraightToDead() async throws {
+        let j = Self.job()
+        _ = try await queue.enqueue([j])
+        let reserved = try #require(try await queue.reserveAny(worker: "w", agents: ["dev"]))
+        #expect(try await queue.finish(reserved, worker: "w", outcome: .failed(error: "bad prompt", retryable: false)) == .dead)
+    }
+
+    @Test func vanishedConsumerIsRecoveredAndJobCompletedExactlyOnce() async throws {
+        let j = Self.job()
+        _ = try await queue.enqueue([j])
+        // Worker A takes the job, heartbeats once, then vanishes (no more heartbeats).
+        try await queue.heartbeat(worker: "A", info: ["host": "a"])
+        let a = try #require(try await queue.makeConsumer(worker: "A").reserve(agents: ["dev"], home: "dev"))
+        // While A's lease is alive, recovery leaves it alone.
+        #expect(try await queue.recoverExpired().isEmpty)
+        try await Task.sleep(for: .milliseconds(500))
+        let recovered = try await queue.recoverExpired()
+        #expect(recovered == [.init(worker: "A", jobID: j.id, outcome: "requeued")])
+        #expect(try await queue.redis.send("ZSCORE", keys.workers, "A") == .null)
+        var record = try #require(try await queue.job(j.id))
+        #expect(record["status"] == "queued" && (record["error"] ?? "").contains("worker A stopped"))
+
+        // Worker B completes it.
+        try await queue.heartbeat(worker: "B", info: [:])
+        let b = try #require(try await queue.makeConsumer(worker: "B").reserve(agents: ["dev"], home: "dev"))
+        #expect(b.id == j.id && b.attempt == 2)
+        #expect(try await queue.finish(b, worker: "B", outcome: .succeeded, sessionID: "from-B") == .succeeded)
+        // A comes back from the dead and tries to write its result: refused, nothing overwritten.
+        let late = try await queue.finish(a, worker: "A", outcome: .failed(error: "late", retryable: true), sessionID: "from-A")
+        #expect(late == .lost(currentStatus: "succeeded", currentWorker: "B"))
+        record = try #require(try await queue.job(j.id))
+        #expect(record["status"] == "succeeded" && record["session_id"] == "from-B")
+        #expect(try await queue.sessionID(for: j.session.description) == "from-B")
+        #expect(try await queue.redis.send("ZCARD", keys.delayed).int == 0)
+    }
+
+    @Test func recoveryOfLastAttemptBuriesTheJob() async throws {
+        let j = Self.job("dev", number: 2, [("max_attempts", "1")])
+        _ = try await queue.enqueue([j])
+        _ = try #require(try await queue.reserveAny(worker: "gone", agents: ["dev"]))
+        try await queue.redis.send("ZADD", keys.workers, "0", "gone")
+        #expect(try await queue.recoverExpired() == [.init(worker: "gone", jobID: j.id, outcome: "dead")])
+        #expect(try await queue.job(j.id)?["status"] == "dead")
+        #expect(try await queue.redis.send("LRANGE", keys.dead, "0", "-1").strings == [j.id])
+    }
+
+    @Test func restartingWorkerReclaimsItsOwnJobs() async throws {
+        let j = Self.job()
+        _ = try await queue.enqueue([j])
+        try await queue.heartbeat(worker: "stable", info: [:])
+        _ = try #require(try await queue.reserveAny(worker: "stable", agents: ["dev"]))
+        // Same name, new process, lease still alive: it must not wait for its own lease to expire.
+        let recovered = try await queue.recoverExpired(forcing: "stable")
+        #expect(recovered.map(\.jobID) == [j.id])
+        #expect(try await queue.job(j.id)?["status"] == "queued")
+    }
+
+    @Test func releaseGivesTheJobBackWithoutCountingTheAttempt() async throws {
+        let j = Self.job()
+        _ = try await queue.enqueue([j])
+        let r = try #require(try await queue.reserveAny(worker: "w", agents: ["dev"]))
+        #expect(try await queue.release(r, worker: "w", reason: "worker shutting down"))
+        let record = try #require(try await queue.job(j.id))
+        #expect(record["status"] == "queued" && record["attempts"] == "0")
+        #expect(try await queue.redis.send("LRANGE", keys.queue("dev"), "0", "-1").strings == [j.id])
+        #expect(try await queue.release(r, worker: "w", reason: "again") == false)
+    }
+
+    @Test func laterJobOfABusySessionWaitsAndIsHandedOn() async throws {
+        let first = Self.job(number: 7)
+        let second = Self.job(number: 7)
+        let other = Self.job(number: 8)
+        _ = try await queue.enqueue([first])
+        _ = try await queue.enqueue([second])
+        _ = try await queue.enqueue([other])
+        let r1 = try #require(try await queue.reserveAny(worker: "w1", agents: ["dev"]))
+        #expect(r1.id == first.id)
+        // The second job of session 7 is parked; the job of session 8 runs meanwhile.
+        let r2 = try #require(try await queue.reserveAny(worker: "w2", agents: ["dev"]))
+        #expect(r2.id == other.id)
+        #expect(try await queue.job(second.id)?["status"] == "waiting")
+        #expect(try await queue.job(second.id)?["waiting_for"] == first.id)
+        #expect(try await queue.redis.send("LLEN", keys.queue("dev")).int == 0)
+        #expect(try await queue.redis.send("LLEN", keys.processing("w2")).int == 1)
+        // When the first ends, the second goes back on the queue and runs next.
+        _ = try await queue.finish(r1, worker: "w1", outcome: .succeeded, sessionID: "s7")
+        #expect(try await queue.job(second.id)?["status"] == "queued")
+        let r3 = try #require(try await queue.reserveAny(worker: "w1", agents: ["dev"]))
+        #expect(r3.id == second.id)
+    }
+
+    @Test func waitingJobsSurviveTheHoldersDeath() async throws {
+        let first = Self.job(number: 9)
+        let second = Self.job(number: 9)
+        _ = try await queue.enqueue([first])
+        _ = try await queue.enqueue([second])
+        try await queue.heartbeat(worker: "doomed", info: [:])
+        _ = try #require(try await queue.reserveAny(worker: "doomed", agents: ["dev"]))
+        #expect(try await queue.reserveAny(worker: "other", agents: ["dev"]) == nil)  // second parks
+        try await Task.sleep(for: .milliseconds(500))
+        try await queue.recoverExpired()
+        let again = try #require(try await queue.reserveAny(worker: "other", agents: ["dev"]))
+        #expect(again.id == first.id)
+        _ = try await queue.finish(again, worker: "other", outcome: .succeeded)
+        let next = try #require(try await queue.reserveAny(worker: "other", agents: ["dev"]))
+        #expect(next.id == second.id)
+    }
+
+    @Test func sessionDropsAndIdleSweep() async throws {
+        try await queue.redis.send("HSET", keys.sessions, "dev:a/b:1", "old", "dev:a/b:2", "fresh")
+        let now = Date()
+        try await queue.redis.send("ZADD", keys.sessionsUsed, String(Timestamp.milliseconds(now) - 40 * 24 * 3600 * 1000), "dev:a/b:1")
+        try await queue.redis.send("ZADD", keys.sessionsUsed, String(Timestamp.milliseconds(now)), "dev:a/b:2")
+        #expect(try await queue.sweep(now: now) == ["dev:a/b:1"])
+        #expect(try await queue.sessionID(for: "dev:a/b:1") == nil)
+        #expect(try await queue.sessionID(for: "dev:a/b:2") == "fresh")
+        // Closing an issue drops its sessions atomically with the delivery record.
+        _ = try await queue.enqueue([], delivery: (forge: "gitea", id: "close-1"), dropSessions: ["dev:a/b:2"])
+        #expect(try await queue.sessionID(for: "dev:a/b:2") == nil)
+    }
+
+    @Test func perSessionOrderUnderConcurrency() async throws {
+        // 8 consumers, 200 jobs over 10 sessions (two agents): within a session one at a time, in enqueue order;
+        // different sessions overlap.
+        var expected: [String: [String]] = [:]
+        for i in 0..<200 {
+            let agent = i % 2 == 0 ? "dev" : "boss"
+            let j = Self.job(agent, number: i % 10)
+            expected[j.session.description, default: []].append(j.id)
+            _ = try await queue.enqueue([j])
+        }
+        let log = RunLog()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for c in 0..<8 {
+                let consumer = queue.makeConsumer(worker: "c\(c)")
+                let queue = self.queue
+                group.addTask {
+                    while await log.count < 200 {
+                        guard let job = try await consumer.reserve(agents: ["dev", "boss"], home: c % 2 == 0 ? "dev" : "boss") else { continue }
+                        let start = ContinuousClock.now
+                        try await Task.sleep(for: .microseconds(Int.random(in: 200...3000)))
+                        await log.record(session: job.session, id: job.id, start: start, end: ContinuousClock.now)
+                        _ = try await queue.finish(job, worker: "c\(c)", outcome: .succeeded)
+                    }
+                    consumer.close()
+                }
+            }
+            try await group.waitForAll()
+        }
+        let runs = await log.runs
+        #expect(runs.count == 200)
+        var overlapAcrossSessions = false
+        for (session, ids) in expected {
+            let mine = runs.filter { $0.session == session }.sorted { $0.start < $1.start }
+            #expect(mine.map(\.id) == ids, "session \(session) ran out of order")
+            for (a, b) in zip(mine, mine.dropFirst()) { #expect(a.end <= b.start, "session \(session) overlapped") }
+        }
+        for a in runs {
+            if runs.contains(where: { $0.session != a.session && $0.start < a.end && a.start < $0.end }) { overlapAcrossSessions = true; break }
+        }
+        #expect(overlapAcrossSessions)
+        #expect(try await queue.redis.send("KEYS", "hooks:pending:*").array?.isEmpty == true)
+    }
+}
+
+actor RunLog {
+    struct Run { let session: String; let id: String; let start: ContinuousClock.Instant; let end: ContinuousClock.Instant }
+    var runs: [Run] = []
+    var count: Int { runs.count }
+    func record(session: String, id: String, start: ContinuousClock.Instant, end: ContinuousClock.Instant) {
+        runs.append(Run(session: session, id: id, start: start, end: end))
+    }
+}

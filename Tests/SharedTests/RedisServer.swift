@@ -1,0 +1,101 @@
+import Foundation
+import Testing
+
+@testable import Shared
+
+/// A throwaway `redis-server` on a free loopback port, for one test. Stopped (and its directory removed) by `stop()`.
+final class RedisServer: @unchecked Sendable {
+    let port: Int
+    let directory: URL
+    private var process: ChildProcess?
+    let extraArguments: [String]
+
+    static func binary() throws -> String {
+        for path in ["/usr/bin/redis-server", "/usr/local/bin/redis-server"] where FileManager.default.isExecutableFile(atPath: path) {
+            return path
+        }
+        throw TestSetupError("redis-server is not installed: run `apt-get install -y redis-server` (or `bash .ci/run`, which does)")
+    }
+
+    init(extraArguments: [String] = []) throws {
+        self.port = try freePort()
+        self.directory = FileManager.default.temporaryDirectory.appendingPathComponent("redis-test-\(UUID().uuidString)")
+        self.extraArguments = extraArguments
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try start()
+    }
+
+    var url: String { "redis://127.0.0.1:\(port)" }
+    var configuration: RedisConfiguration {
+        var c = try! RedisConfiguration(url: url)
+        c.connectTimeout = .milliseconds(500)
+        c.commandTimeout = .seconds(5)
+        return c
+    }
+
+    func start() throws {
+        process = try ChildProcess(
+            try Self.binary(),
+            [
+                "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--dir", directory.path, "--daemonize", "no", "--loglevel", "warning",
+            ] + extraArguments)
+        // Wait until it accepts connections.
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            if canConnect(port: port) { return }
+            usleep(10_000)
+        }
+        throw TestSetupError("redis-server did not start on port \(port) within 10 s")
+    }
+
+    func stop() {
+        process?.terminate()
+        process = nil
+    }
+
+    deinit {
+        stop()
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// A client for this server.
+    func client(connections: Int = 4) -> RedisClient {
+        RedisClient(configuration: configuration, connections: connections)
+    }
+}
+
+struct TestSetupError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = 0
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { ptr -> Int32 in
+            guard bind(fd, ptr, len) == 0 else { return -1 }
+            return getsockname(fd, ptr, &len)
+        }
+    }
+    guard bound == 0 else { throw TestSetupError("no free port: \(String(cString: strerror(errno)))") }
+    return Int(UInt16(bigEndian: addr.sin_port))
+}
+
+func canConnect(port: Int) -> Bool {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = UInt16(port).bigEndian
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    return withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+    }
+}
