@@ -1,23 +1,24 @@
 import Foundation
-import Testing
-
-@testable import Shared
+import Shared
 
 /// A throwaway `redis-server` on a free loopback port, for one test. Stopped (and its directory removed) by `stop()`.
-final class RedisServer: @unchecked Sendable {
-    let port: Int
-    let directory: URL
-    private var process: ChildProcess?
+public final class RedisServer: @unchecked Sendable {
+    public private(set) var port: Int
+    public let directory: URL
+    private var process: ChildProcess? {
+        didSet { if process != nil { started = true } }
+    }
+    private var started = false
     let extraArguments: [String]
 
-    static func binary() throws -> String {
+    public static func binary() throws -> String {
         for path in ["/usr/bin/redis-server", "/usr/local/bin/redis-server"] where FileManager.default.isExecutableFile(atPath: path) {
             return path
         }
         throw TestSetupError("redis-server is not installed: run `apt-get install -y redis-server` (or `bash .ci/run`, which does)")
     }
 
-    init(extraArguments: [String] = []) throws {
+    public init(extraArguments: [String] = []) throws {
         self.port = try freePort()
         self.directory = FileManager.default.temporaryDirectory.appendingPathComponent("redis-test-\(UUID().uuidString)")
         self.extraArguments = extraArguments
@@ -25,31 +26,43 @@ final class RedisServer: @unchecked Sendable {
         try start()
     }
 
-    var url: String { "redis://127.0.0.1:\(port)" }
-    var configuration: RedisConfiguration {
+    public var url: String { "redis://127.0.0.1:\(port)" }
+    public var configuration: RedisConfiguration {
         var c = try! RedisConfiguration(url: url)
         c.connectTimeout = .milliseconds(500)
         c.commandTimeout = .seconds(5)
         return c
     }
 
-    func start() throws {
-        process = try ChildProcess(
-            try Self.binary(),
-            [
-                "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--dir", directory.path, "--daemonize", "no", "--loglevel", "warning",
-            ] + extraArguments)
-        // Wait until it accepts connections.
-        let deadline = Date().addingTimeInterval(10)
-        while Date() < deadline {
-            if canConnect(port: port) { return }
-            usleep(10_000)
+    /// Starts redis-server on `port`. On first start, a port taken meanwhile by a parallel test is replaced by another.
+    public func start() throws {
+        for attempt in 0..<5 {
+            let process = try ChildProcess(
+                try Self.binary(),
+                [
+                    "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                    "--dir", directory.path, "--daemonize", "no", "--loglevel", "warning",
+                ] + extraArguments)
+            let deadline = Date().addingTimeInterval(10)
+            while Date() < deadline && process.isRunning {
+                // Connectable *and* still ours: a port taken by another test's server would also accept.
+                if canConnect(port: port), process.isRunning, usleep(20_000) == 0, process.isRunning {
+                    self.process = process
+                    return
+                }
+                usleep(10_000)
+            }
+            process.terminate()
+            if !started && attempt < 4 {
+                port = try freePort()
+                continue
+            }
+            break
         }
-        throw TestSetupError("redis-server did not start on port \(port) within 10 s")
+        throw TestSetupError("redis-server did not start on port \(port)")
     }
 
-    func stop() {
+    public func stop() {
         process?.terminate()
         process = nil
     }
@@ -60,17 +73,17 @@ final class RedisServer: @unchecked Sendable {
     }
 
     /// A client for this server.
-    func client(connections: Int = 4) -> RedisClient {
+    public func client(connections: Int = 4) -> RedisClient {
         RedisClient(configuration: configuration, connections: connections)
     }
 }
 
-struct TestSetupError: Error, CustomStringConvertible {
-    let description: String
-    init(_ d: String) { description = d }
+public struct TestSetupError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
 }
 
-func freePort() throws -> Int {
+public func freePort() throws -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
     var addr = sockaddr_in()
@@ -88,7 +101,7 @@ func freePort() throws -> Int {
     return Int(UInt16(bigEndian: addr.sin_port))
 }
 
-func canConnect(port: Int) -> Bool {
+public func canConnect(port: Int) -> Bool {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
     var addr = sockaddr_in()

@@ -2,13 +2,13 @@ import Foundation
 
 /// A child process started with posix_spawn and reaped with waitpid. (Foundation's `Process.waitUntilExit` can hang
 /// when called from a Swift concurrency thread on Linux, so tests do not use it.)
-final class ChildProcess: @unchecked Sendable {
-    let pid: pid_t
+public final class ChildProcess: @unchecked Sendable {
+    public let pid: pid_t
     private var reaped = false
     private let lock = NSLock()
 
     /// Starts `path` with `arguments`; stdout/stderr go to `output` (a file path) or /dev/null.
-    init(_ path: String, _ arguments: [String], environment: [String: String]? = nil, output: String? = nil) throws {
+    public init(_ path: String, _ arguments: [String], environment: [String: String]? = nil, output: String? = nil) throws {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -41,7 +41,7 @@ final class ChildProcess: @unchecked Sendable {
 
     /// Sends `signal` and waits for the process to exit; returns its wait status.
     @discardableResult
-    func terminate(signal: Int32 = SIGTERM) -> Int32 {
+    public func terminate(signal: Int32 = SIGTERM) -> Int32 {
         lock.lock()
         defer { lock.unlock() }
         if reaped { return 0 }
@@ -53,7 +53,7 @@ final class ChildProcess: @unchecked Sendable {
     }
 
     /// Waits for the process to exit on its own; returns the exit code (or 128+signal).
-    func wait() -> Int32 {
+    public func wait() -> Int32 {
         lock.lock()
         defer { lock.unlock() }
         var status: Int32 = 0
@@ -64,7 +64,7 @@ final class ChildProcess: @unchecked Sendable {
         return sig != 0 ? 128 + sig : code
     }
 
-    var isRunning: Bool {
+    public var isRunning: Bool {
         lock.lock()
         defer { lock.unlock() }
         if reaped { return false }

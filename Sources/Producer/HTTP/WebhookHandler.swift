@@ -1,0 +1,164 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import Metrics
+import Shared
+
+/// Verifies, normalizes, routes, dedups and enqueues one webhook delivery.
+///
+/// Answers: 401 bad/missing signature, 413 body over the limit, 415 not JSON, 400 malformed payload or missing headers
+/// (naming the field), 404 unknown forge, 200 ping / duplicate delivery, 202 ignored or accepted (with job ids),
+/// 503 + Retry-After when Redis does not answer. A 2xx is only sent once Redis has the jobs; a 4xx never leaves a job.
+struct WebhookHandler: Sendable {
+    let config: AppConfig
+    let queue: JobQueue
+    let router: EventRouter
+    let verifiers: [Forge: SignatureVerifier]
+    let proxies: TrustedProxies
+    let logger: Logger
+
+    init(config: AppConfig, queue: JobQueue, router: EventRouter, logger: Logger) throws {
+        self.config = config
+        self.queue = queue
+        self.router = router
+        self.verifiers = config.forges.reduce(into: [:]) { $0[$1.key] = SignatureVerifier(forge: $1.key, secrets: $1.value.secrets) }
+        self.proxies = try TrustedProxies(config.producer.trustedProxies)
+        self.logger = logger
+    }
+
+    func handle(forgeName: String, request: Request, context: WebhookContext) async -> Response {
+        let start = ContinuousClock.now
+        var log = logger
+        let header: (String) -> String? = { name in HTTPField.Name(name).flatMap { request.headers[$0] } }
+        let client = proxies.clientAddress(peer: context.remoteAddress?.ipAddress, forwardedFor: header("x-forwarded-for"))
+        log[metadataKey: "client"] = "\(client)"
+        log[metadataKey: "forge"] = "\(forgeName)"
+
+        func answer(_ response: Response, outcome: String, event: String = "-", _ message: String, level: Logger.Level = .info) -> Response {
+            Counter(label: "webhook_requests_total", dimensions: [("forge", forgeName), ("event", event), ("outcome", outcome)]).increment()
+            Metrics.Timer(label: "webhook_request_duration_seconds", dimensions: [("outcome", outcome)]).recordInterval(since: start)
+            log.log(level: level, "\(message)", metadata: ["outcome": "\(outcome)", "status": "\(response.status.code)"])
+            return response
+        }
+
+        guard let forge = Forge(rawValue: forgeName), let verifier = verifiers[forge] else {
+            let known = config.forges.keys.map(\.rawValue).sorted().joined(separator: ", ")
+            return answer(
+                JSONResponse.error(.notFound, "no webhook endpoint for '\(forgeName)' (configured: \(known.isEmpty ? "none" : known))"),
+                outcome: "unknown_forge", "webhook for an unconfigured forge", level: .notice)
+        }
+
+        // 1. Raw body, limited.
+        var request = request
+        let body: [UInt8]
+        do {
+            let buffer = try await request.collectBody(upTo: config.producer.maxBodyBytes)
+            body = Array(buffer.readableBytesView)
+        } catch {
+            return answer(
+                JSONResponse.error(.contentTooLarge, "body larger than \(config.producer.maxBodyBytes) bytes (producer.max_body_bytes)"),
+                outcome: "too_large", "webhook body over the limit", level: .notice)
+        }
+
+        // 2. Signature over the exact bytes.
+        if let failure = verifier.verify(body: body, header: header) {
+            let message: String
+            switch failure {
+            case .missing(let names): message = "missing signature header (expected one of: \(names.joined(separator: ", ")))"
+            case .malformed(let name): message = "malformed signature in \(name)"
+            case .mismatch: message = "signature does not match any configured secret"
+            }
+            return answer(JSONResponse.error(.unauthorized, message), outcome: "unauthorized", "rejected webhook: \(message)", level: .warning)
+        }
+
+        // 3. Content type, headers.
+        let contentType = (header("content-type") ?? "").lowercased()
+        guard contentType.split(separator: ";").first?.trimmingCharacters(in: .whitespaces) == "application/json" else {
+            return answer(
+                JSONResponse.error(
+                    .unsupportedMediaType,
+                    "content type must be application/json, got '\(contentType)' (set the webhook's content type to application/json)"),
+                outcome: "unsupported_media_type", "webhook with wrong content type", level: .notice)
+        }
+        guard let (event, eventType) = EventNormalizer.eventHeader(forge: forge, header: header) else {
+            return answer(
+                JSONResponse.error(.badRequest, "missing event header"), outcome: "bad_request", "webhook without event header", level: .notice)
+        }
+        log[metadataKey: "event"] = "\(event)"
+        guard let delivery = EventNormalizer.deliveryHeader(forge: forge, header: header), !delivery.isEmpty, delivery.count <= 200 else {
+            return answer(
+                JSONResponse.error(.badRequest, "missing delivery id header (X-GitHub-Delivery / X-Gitea-Delivery / X-Forgejo-Delivery)"),
+                outcome: "bad_request", event: event, "webhook without delivery id", level: .notice)
+        }
+        log[metadataKey: "delivery.id"] = "\(delivery)"
+
+        // 4. Payload.
+        let normalized: ForgeEvent
+        do {
+            let payload = try EventNormalizer.parse(body)
+            if event == "ping" {
+                return answer(JSONResponse.make(.ok, ["pong": true]), outcome: "ping", event: event, "ping")
+            }
+            normalized = try EventNormalizer.normalize(forge: forge, event: event, eventType: eventType, payload: payload)
+        } catch let error as PayloadError {
+            return answer(JSONResponse.error(.badRequest, "\(error)"), outcome: "bad_request", event: event, "bad payload: \(error)", level: .notice)
+        } catch {
+            return answer(JSONResponse.error(.badRequest, "\(error)"), outcome: "bad_request", event: event, "bad payload: \(error)", level: .notice)
+        }
+        if !normalized.repository.isEmpty { log[metadataKey: "repo"] = "\(normalized.repository)" }
+        if let n = normalized.number { log[metadataKey: "number"] = "\(n)" }
+
+        // 5. Route.
+        let decision = router.route(normalized)
+        if decision.jobs.isEmpty && decision.dropSessions.isEmpty {
+            return answer(
+                JSONResponse.make(.accepted, ["ignored": decision.ignored ?? "no rule matches"]), outcome: "ignored", event: normalized.kind,
+                "ignored: \(decision.ignored ?? "")")
+        }
+
+        // 6. Dedup + enqueue, one atomic round trip.
+        let jobs = decision.jobs.map { routed in
+            NewJob(
+                agent: routed.agent,
+                session: SessionKey(agent: routed.agent, repository: normalized.repository, number: normalized.number ?? 0),
+                fields: [
+                    ("forge", forge.rawValue), ("event", normalized.kind), ("action", normalized.action), ("repo", normalized.repository),
+                    ("number", String(normalized.number ?? 0)), ("is_pull_request", normalized.isPullRequest ? "1" : "0"),
+                    ("delivery", delivery), ("sender", normalized.sender), ("rule", routed.rule), ("url", normalized.url ?? ""),
+                    ("title", normalized.title ?? ""), ("prompt", routed.prompt),
+                ])
+        }
+        let enqueueStart = ContinuousClock.now
+        let result: JobQueue.EnqueueResult
+        do {
+            result = try await queue.enqueue(jobs, delivery: (forge: forge.rawValue, id: delivery), dropSessions: decision.dropSessions)
+        } catch {
+            Counter(label: "redis_errors_total", dimensions: [("operation", "enqueue")]).increment()
+            return answer(
+                JSONResponse.error(.serviceUnavailable, "job store unavailable, retry later", headers: [.retryAfter: "5"]),
+                outcome: "unavailable", event: normalized.kind, "cannot enqueue: \(error)", level: .error)
+        }
+        Metrics.Timer(label: "enqueue_duration_seconds").recordInterval(since: enqueueStart)
+        switch result {
+        case .duplicate(let ids):
+            return answer(
+                JSONResponse.make(.ok, ["duplicate": true, "jobs": ids]), outcome: "duplicate", event: normalized.kind,
+                "duplicate delivery, nothing enqueued")
+        case .queued(let ids):
+            log[metadataKey: "job.ids"] = "\(ids.joined(separator: ","))"
+            var body: [String: Any] = ["jobs": ids, "agents": jobs.map(\.agent)]
+            if !decision.dropSessions.isEmpty { body["dropped_sessions"] = decision.dropSessions }
+            return answer(
+                JSONResponse.make(.accepted, body), outcome: "accepted", event: normalized.kind,
+                ids.isEmpty ? "sessions dropped (closed)" : "enqueued \(ids.count) job(s) for \(jobs.map(\.agent).joined(separator: ","))")
+        }
+    }
+}
+
+extension Metrics.Timer {
+    func recordInterval(since start: ContinuousClock.Instant) {
+        let elapsed = ContinuousClock.now - start
+        recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+    }
+}

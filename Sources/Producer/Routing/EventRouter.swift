@@ -1,0 +1,133 @@
+import Foundation
+import Mustache
+import Shared
+
+/// Decides, from the config's rules, which agents an event starts and with which prompt.
+struct EventRouter: Sendable {
+    struct RoutedJob: Sendable, Equatable {
+        let agent: String
+        let rule: String
+        let prompt: String
+    }
+
+    struct Decision: Sendable, Equatable {
+        var jobs: [RoutedJob] = []
+        /// Why nothing was started, when `jobs` is empty.
+        var ignored: String?
+        /// Sessions to drop (the issue or PR was closed).
+        var dropSessions: [String] = []
+    }
+
+    private struct CompiledRule: @unchecked Sendable {  // MustacheTemplate is immutable after parsing
+        let settings: RuleSettings
+        let template: MustacheTemplate
+    }
+
+    private let rules: [CompiledRule]
+    private let agents: [String: AgentSettings]
+    private let allowedSenders: Set<String>
+    private let botLogins: Set<String>
+
+    /// Compiles every rule's prompt template. - Throws: `ConfigError` naming the rule whose template is invalid.
+    init(config: AppConfig, file: String = "config") throws(ConfigError) {
+        var compiled: [CompiledRule] = []
+        for (i, rule) in config.rules.enumerated() {
+            do {
+                compiled.append(CompiledRule(settings: rule, template: try MustacheTemplate(string: "{{% CONTENT_TYPE: TEXT}}" + rule.prompt)))
+            } catch {
+                throw ConfigError(file: file, path: "rules[\(i)].prompt", problem: "invalid mustache template: \(error)")
+            }
+        }
+        rules = compiled
+        agents = config.agents
+        allowedSenders = config.allowedSenders
+        botLogins = config.botLogins
+    }
+
+    func route(_ event: ForgeEvent) -> Decision {
+        var decision = Decision()
+        guard RuleSettings.knownEvents.contains(event.kind), let number = event.number else {
+            decision.ignored = "event '\(event.kind)' is not routed"
+            return decision
+        }
+        if event.isClose {
+            decision.dropSessions = agents.keys.sorted().map { SessionKey(agent: $0, repository: event.repository, number: number).description }
+        }
+        let sender = event.sender.lowercased()
+        if botLogins.contains(sender) {
+            decision.ignored = "sender '\(event.sender)' is an agent's bot account (loop guard)"
+            return decision
+        }
+        if !allowedSenders.isEmpty && !allowedSenders.contains(sender) {
+            decision.ignored = "sender '\(event.sender)' is not on senders.allow"
+            return decision
+        }
+        var started: Set<String> = []
+        for rule in rules where !started.contains(rule.settings.agent) && matches(rule.settings, event) {
+            started.insert(rule.settings.agent)
+            decision.jobs.append(
+                RoutedJob(agent: rule.settings.agent, rule: rule.settings.name, prompt: render(rule.template, event, agent: rule.settings.agent)))
+        }
+        if decision.jobs.isEmpty {
+            decision.ignored = "no rule matches \(event.kind).\(event.action) on \(event.repository)#\(number) from \(event.sender)"
+        }
+        return decision
+    }
+
+    func matches(_ rule: RuleSettings, _ e: ForgeEvent) -> Bool {
+        guard rule.events.contains(e.kind) else { return false }
+        if !rule.actions.isEmpty && !rule.actions.contains(e.action) { return false }
+        if !rule.forges.isEmpty && !rule.forges.contains(e.forge.rawValue) { return false }
+        if !rule.repos.isEmpty && !rule.repos.contains(where: { Self.glob($0, e.repository) }) { return false }
+        if let pr = rule.pullRequest, pr != e.isPullRequest { return false }
+        if !rule.senders.isEmpty && !rule.senders.contains(e.sender.lowercased()) { return false }
+        if !rule.labels.isEmpty && !e.labels.contains(where: { rule.labels.contains($0.lowercased()) }) { return false }
+        if !rule.labelAdded.isEmpty && !e.labelsAdded.contains(where: { rule.labelAdded.contains($0.lowercased()) }) { return false }
+        if !rule.assignees.isEmpty {
+            let assigned = (e.assignees + [e.assigneeAdded].compactMap { $0 }).map { $0.lowercased() }
+            if !assigned.contains(where: rule.assignees.contains) { return false }
+        }
+        if !rule.reviewStates.isEmpty && !(e.reviewState.map(rule.reviewStates.contains) ?? false) { return false }
+        if rule.mention {
+            let text = e.comment ?? (e.kind == "issues" || e.kind == "pull_request" ? e.body : nil) ?? ""
+            let words = agents[rule.agent]?.mentions ?? ["@\(rule.agent)"]
+            if !words.contains(where: { Self.mentions(text, $0) }) { return false }
+        }
+        return true
+    }
+
+    /// Whole-word, case-insensitive: `@dev` matches "hey @dev," but not "@devops" or "me@dev.io".
+    static func mentions(_ text: String, _ word: String) -> Bool {
+        var searchRange = text.startIndex..<text.endIndex
+        while let r = text.range(of: word, options: .caseInsensitive, range: searchRange) {
+            let before = r.lowerBound == text.startIndex ? nil : text[text.index(before: r.lowerBound)]
+            let after = r.upperBound == text.endIndex ? nil : text[r.upperBound]
+            let isWordChar: (Character?) -> Bool = { c in c.map { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == "@" } ?? false }
+            let dotWord =
+                after == "." && r.upperBound < text.endIndex && text.index(after: r.upperBound) < text.endIndex
+                && isWordChar(text[text.index(after: r.upperBound)])
+            if !isWordChar(before) && !isWordChar(after) && !dotWord { return true }
+            searchRange = r.upperBound..<text.endIndex
+        }
+        return false
+    }
+
+    static func glob(_ pattern: String, _ text: String) -> Bool {
+        fnmatch(pattern, text, 1 << 4 /* FNM_CASEFOLD */) == 0
+    }
+
+    /// The values a prompt template can use.
+    static func context(_ e: ForgeEvent, agent: String) -> [String: Any] {
+        [
+            "agent": agent, "forge": e.forge.rawValue, "event": e.kind, "action": e.action, "repo": e.repository,
+            "owner": e.owner, "name": e.name, "number": e.number ?? 0, "is_pull_request": e.isPullRequest,
+            "kind_label": e.isPullRequest ? "pull request" : "issue", "sender": e.sender, "title": e.title ?? "",
+            "body": e.body ?? "", "comment": e.comment ?? "", "review_state": e.reviewState ?? "", "url": e.url ?? "",
+            "labels": e.labels.joined(separator: ", "), "assignees": e.assignees.joined(separator: ", "), "merged": e.merged,
+        ]
+    }
+
+    func render(_ template: MustacheTemplate, _ e: ForgeEvent, agent: String) -> String {
+        template.render(Self.context(e, agent: agent))
+    }
+}

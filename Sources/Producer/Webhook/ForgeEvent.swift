@@ -1,0 +1,37 @@
+import Shared
+
+/// One forge event in forge-neutral terms: what routing and prompt templates see.
+struct ForgeEvent: Sendable, Equatable {
+    var forge: Forge
+    /// `issues`, `issue_comment`, `pull_request`, `pull_request_review`, `pull_request_review_comment`, or the raw
+    /// event name for kinds that are not routed (`push`, `create`, `release`, …).
+    var kind: String
+    /// Normalized to GitHub's words: Gitea `synchronized` → `synchronize`, `label_updated` → `labeled`,
+    /// `label_cleared` → `unlabeled`, `reviewed` → `submitted`.
+    var action: String
+    /// `owner/name`.
+    var repository: String
+    var number: Int?
+    var isPullRequest: Bool
+    var sender: String
+    var labels: [String]
+    /// The label this event added, when the forge says which (GitHub `labeled`); Gitea's label events carry the full
+    /// set only, so every present label counts as added there.
+    var labelsAdded: [String]
+    var assignees: [String]
+    var assigneeAdded: String?
+    /// Comment or review body.
+    var comment: String?
+    /// `approved`, `changes_requested`, `commented` (reviews only).
+    var reviewState: String?
+    var url: String?
+    var title: String?
+    var body: String?
+    var merged: Bool
+    var state: String?
+
+    var owner: String { String(repository.split(separator: "/").first ?? "") }
+    var name: String { String(repository.split(separator: "/").last ?? "") }
+    /// True for an issue or pull request that was closed (or merged).
+    var isClose: Bool { (kind == "issues" || kind == "pull_request") && action == "closed" }
+}

@@ -1,0 +1,208 @@
+import Foundation
+import Yams
+
+/// The whole configuration file, shared by the producer and the workers. Built and validated once at start-up.
+public struct AppConfig: Sendable {
+    public var redisURL: String
+    public var keyPrefix: String
+    public var queue: QueueSettings
+    public var producer: ProducerSettings
+    public var forges: [Forge: ForgeSettings]
+    /// Only these senders may start an agent (empty = anyone not a bot).
+    public var allowedSenders: Set<String>
+    /// Accounts whose events never start an agent (the agents' own bot accounts; no loops).
+    public var botLogins: Set<String>
+    public var agents: [String: AgentSettings]
+    public var rules: [RuleSettings]
+
+    /// Loads and validates a config file. Secrets are resolved (from environment variables or files) here.
+    /// - Throws: `ConfigError` naming the key and the problem.
+    public static func load(path: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws(ConfigError) -> AppConfig {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigError(
+                file: path, path: "", problem: "cannot read the file (\(error.localizedDescription)); pass --config with the path of your config file"
+            )
+        }
+        return try parse(yaml: text, file: path, environment: environment)
+    }
+
+    public static func parse(yaml text: String, file: String = "config", environment: [String: String] = [:]) throws(ConfigError) -> AppConfig {
+        let parsed: Any?
+        do {
+            parsed = try Yams.load(yaml: text)
+        } catch {
+            throw ConfigError(file: file, path: "", problem: "not valid YAML: \(error)")
+        }
+        let root = ConfigNode(file: file, path: "", value: Self.normalize(parsed))
+        _ = try root.mapping(allowed: ["redis", "queue", "producer", "forges", "senders", "bots", "agents", "rules"])
+
+        let redis = root.child("redis")
+        _ = try redis.mapping(allowed: ["url", "prefix"])
+        let redisURL = try redis.child("url").string(default: "redis://127.0.0.1:6379")
+        do {
+            _ = try RedisConfiguration(url: redisURL)
+        } catch {
+            throw redis.child("url").error("\(error)")
+        }
+        let prefix = try redis.child("prefix").string(default: "hooks")
+        if prefix.isEmpty || prefix.contains(" ") { throw redis.child("prefix").error("must be a non-empty word without spaces") }
+
+        let queue = try Self.queueSettings(root.child("queue"))
+        let producer = try ProducerSettings(root.child("producer"))
+
+        var forges: [Forge: ForgeSettings] = [:]
+        let forgesNode = root.child("forges")
+        _ = try forgesNode.mapping(allowed: Set(Forge.allCases.map(\.rawValue)))
+        for forge in Forge.allCases where !forgesNode.child(forge.rawValue).isMissing {
+            forges[forge] = try ForgeSettings(forgesNode.child(forge.rawValue), environment: environment)
+        }
+
+        let senders = root.child("senders")
+        _ = try senders.mapping(allowed: ["allow"])
+        let allowed = Set(try senders.child("allow").strings().map { $0.lowercased() })
+
+        var agents: [String: AgentSettings] = [:]
+        for (name, node) in try root.child("agents").namedEntries() {
+            guard name.range(of: "^[a-z0-9][a-z0-9_-]*$", options: .regularExpression) != nil else {
+                throw node.error("agent names must be lower-case letters, digits, '-' or '_' (they name queues and containers)")
+            }
+            agents[name] = try AgentSettings(name: name, node)
+        }
+        var bots = Set(try root.child("bots").strings().map { $0.lowercased() })
+        for agent in agents.values { if let bot = agent.botLogin { bots.insert(bot.lowercased()) } }
+
+        var rules: [RuleSettings] = []
+        for node in try root.child("rules").items() {
+            let rule = try RuleSettings(node)
+            guard agents[rule.agent] != nil else {
+                throw node.child("agent").error("unknown agent '\(rule.agent)' (agents: \(agents.keys.sorted().joined(separator: ", ")))")
+            }
+            rules.append(rule)
+        }
+        return AppConfig(
+            redisURL: redisURL, keyPrefix: prefix, queue: queue, producer: producer, forges: forges, allowedSenders: allowed,
+            botLogins: bots, agents: agents, rules: rules)
+    }
+
+    public var redisConfiguration: RedisConfiguration { try! RedisConfiguration(url: redisURL) }
+    public var keys: KeySchema { KeySchema(prefix: keyPrefix) }
+
+    static func queueSettings(_ node: ConfigNode) throws(ConfigError) -> QueueSettings {
+        _ = try node.mapping(allowed: [
+            "max_attempts", "retry_base", "retry_max", "retry_jitter", "lease", "heartbeat", "retention", "dead_retention", "dedup_ttl",
+            "log_max_lines", "session_idle",
+        ])
+        var s = QueueSettings()
+        s.retry.maxAttempts = try node.child("max_attempts").int(default: s.retry.maxAttempts, range: 1...100)
+        s.retry.base = try node.child("retry_base").duration(default: s.retry.base)
+        s.retry.maximum = try node.child("retry_max").duration(default: s.retry.maximum)
+        let jitter = node.child("retry_jitter")
+        if !jitter.isMissing {
+            guard let j = (jitter.value as? Double) ?? (jitter.value as? Int).map(Double.init), (0...1).contains(j) else {
+                throw jitter.error("must be a number from 0 to 1")
+            }
+            s.retry.jitter = j
+        }
+        s.leaseDuration = try node.child("lease").duration(default: s.leaseDuration)
+        s.heartbeatInterval = try node.child("heartbeat").duration(default: min(s.heartbeatInterval, s.leaseDuration / 3))
+        if s.heartbeatInterval * 2 > s.leaseDuration {
+            throw node.child("heartbeat").error("must be at most half of queue.lease (\(s.leaseDuration)), or a slow heartbeat loses the lease")
+        }
+        s.retention = try node.child("retention").duration(default: s.retention)
+        s.deadRetention = try node.child("dead_retention").duration(default: s.deadRetention, allowZero: true)
+        s.dedupTTL = try node.child("dedup_ttl").duration(default: s.dedupTTL)
+        s.logMaxLines = try node.child("log_max_lines").int(default: s.logMaxLines, range: 10...1_000_000)
+        s.sessionIdle = try node.child("session_idle").duration(default: s.sessionIdle, allowZero: true)
+        return s
+    }
+
+    /// Yams gives `[AnyHashable: Any]`; turn keys into strings all the way down.
+    static func normalize(_ value: Any?) -> Any? {
+        if let dict = value as? [AnyHashable: Any] {
+            var out: [String: Any] = [:]
+            for (k, v) in dict { out["\(k.base)"] = normalize(v) ?? NSNull() }
+            return out
+        }
+        if let list = value as? [Any] { return list.map { normalize($0) ?? NSNull() } }
+        return value
+    }
+}
+
+/// The forges the producer accepts webhooks from; each has its own path (`/webhooks/<forge>`).
+public enum Forge: String, Sendable, CaseIterable, Hashable {
+    case forgejo, gitea, github
+}
+
+public struct ForgeSettings: Sendable {
+    /// Every currently valid secret (several during a rotation). Never logged.
+    public var secrets: [[UInt8]]
+
+    init(_ node: ConfigNode, environment: [String: String]) throws(ConfigError) {
+        _ = try node.mapping(allowed: ["secret_env", "secret_file"])
+        var secrets: [[UInt8]] = []
+        for (i, name) in try node.child("secret_env").strings().enumerated() {
+            guard let value = environment[name], !value.isEmpty else {
+                throw ConfigError(
+                    file: node.file, path: "\(node.path).secret_env[\(i)]",
+                    problem: "environment variable \(name) is not set or empty; export it with the webhook secret")
+            }
+            secrets.append(Array(value.utf8))
+        }
+        for (i, path) in try node.child("secret_file").strings().enumerated() {
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw ConfigError(file: node.file, path: "\(node.path).secret_file[\(i)]", problem: "cannot read secret file \(path)")
+            }
+            let value = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !value.isEmpty else {
+                throw ConfigError(file: node.file, path: "\(node.path).secret_file[\(i)]", problem: "secret file \(path) is empty")
+            }
+            secrets.append(Array(value.utf8))
+        }
+        guard !secrets.isEmpty else {
+            throw node.error("no secret: set secret_env (environment variable names) or secret_file (paths); secrets never go in this file")
+        }
+        self.secrets = secrets
+    }
+
+    public init(secrets: [[UInt8]]) { self.secrets = secrets }
+}
+
+public struct ProducerSettings: Sendable {
+    public var host = "0.0.0.0"
+    public var port = 8080
+    /// Health, readiness and metrics listen here, apart from the public webhook listener.
+    public var opsHost = "127.0.0.1"
+    public var opsPort = 9090
+    /// Extra path prefix under which the webhook routes are also served (`/hooks` → `/hooks/webhooks/github`).
+    public var pathPrefix = ""
+    public var maxBodyBytes = 1 << 20
+    /// Peers whose `X-Forwarded-For` is believed (exact addresses or CIDR blocks).
+    public var trustedProxies: [String] = ["127.0.0.1", "::1"]
+
+    public init() {}
+
+    init(_ node: ConfigNode) throws(ConfigError) {
+        _ = try node.mapping(allowed: ["listen", "ops_listen", "path_prefix", "max_body_bytes", "trusted_proxies"])
+        if let listen = try node.child("listen").string() { (host, port) = try Self.hostPort(listen, node.child("listen")) }
+        if let ops = try node.child("ops_listen").string() { (opsHost, opsPort) = try Self.hostPort(ops, node.child("ops_listen")) }
+        pathPrefix = try node.child("path_prefix").string(default: "")
+        if !pathPrefix.isEmpty {
+            if !pathPrefix.hasPrefix("/") { pathPrefix = "/" + pathPrefix }
+            while pathPrefix.hasSuffix("/") { pathPrefix.removeLast() }
+        }
+        maxBodyBytes = try node.child("max_body_bytes").int(default: maxBodyBytes, range: 1024...(64 << 20))
+        if !node.child("trusted_proxies").isMissing { trustedProxies = try node.child("trusted_proxies").strings() }
+    }
+
+    static func hostPort(_ text: String, _ node: ConfigNode) throws(ConfigError) -> (String, Int) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
+            throw node.error("must be host:port, e.g. 0.0.0.0:8080")
+        }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host.isEmpty ? "0.0.0.0" : host, port)
+    }
+}

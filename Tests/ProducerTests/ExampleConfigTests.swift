@@ -1,0 +1,25 @@
+import Foundation
+import Shared
+import TestSupport
+import Testing
+
+@testable import Producer
+
+/// The example config in deploy/ must stay loadable: README points users at it.
+@Test func exampleConfigLoads() throws {
+    let path = NginxServer.deployDirectory.appendingPathComponent("config.example.yaml").path
+    let secretFile = FileManager.default.temporaryDirectory.appendingPathComponent("gitea-\(UUID().uuidString).secret")
+    try "s".write(to: secretFile, atomically: true, encoding: .utf8)
+    defer { try? FileManager.default.removeItem(at: secretFile) }
+    var text = try String(contentsOfFile: path, encoding: .utf8)
+    text = text.replacingOccurrences(of: "/etc/forge-hooks/gitea.secret", with: secretFile.path)
+    let config = try AppConfig.parse(
+        yaml: text, file: path,
+        environment: ["FORGEJO_WEBHOOK_SECRET": "a", "GITHUB_WEBHOOK_SECRET": "b", "GITHUB_WEBHOOK_SECRET_NEXT": "c"])
+    let router = try EventRouter(config: config)
+    #expect(config.agents.keys.sorted() == ["boss", "dev", "reviewer"])
+    #expect(config.rules.count == 5)
+    #expect(config.forges[.github]?.secrets.count == 2)
+    #expect(config.botLogins == ["forge-admin-bot", "boss-bot", "dev-bot", "reviewer-bot"])
+    _ = router
+}

@@ -1,0 +1,172 @@
+import Foundation
+import Shared
+import Testing
+
+@testable import Producer
+
+@Suite struct RoutingTests {
+    static let yaml = """
+        forges:
+          github: {secret_env: GH}
+        senders:
+          allow: [alice, bob, carol]
+        bots: [forge-admin-bot]
+        agents:
+          boss: {image: agent:1}
+          dev: {image: agent:1, bot_login: dev-bot, mentions: ["@dev", "@developer"]}
+          reviewer: {image: agent:1}
+        rules:
+          - name: triage
+            agent: boss
+            events: [issues]
+            actions: [opened, labeled]
+            labels: [triage]
+            prompt: "Triage {{repo}}#{{number}}: {{title}}"
+          - name: mention-dev
+            agent: dev
+            events: [issue_comment, pull_request_review_comment]
+            mention: true
+            prompt: "{{sender}} says: {{comment}}"
+          - name: changes-requested
+            agent: dev
+            events: [pull_request_review]
+            review_states: [changes_requested]
+            prompt: "Address the review on {{url}}"
+          - name: review-new-prs
+            agent: reviewer
+            events: [pull_request]
+            actions: [opened, synchronize]
+            repos: ["acme/*"]
+            senders: [alice]
+            prompt: "Review {{kind_label}} {{number}} <{{url}}> & more"
+          - name: assigned-to-dev
+            agent: dev
+            events: [issues]
+            actions: [assigned]
+            assignees: [dev-bot]
+            prompt: "You were assigned {{number}}"
+        """
+
+    static func router() throws -> EventRouter {
+        try EventRouter(config: try AppConfig.parse(yaml: yaml, environment: ["GH": "x"]))
+    }
+
+    static func event(
+        _ kind: String, _ action: String, repo: String = "acme/app", number: Int = 3, sender: String = "alice", pr: Bool = false,
+        labels: [String] = [], added: [String] = [], assignee: String? = nil, comment: String? = nil, review: String? = nil
+    ) -> ForgeEvent {
+        ForgeEvent(
+            forge: .github, kind: kind, action: action, repository: repo, number: number, isPullRequest: pr, sender: sender, labels: labels,
+            labelsAdded: added, assignees: assignee.map { [$0] } ?? [], assigneeAdded: assignee, comment: comment, reviewState: review,
+            url: "https://x/\(number)", title: "T", body: nil, merged: false, state: "open")
+    }
+
+    @Test func labelRule() throws {
+        let r = try Self.router()
+        #expect(r.route(Self.event("issues", "opened", labels: ["Triage"])).jobs.map(\.agent) == ["boss"])
+        #expect(r.route(Self.event("issues", "opened", labels: ["Triage"])).jobs.first?.prompt == "Triage acme/app#3: T")
+        #expect(r.route(Self.event("issues", "opened", labels: ["bug"])).jobs.isEmpty)
+        #expect(r.route(Self.event("issues", "closed", labels: ["triage"])).jobs.isEmpty)
+    }
+
+    @Test func mentionRule() throws {
+        let r = try Self.router()
+        #expect(r.route(Self.event("issue_comment", "created", comment: "hey @dev, can you fix it?")).jobs.map(\.agent) == ["dev"])
+        #expect(r.route(Self.event("issue_comment", "created", comment: "@DEVELOPER look")).jobs.map(\.agent) == ["dev"])
+        #expect(r.route(Self.event("issue_comment", "created", comment: "ask @devops or mail me@dev.io")).jobs.isEmpty)
+        #expect(r.route(Self.event("issue_comment", "created", comment: "no mention")).ignored?.contains("no rule matches") == true)
+    }
+
+    @Test func reviewStateRule() throws {
+        let r = try Self.router()
+        #expect(r.route(Self.event("pull_request_review", "submitted", pr: true, review: "changes_requested")).jobs.map(\.agent) == ["dev"])
+        #expect(r.route(Self.event("pull_request_review", "submitted", pr: true, review: "approved")).jobs.isEmpty)
+    }
+
+    @Test func repoGlobAndPerRuleSenders() throws {
+        let r = try Self.router()
+        let ok = r.route(Self.event("pull_request", "opened", pr: true))
+        #expect(ok.jobs.map(\.agent) == ["reviewer"])
+        #expect(ok.jobs.first?.prompt == "Review pull request 3 <https://x/3> & more", "prompts are text, not HTML-escaped")
+        #expect(r.route(Self.event("pull_request", "opened", repo: "other/app", pr: true)).jobs.isEmpty)
+        #expect(r.route(Self.event("pull_request", "opened", sender: "bob", pr: true)).jobs.isEmpty)
+    }
+
+    @Test func allowListAndLoopGuard() throws {
+        let r = try Self.router()
+        let stranger = r.route(Self.event("issue_comment", "created", sender: "mallory", comment: "@dev rm -rf"))
+        #expect(stranger.jobs.isEmpty && stranger.ignored == "sender 'mallory' is not on senders.allow")
+        let bot = r.route(Self.event("issue_comment", "created", sender: "dev-bot", comment: "@dev I did it"))
+        #expect(bot.jobs.isEmpty && bot.ignored?.contains("loop guard") == true)
+        let globalBot = r.route(Self.event("issue_comment", "created", sender: "Forge-Admin-Bot", comment: "@dev"))
+        #expect(globalBot.jobs.isEmpty)
+    }
+
+    @Test func assigneeRuleAndSeveralAgents() throws {
+        let r = try Self.router()
+        #expect(r.route(Self.event("issues", "assigned", assignee: "dev-bot")).jobs.map(\.agent) == ["dev"])
+        // One event can start several agents, one job each.
+        let both = r.route(Self.event("issues", "labeled", labels: ["triage"], assignee: "dev-bot"))
+        #expect(both.jobs.map(\.agent) == ["boss"])
+        let multi = try EventRouter(
+            config: try AppConfig.parse(
+                yaml: """
+                    agents: {a: {image: i}, b: {image: i}}
+                    rules:
+                      - {agent: a, events: [issues], prompt: x}
+                      - {agent: a, events: [issues], prompt: duplicate for a}
+                      - {agent: b, events: [issues], prompt: y}
+                    """))
+        #expect(multi.route(Self.event("issues", "opened")).jobs.map(\.agent) == ["a", "b"])
+    }
+
+    @Test func closingDropsEverySessionOfTheIssue() throws {
+        let r = try Self.router()
+        let closed = r.route(Self.event("pull_request", "closed", number: 9, pr: true))
+        #expect(closed.dropSessions == ["boss:acme/app:9", "dev:acme/app:9", "reviewer:acme/app:9"])
+    }
+
+    @Test func notRoutedKinds() throws {
+        var push = Self.event("push", "")
+        push.number = nil
+        #expect(try Self.router().route(push).ignored == "event 'push' is not routed")
+    }
+
+    @Test(arguments: [
+        ("rules: [{agent: ghost, events: [issues], prompt: x}]\nagents: {dev: {image: i}}", "rules[0].agent: unknown agent 'ghost'"),
+        ("agents: {dev: {image: i}}\nrules: [{agent: dev, events: [isues], prompt: x}]", "rules[0].events: unknown event kind 'isues'"),
+        ("agents: {dev: {image: i}}\nrules: [{agent: dev, events: [issues]}]", "rules[0].prompt: is required"),
+        ("agents: {dev: {image: i, user: '1000'}}", "agents.dev.user: must be uid:gid"),
+        ("agents: {dev: {}}", "agents.dev.image: is required"),
+        ("agents: {Dev: {image: i}}", "agents.Dev: agent names must be lower-case"),
+        ("forges: {github: {}}", "forges.github: no secret"),
+        ("forges: {github: {secret_env: NOPE}}", "forges.github.secret_env[0]: environment variable NOPE is not set"),
+        ("forges: {gitlab: {secret_env: X}}", "gitlab: unknown key"),
+        ("redis: {url: 'http://x'}", "redis.url: invalid Redis URL"),
+        ("queue: {lease: 10s, heartbeat: 8s}", "queue.heartbeat: must be at most half"),
+        ("queue: {retry_base: soon}", "queue.retry_base: must be a duration"),
+        ("prodcer: {}", "prodcer: unknown key"),
+        ("producer: {listen: 'localhost'}", "producer.listen: must be host:port"),
+        ("rules: [1", "not valid YAML"),
+        (
+            "agents: {dev: {image: i}}\nrules: [{agent: dev, events: [issues], review_states: [rejected], prompt: x}]",
+            "unknown review state 'rejected'"
+        ),
+    ])
+    func invalidConfigNamesKeyAndProblem(yaml: String, expected: String) {
+        #expect {
+            let config = try AppConfig.parse(yaml: yaml, file: "test.yaml", environment: [:])
+            _ = try EventRouter(config: config, file: "test.yaml")
+        } throws: { error in
+            let text = "\(error)"
+            return text.hasPrefix("test.yaml: ") && text.contains(expected)
+        }
+    }
+
+    @Test func invalidTemplateIsAConfigError() throws {
+        let config = try AppConfig.parse(yaml: "agents: {dev: {image: i}}\nrules: [{agent: dev, events: [issues], prompt: '{{#open}}x'}]")
+        #expect { try EventRouter(config: config, file: "c.yaml") } throws: {
+            "\($0)".hasPrefix("c.yaml: rules[0].prompt: invalid mustache template")
+        }
+    }
+}
