@@ -14,10 +14,14 @@ public struct AppConfig: Sendable {
     public var botLogins: Set<String>
     public var agents: [String: AgentSettings]
     public var rules: [RuleSettings]
+    public var worker: WorkerSettings
 
     /// Loads and validates a config file. Secrets are resolved (from environment variables or files) here.
     /// - Throws: `ConfigError` naming the key and the problem.
-    public static func load(path: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws(ConfigError) -> AppConfig {
+    /// Workers pass `resolveSecrets: false`: they never see webhooks, so they need no webhook secrets.
+    public static func load(
+        path: String, environment: [String: String] = ProcessInfo.processInfo.environment, resolveSecrets: Bool = true
+    ) throws(ConfigError) -> AppConfig {
         let text: String
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
@@ -26,10 +30,12 @@ public struct AppConfig: Sendable {
                 file: path, path: "", problem: "cannot read the file (\(error.localizedDescription)); pass --config with the path of your config file"
             )
         }
-        return try parse(yaml: text, file: path, environment: environment)
+        return try parse(yaml: text, file: path, environment: environment, resolveSecrets: resolveSecrets)
     }
 
-    public static func parse(yaml text: String, file: String = "config", environment: [String: String] = [:]) throws(ConfigError) -> AppConfig {
+    public static func parse(
+        yaml text: String, file: String = "config", environment: [String: String] = [:], resolveSecrets: Bool = true
+    ) throws(ConfigError) -> AppConfig {
         let parsed: Any?
         do {
             parsed = try Yams.load(yaml: text)
@@ -37,7 +43,7 @@ public struct AppConfig: Sendable {
             throw ConfigError(file: file, path: "", problem: "not valid YAML: \(error)")
         }
         let root = ConfigNode(file: file, path: "", value: Self.normalize(parsed))
-        _ = try root.mapping(allowed: ["redis", "queue", "producer", "forges", "senders", "bots", "agents", "rules"])
+        _ = try root.mapping(allowed: ["redis", "queue", "producer", "worker", "forges", "senders", "bots", "agents", "rules"])
 
         let redis = root.child("redis")
         _ = try redis.mapping(allowed: ["url", "prefix"])
@@ -52,12 +58,13 @@ public struct AppConfig: Sendable {
 
         let queue = try Self.queueSettings(root.child("queue"))
         let producer = try ProducerSettings(root.child("producer"))
+        let worker = try WorkerSettings(root.child("worker"))
 
         var forges: [Forge: ForgeSettings] = [:]
         let forgesNode = root.child("forges")
         _ = try forgesNode.mapping(allowed: Set(Forge.allCases.map(\.rawValue)))
         for forge in Forge.allCases where !forgesNode.child(forge.rawValue).isMissing {
-            forges[forge] = try ForgeSettings(forgesNode.child(forge.rawValue), environment: environment)
+            forges[forge] = try ForgeSettings(forgesNode.child(forge.rawValue), environment: environment, resolveSecrets: resolveSecrets)
         }
 
         let senders = root.child("senders")
@@ -84,7 +91,7 @@ public struct AppConfig: Sendable {
         }
         return AppConfig(
             redisURL: redisURL, keyPrefix: prefix, queue: queue, producer: producer, forges: forges, allowedSenders: allowed,
-            botLogins: bots, agents: agents, rules: rules)
+            botLogins: bots, agents: agents, rules: rules, worker: worker)
     }
 
     public var redisConfiguration: RedisConfiguration { try! RedisConfiguration(url: redisURL) }
@@ -140,9 +147,15 @@ public struct ForgeSettings: Sendable {
     /// Every currently valid secret (several during a rotation). Never logged.
     public var secrets: [[UInt8]]
 
-    init(_ node: ConfigNode, environment: [String: String]) throws(ConfigError) {
+    init(_ node: ConfigNode, environment: [String: String], resolveSecrets: Bool) throws(ConfigError) {
         _ = try node.mapping(allowed: ["secret_env", "secret_file"])
         var secrets: [[UInt8]] = []
+        if !resolveSecrets {
+            _ = try node.child("secret_env").strings()
+            _ = try node.child("secret_file").strings()
+            self.secrets = []
+            return
+        }
         for (i, name) in try node.child("secret_env").strings().enumerated() {
             guard let value = environment[name], !value.isEmpty else {
                 throw ConfigError(
@@ -204,5 +217,26 @@ public struct ProducerSettings: Sendable {
         var host = String(text[..<colon])
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         return (host.isEmpty ? "0.0.0.0" : host, port)
+    }
+}
+
+public struct WorkerSettings: Sendable {
+    /// Job slots per worker process (`--concurrency` overrides).
+    public var concurrency = 2
+    /// On SIGTERM, running agents get this long to finish before they are stopped and their jobs re-queued.
+    public var shutdownGrace: Duration = .seconds(60)
+    /// Containers are named `<prefix>-<agent>`.
+    public var containerPrefix = "hooks"
+
+    public init() {}
+
+    init(_ node: ConfigNode) throws(ConfigError) {
+        _ = try node.mapping(allowed: ["concurrency", "shutdown_grace", "container_prefix"])
+        concurrency = try node.child("concurrency").int(default: concurrency, range: 1...256)
+        shutdownGrace = try node.child("shutdown_grace").duration(default: shutdownGrace, allowZero: true)
+        containerPrefix = try node.child("container_prefix").string(default: containerPrefix)
+        guard containerPrefix.range(of: "^[a-zA-Z0-9][a-zA-Z0-9_.-]*$", options: .regularExpression) != nil else {
+            throw node.child("container_prefix").error("must be letters, digits, '_', '.' or '-' (it names containers)")
+        }
     }
 }

@@ -1,0 +1,101 @@
+import Crypto
+import Foundation
+import Shared
+
+/// The desired state of one agent's long-lived container on this Docker host.
+struct ContainerSpec: Sendable, Equatable {
+    struct Bind: Sendable, Hashable, CustomStringConvertible {
+        let source: String
+        let target: String
+        let readOnly: Bool
+        var description: String { "\(source):\(target):\(readOnly ? "ro" : "rw")" }
+    }
+
+    static let managedLabel = "forge-hooks.managed"
+    static let agentLabel = "forge-hooks.agent"
+    static let hostLabel = "forge-hooks.host"
+    static let specLabel = "forge-hooks.spec"
+
+    let name: String
+    let agent: String
+    let image: String
+    let user: String
+    let environment: [String: String]
+    let binds: [Bind]
+    let command: [String]
+    let hostID: String
+
+    init(agent: AgentSettings, containerPrefix: String, hostID: String) {
+        self.agent = agent.name
+        self.name = "\(containerPrefix)-\(agent.name)"
+        self.image = agent.image
+        self.user = agent.user
+        var env = agent.environment
+        env["CLAUDE_CONFIG_DIR"] = agent.configDir
+        env["HOME"] = env["HOME"] ?? "/home/claude"
+        self.environment = env
+        let creds = agent.credentialsDir
+        self.binds = [
+            Bind(source: creds, target: agent.configDir, readOnly: true),
+            Bind(source: creds + "/projects", target: agent.configDir + "/projects", readOnly: false),
+            Bind(source: creds + "/session-env", target: agent.configDir + "/session-env", readOnly: false),
+            Bind(source: agent.workDir, target: agent.workMount, readOnly: false),
+        ]
+        self.command = ["sleep", "infinity"]
+        self.hostID = hostID
+    }
+
+    /// A short hash of everything desired, stored as a label: a changed spec is visible at a glance.
+    var specHash: String {
+        let text =
+            ([image, user, command.joined(separator: " ")] + environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+            + binds.map(\.description)).joined(separator: "\n")
+        return SHA256.hash(data: Array(text.utf8)).prefix(8).map { b in (b < 16 ? "0" : "") + String(b, radix: 16) }.joined()
+    }
+
+    var labels: [String: String] {
+        [Self.managedLabel: "true", Self.agentLabel: agent, Self.hostLabel: hostID, Self.specLabel: specHash]
+    }
+
+    var envList: [String] { environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" } }
+
+    /// The body of `POST /containers/create`. Binds use `Mounts` (type bind), which refuse a missing source instead
+    /// of creating it root-owned; no Docker socket is ever mounted.
+    var createBody: [String: Any] {
+        [
+            "Image": image, "User": user, "Env": envList, "Labels": labels, "Cmd": command, "WorkingDir": binds[3].target,
+            "HostConfig": [
+                "Mounts": binds.map { ["Type": "bind", "Source": $0.source, "Target": $0.target, "ReadOnly": $0.readOnly] as [String: Any] },
+                "RestartPolicy": ["Name": "unless-stopped"], "Init": true,
+            ] as [String: Any],
+        ]
+    }
+
+    /// What differs between a container's inspect document and this spec (empty = matches).
+    func differences(inspect: [String: Any], imageID: String?) -> [String] {
+        var diffs: [String] = []
+        let state = inspect["State"] as? [String: Any] ?? [:]
+        if state["Running"] as? Bool != true { diffs.append("not running (status \(state["Status"] as? String ?? "?"))") }
+        let config = inspect["Config"] as? [String: Any] ?? [:]
+        if let imageID, let current = inspect["Image"] as? String, current != imageID {
+            diffs.append("image: runs \(current.prefix(19)), \(image) is now \(imageID.prefix(19))")
+        }
+        if config["Image"] as? String != image { diffs.append("image: \(config["Image"] as? String ?? "?") ≠ \(image)") }
+        if (config["User"] as? String ?? "") != user { diffs.append("user: '\(config["User"] as? String ?? "")' ≠ '\(user)'") }
+        let env = Set(config["Env"] as? [String] ?? [])
+        for entry in envList where !env.contains(entry) {
+            diffs.append("env: \(entry.split(separator: "=", maxSplits: 1).first ?? "") missing or different")
+        }
+        let labels = config["Labels"] as? [String: String] ?? [:]
+        if labels[Self.managedLabel] != "true" { diffs.append("labels: not managed by forge-hooks") }
+        let mounts = (inspect["Mounts"] as? [[String: Any]] ?? []).compactMap { m -> Bind? in
+            guard (m["Type"] as? String) == "bind" else { return nil }
+            return Bind(source: m["Source"] as? String ?? "", target: m["Destination"] as? String ?? "", readOnly: !(m["RW"] as? Bool ?? true))
+        }
+        let have = Set(mounts)
+        let want = Set(binds)
+        for missing in binds where !have.contains(missing) { diffs.append("bind missing: \(missing)") }
+        for extra in mounts where !want.contains(extra) { diffs.append("bind not desired: \(extra)") }
+        return diffs
+    }
+}

@@ -1,0 +1,108 @@
+import Foundation
+import Logging
+import Shared
+
+/// Runs one reserved job end to end: container reconcile, session lookup, the agent run (with one fresh retry when
+/// the stored session is unknown to the CLI), and the final record — or a release on shutdown.
+struct JobExecutor: Sendable {
+    let queue: JobQueue
+    let reconciler: ContainerReconciler
+    let runner: AgentRunner
+    let agents: [String: AgentSettings]
+    let workerID: String
+    let hostID: String
+    let logger: Logger
+
+    func execute(_ job: ReservedJob, control: RunControl) async {
+        var log = logger
+        log[metadataKey: "job.id"] = "\(job.id)"
+        log[metadataKey: "agent"] = "\(job.agent)"
+        log[metadataKey: "session"] = "\(job.session)"
+        log[metadataKey: "attempt"] = "\(job.attempt)"
+        log.info("job started")
+        let started = ContinuousClock.now
+
+        guard let agent = agents[job.agent] else {
+            await finish(job, .failed(error: "agent '\(job.agent)' is not configured on worker \(workerID)", retryable: true), log: log)
+            return
+        }
+        do {
+            let container = try await reconciler.ensure(agent)
+            let repo = job["repo"] ?? ""
+            let number = Int(job["number"] ?? "") ?? 0
+            let cwd = try AgentEnvironment.sessionDirectory(agent, repository: repo, number: number)
+            var resume = try await queue.sessionID(for: job.session)
+            var warnings: [String] = []
+            try await queue.annotate(
+                job.id,
+                [("host", hostID), ("container", String(container.containerID.prefix(12))), ("cwd", cwd.container)]
+                    + (container.changes.isEmpty ? [] : [("container_changes", container.changes.joined(separator: "; "))])
+                    + (resume.map { [("resumed_from", $0)] } ?? []))
+            var newSession = UUID().uuidString.lowercased()
+            var outcome = try await runner.run(
+                jobID: job.id, agent: agent, container: container.containerID, workingDir: cwd.container, prompt: job["prompt"] ?? "",
+                resume: resume, newSessionID: newSession, control: control)
+            if let stale = resume, outcome.resumeNotFound, outcome.aborted == nil {
+                let warning =
+                    "session \(stale) was not found by the agent CLI (transcript missing under projects/ for \(cwd.container)); started a fresh session"
+                log.warning("\(warning)")
+                warnings.append(warning)
+                try await queue.dropSession(job.session)
+                resume = nil
+                newSession = UUID().uuidString.lowercased()
+                outcome = try await runner.run(
+                    jobID: job.id, agent: agent, container: container.containerID, workingDir: cwd.container, prompt: job["prompt"] ?? "",
+                    resume: nil, newSessionID: newSession, control: control)
+            }
+            if outcome.aborted != nil {
+                let released =
+                    (try? await queue.release(job, worker: workerID, reason: "worker \(workerID) shut down during the run; re-queued")) ?? false
+                log.notice("agent stopped for shutdown; job re-queued", metadata: ["released": "\(released)"])
+                return
+            }
+            var fields: [(String, String)] = [
+                ("exit_code", outcome.exitCode.map(String.init) ?? ""), ("duration_ms", String(Int(outcome.duration.seconds * 1000))),
+                ("result_subtype", outcome.parsed.subtype ?? ""), ("is_error", outcome.parsed.isError.map { $0 ? "true" : "false" } ?? ""),
+                ("cost_usd", outcome.parsed.costUSD.map { String($0) } ?? ""), ("num_turns", outcome.parsed.numTurns.map(String.init) ?? ""),
+                ("result", String((outcome.parsed.result ?? "").prefix(2000))),
+            ]
+            if !warnings.isEmpty { fields.append(("warning", warnings.joined(separator: "\n"))) }
+            if outcome.timedOut { fields.append(("timed_out", "true")) }
+            let sessionID = outcome.parsed.sessionID ?? (outcome.parsed.sawResult ? (resume ?? newSession) : nil)
+            let result: JobQueue.Outcome = outcome.succeeded ? .succeeded : .failed(error: outcome.errorSummary, retryable: true)
+            await finish(job, result, sessionID: sessionID, fields: fields, log: log)
+            log.info(
+                "job finished",
+                metadata: [
+                    "outcome": "\(outcome.succeeded ? "succeeded" : "failed")", "exit_code": "\(outcome.exitCode.map(String.init) ?? "-")",
+                    "duration_ms": "\(Int((ContinuousClock.now - started).seconds * 1000))", "session_id": "\(sessionID ?? "-")",
+                ])
+        } catch {
+            log.error("job failed before the agent could finish: \(error)")
+            await finish(job, .failed(error: "\(error)", retryable: true), log: log)
+        }
+    }
+
+    /// Records the outcome; retried while Redis is unreachable (the job stays in our processing list meanwhile).
+    private func finish(
+        _ job: ReservedJob, _ outcome: JobQueue.Outcome, sessionID: String? = nil, fields: [(String, String)] = [], log: Logger
+    ) async {
+        var delay = Duration.milliseconds(200)
+        for attempt in 1...30 {
+            do {
+                let result = try await queue.finish(job, worker: workerID, outcome: outcome, sessionID: sessionID, fields: fields)
+                if case .lost(let status, let holder) = result {
+                    log.warning(
+                        "result not recorded: this worker lost the job (lease expired)", metadata: ["status": "\(status)", "holder": "\(holder)"])
+                } else if case .dead = result {
+                    log.error("job is dead (no attempts left)", metadata: ["error": "\(fields.first { $0.0 == "error" }?.1 ?? "\(outcome)")"])
+                }
+                return
+            } catch {
+                log.error("cannot record the job's outcome (attempt \(attempt)): \(error)")
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(10))
+            }
+        }
+    }
+}

@@ -1,0 +1,209 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Shared
+
+/// The worker process: N slots that reserve and run jobs, a heartbeat that keeps the lease, and maintenance (promote
+/// due retries, recover dead workers' jobs, sweep). Returning means every slot has stopped and every job this worker
+/// held was finished or given back.
+///
+/// Shutdown is two-phase: on SIGTERM slots stop reserving and running agents get `shutdownGrace` to finish; then
+/// they are killed and their jobs re-queued without counting the attempt.
+final class WorkerService: Service {
+    struct Options: Sendable {
+        var workerID: String
+        var hostID: String
+        var concurrency: Int
+        var agents: [String]
+        var shutdownGrace: Duration
+    }
+
+    let options: Options
+    let queue: JobQueue
+    let executor: JobExecutor
+    let reconciler: ContainerReconciler
+    let config: AppConfig
+    let logger: Logger
+    private let state = ShutdownState()
+
+    init(options: Options, queue: JobQueue, executor: JobExecutor, reconciler: ContainerReconciler, config: AppConfig, logger: Logger) {
+        self.options = options
+        self.queue = queue
+        self.executor = executor
+        self.reconciler = reconciler
+        self.config = config
+        self.logger = logger
+    }
+
+    func run() async throws {
+        let startedAt = Timestamp.iso()
+        let info: [String: String] = [
+            "host": options.hostID, "pid": String(getpid()), "agents": options.agents.joined(separator: ","), "slots": String(options.concurrency),
+            "started_at": startedAt,
+        ]
+        try await queue.heartbeat(worker: options.workerID, info: info)
+        let reclaimed = try await queue.recoverExpired(forcing: options.workerID)
+        if !reclaimed.isEmpty { logger.notice("re-queued jobs left by this worker's previous run", metadata: ["jobs": "\(reclaimed.map(\.jobID))"]) }
+
+        for name in options.agents {
+            guard let agent = config.agents[name] else { continue }
+            do {
+                let result = try await reconciler.ensure(agent)
+                logger.info(
+                    "agent container ready",
+                    metadata: [
+                        "agent": "\(name)", "container": "\(result.containerID.prefix(12))", "changes": "\(result.changes.joined(separator: "; "))",
+                    ])
+            } catch {
+                logger.error("agent container not ready; its jobs will fail and retry until fixed: \(error)", metadata: ["agent": "\(name)"])
+            }
+        }
+        do {
+            let removed = try await reconciler.removeOrphans(configured: Set(config.agents.keys))
+            if !removed.isEmpty { logger.notice("removed containers of agents no longer configured", metadata: ["containers": "\(removed)"]) }
+        } catch {
+            logger.warning("could not look for orphaned containers: \(error)")
+        }
+
+        let background = Task { await self.backgroundLoop(info: info) }
+        let limiter = AgentLimiter(limits: config.agents.mapValues(\.concurrency))
+        try await withGracefulShutdownHandler {
+            await withTaskGroup(of: Void.self) { group in
+                for slot in 0..<options.concurrency {
+                    group.addTask { await self.slotLoop(slot, limiter: limiter) }
+                }
+            }
+        } onGracefulShutdown: {
+            self.beginShutdown()
+        }
+        background.cancel()
+        _ = await background.value
+        try? await queue.deregister(worker: options.workerID)
+        logger.info("worker stopped")
+    }
+
+    private func beginShutdown() {
+        guard state.beginShutdown() else { return }
+        logger.notice("shutting down: no new jobs; running agents have \(options.shutdownGrace) to finish")
+        let grace = options.shutdownGrace
+        let state = self.state
+        let logger = self.logger
+        Task {
+            try? await Task.sleep(for: grace)
+            let running = state.abortAll()
+            if running > 0 { logger.notice("grace period over: stopping \(running) running agent(s) and re-queueing their jobs") }
+        }
+    }
+
+    private func slotLoop(_ slot: Int, limiter: AgentLimiter) async {
+        let consumer = queue.makeConsumer(worker: options.workerID, name: "redis-\(options.workerID)-slot\(slot)")
+        defer { consumer.close() }
+        var backoff = Duration.milliseconds(250)
+        let rotation = (0..<options.agents.count).map { options.agents[($0 + slot) % options.agents.count] }
+        while !state.isStopping {
+            let claimed = await limiter.claim(rotation)
+            if claimed.isEmpty {
+                try? await Task.sleep(for: .milliseconds(100))
+                continue
+            }
+            let job: ReservedJob?
+            do {
+                job = try await consumer.reserve(agents: claimed, home: claimed[0])
+                backoff = .milliseconds(250)
+            } catch {
+                await limiter.release(claimed)
+                logger.error("cannot reserve jobs: \(error)", metadata: ["slot": "\(slot)"])
+                try? await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, .seconds(5))
+                continue
+            }
+            guard let job else {
+                await limiter.release(claimed)
+                continue
+            }
+            await limiter.release(claimed.filter { $0 != job.agent })
+            let control = RunControl()
+            state.register(job.id, control)
+            await executor.execute(job, control: control)
+            state.unregister(job.id)
+            await limiter.release([job.agent])
+        }
+    }
+
+    private func backgroundLoop(info: [String: String]) async {
+        let settings = queue.settings
+        var lastHeartbeat = ContinuousClock.now
+        var lastRecovery = ContinuousClock.now - settings.recoveryInterval
+        while !Task.isCancelled {
+            let now = ContinuousClock.now
+            do {
+                if now - lastHeartbeat >= settings.heartbeatInterval {
+                    try await queue.heartbeat(worker: options.workerID, info: info)
+                    lastHeartbeat = now
+                }
+                try await queue.promoteDue()
+                if now - lastRecovery >= settings.recoveryInterval {
+                    lastRecovery = now
+                    for r in try await queue.recoverExpired() {
+                        logger.notice(
+                            "recovered a job from a dead worker",
+                            metadata: ["job.id": "\(r.jobID)", "dead_worker": "\(r.worker)", "outcome": "\(r.outcome)"])
+                    }
+                    let dropped = try await queue.sweep()
+                    if !dropped.isEmpty { logger.info("dropped idle sessions", metadata: ["sessions": "\(dropped)"]) }
+                }
+            } catch {
+                logger.error("maintenance failed: \(error)")
+            }
+            try? await Task.sleep(for: settings.promoteInterval)
+        }
+    }
+}
+
+/// Shared between the slots and the shutdown path.
+final class ShutdownState: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stopping = false
+    private var running: [String: RunControl] = [:]
+
+    var isStopping: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return stopping
+    }
+
+    /// Returns false if shutdown had already begun.
+    func beginShutdown() -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        if stopping { return false }
+        stopping = true
+        return true
+    }
+
+    func register(_ id: String, _ control: RunControl) {
+        lock.lock()
+        running[id] = control
+        let abortNow = stopping && abortedAll
+        lock.unlock()
+        if abortNow { control.abort(.shutdown) }
+    }
+
+    func unregister(_ id: String) {
+        lock.lock()
+        running[id] = nil
+        lock.unlock()
+    }
+
+    private var abortedAll = false
+
+    /// Aborts every running job (and any registered later); returns how many were running.
+    func abortAll() -> Int {
+        lock.lock()
+        abortedAll = true
+        let controls = Array(running.values)
+        lock.unlock()
+        for c in controls { c.abort(.shutdown) }
+        return controls.count
+    }
+}
