@@ -80,6 +80,13 @@ let package = Package(
             dependencies: ["Shared", "TestSupport"]
         ),
         .testTarget(
+            name: "WorkerTests",
+            dependencies: [
+                "Worker", "Shared", "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
             name: "ProducerTests",
             dependencies: [
                 "Producer", "Shared", "TestSupport",

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need, then builds and runs every test.
-# Tests start their own redis-server (and later nginx, dockerd) on free ports; nothing else needs to be running.
+# Tests start their own redis-server and nginx on free ports; dockerd is started here if no engine answers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+scripts/start-dockerd.sh
 swift build --build-tests
 swift test --skip-build "$@"

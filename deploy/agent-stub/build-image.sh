@@ -5,11 +5,11 @@
 set -euo pipefail
 tag="${1:-forge-hooks/agent-stub:latest}"
 here="$(cd "$(dirname "$0")" && pwd)"
-busybox="$(command -v busybox || true)"
-if [ -z "$busybox" ] || ! file -L "$busybox" 2>/dev/null | grep -q "statically linked"; then
-  [ -x /bin/busybox ] && busybox=/bin/busybox
+busybox=/bin/busybox
+if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "install ok installed" || [ ! -x "$busybox" ]; then
+  echo "error: busybox-static is not installed (apt-get install -y busybox-static): the image needs a static busybox" >&2
+  exit 1
 fi
-[ -x "${busybox:-}" ] || { echo "error: busybox-static is not installed (apt-get install -y busybox-static)" >&2; exit 1; }
 root="$(mktemp -d)"
 trap 'rm -rf "$root"' EXIT
 mkdir -p "$root"/{bin,usr/bin,usr/local/bin,etc,tmp,home/claude,proc,sys,dev,work}

@@ -46,6 +46,12 @@ struct AgentRunner: Sendable {
         return command
     }
 
+    /// Kills what an earlier attempt of this job left running in the container (its worker died mid-run), so two
+    /// agents never work on the same job at once. Returns how many processes were killed.
+    func killLeftovers(jobID: String, agent: AgentSettings, container: String) async -> Int {
+        await kill(pattern: "^FORGE_HOOKS_RUN=\(jobID)\\.", container: container, user: agent.user)
+    }
+
     func run(
         jobID: String, agent: AgentSettings, container: String, workingDir: String, prompt: String, resume: String?, newSessionID: String,
         control: RunControl
@@ -86,7 +92,7 @@ struct AgentRunner: Sendable {
         case .streamFailed(let message): logger.warning("lost the agent's output stream", metadata: ["job.id": "\(jobID)", "error": "\(message)"])
         }
         if outcome.timedOut || outcome.aborted != nil {
-            outcome.killedProcesses = await kill(marker: marker, container: container)
+            outcome.killedProcesses = await kill(pattern: "^FORGE_HOOKS_RUN=\(marker)$", container: container, user: agent.user)
         }
         // The exit code arrives once the process is gone.
         var state = try await docker.inspectExec(exec)
@@ -104,15 +110,17 @@ struct AgentRunner: Sendable {
     }
 
     /// SIGKILLs every process in the container that carries this run's marker in its environment (the agent and all
-    /// its children), until none is left. Works without seeing the host's pids. Returns how many were killed.
-    func kill(marker: String, container: String) async -> Int {
+    /// its children), until none is left. Works without seeing the host's pids. Runs as the agent's own user: root in
+    /// the container lacks CAP_SYS_PTRACE and cannot read another user's /proc/<pid>/environ. Returns how many were killed.
+    /// `pattern` is a grep regex over the `FORGE_HOOKS_RUN=…` line.
+    func kill(pattern: String, container: String, user: String) async -> Int {
         let script = """
             n=0
             for round in 1 2 3 4 5 6 7 8 9 10; do
               found=0
               for d in /proc/[0-9]*; do
                 [ "$d" = "/proc/$$" ] && continue
-                if tr '\\0' '\\n' < "$d/environ" 2>/dev/null | grep -qx "FORGE_HOOKS_RUN=\(marker)"; then
+                if tr '\\0' '\\n' < "$d/environ" 2>/dev/null | grep -q '\(pattern)'; then
                   kill -9 "${d#/proc/}" 2>/dev/null && found=$((found+1))
                 fi
               done
@@ -123,7 +131,7 @@ struct AgentRunner: Sendable {
             echo "$n"
             """
         do {
-            let (_, lines) = try await docker.run(container: container, command: ["sh", "-c", script])
+            let (_, lines) = try await docker.run(container: container, command: ["sh", "-c", script], user: user)
             return Int(lines.last ?? "") ?? 0
         } catch {
             logger.error("could not kill the agent's processes", metadata: ["container": "\(container)", "error": "\(error)"])
@@ -132,12 +140,12 @@ struct AgentRunner: Sendable {
     }
 
     /// How many processes of a run are still alive (for tests and diagnostics).
-    func survivors(marker: String, container: String) async throws -> Int {
+    func survivors(marker: String, container: String, user: String) async throws -> Int {
         let script = """
             n=0; for d in /proc/[0-9]*; do [ "$d" = "/proc/$$" ] && continue
             tr '\\0' '\\n' < "$d/environ" 2>/dev/null | grep -q "^FORGE_HOOKS_RUN=\(marker)" && n=$((n+1)); done; echo $n
             """
-        let (_, lines) = try await docker.run(container: container, command: ["sh", "-c", script])
+        let (_, lines) = try await docker.run(container: container, command: ["sh", "-c", script], user: user)
         return Int(lines.last ?? "") ?? -1
     }
 }

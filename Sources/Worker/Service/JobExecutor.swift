@@ -31,6 +31,10 @@ struct JobExecutor: Sendable {
             let repo = job["repo"] ?? ""
             let number = Int(job["number"] ?? "") ?? 0
             let cwd = try AgentEnvironment.sessionDirectory(agent, repository: repo, number: number)
+            if job.attempt > 1 {
+                let killed = await runner.killLeftovers(jobID: job.id, agent: agent, container: container.containerID)
+                if killed > 0 { log.notice("killed \(killed) leftover process(es) of an earlier attempt") }
+            }
             var resume = try await queue.sessionID(for: job.session)
             var warnings: [String] = []
             try await queue.annotate(

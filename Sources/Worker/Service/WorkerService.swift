@@ -67,7 +67,7 @@ final class WorkerService: Service {
 
         let background = Task { await self.backgroundLoop(info: info) }
         let limiter = AgentLimiter(limits: config.agents.mapValues(\.concurrency))
-        try await withGracefulShutdownHandler {
+        await withGracefulShutdownHandler {
             await withTaskGroup(of: Void.self) { group in
                 for slot in 0..<options.concurrency {
                     group.addTask { await self.slotLoop(slot, limiter: limiter) }

@@ -1,0 +1,45 @@
+import Foundation
+
+/// Real Docker for tests: checks the engine answers and builds the stub agent image once per test process.
+public enum DockerFixture {
+    public static let image = "forge-hooks/agent-stub:test"
+    public static let socket = "/var/run/docker.sock"
+
+    public static var repositoryRoot: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    }
+
+    private static let built = Task<Void, Error> {
+        guard FileManager.default.fileExists(atPath: socket) else {
+            throw TestSetupError("no Docker engine at \(socket): start dockerd (scripts/test.sh does) — these tests need real Docker")
+        }
+        try runScript(["deploy/agent-stub/build-image.sh", image])
+    }
+
+    /// Ensures the engine is there and the stub image is built.
+    public static func ready() async throws {
+        try await built.value
+    }
+
+    /// Runs a repository script to completion; throws with its output if it fails.
+    public static func runScript(_ arguments: [String]) throws {
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("script-\(UUID().uuidString).log").path
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let process = try ChildProcess(
+            "/bin/bash", ["-c", "cd '\(repositoryRoot.path)' && " + arguments.map { "'\($0)'" }.joined(separator: " ")], output: log)
+        let code = process.wait()
+        guard code == 0 else {
+            throw TestSetupError("\(arguments.joined(separator: " ")) failed (\(code)): \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        }
+    }
+
+    /// Runs `docker` CLI-free: a shell command whose output is returned (for cleanup and inspection in tests).
+    @discardableResult
+    public static func shell(_ command: String) throws -> (Int32, String) {
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("sh-\(UUID().uuidString).log").path
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let process = try ChildProcess("/bin/bash", ["-c", command], output: log)
+        let code = process.wait()
+        return (code, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+    }
+}

@@ -1,0 +1,82 @@
+import Foundation
+import Shared
+import TestSupport
+import Testing
+
+@testable import Worker
+
+/// The agent run and the session lifecycle, through a real container and the stub CLI.
+@Suite(.serialized) struct AgentRunTests {
+    @Test func secondJobResumesTheFirstSession() async throws {
+        try await WorkerEnvironment.with() { env in
+            let executor = env.executor()
+            try await env.enqueue("first turn", number: 7)
+            let first = try await env.runNext(executor)
+            let sessionID = try #require(first["session_id"])
+            #expect(first["status"] == "succeeded" && first["result"]?.contains("earlier turns: 0") == true)
+            #expect(try await env.queue.sessionID(for: "dev:acme/widgets:7") == sessionID)
+
+            let secondID = try await env.enqueue("second turn", number: 7)
+            let second = try await env.runNext(executor)
+            #expect(second["status"] == "succeeded", "\(second)")
+            #expect(second["resumed_from"] == sessionID)
+            #expect(second["session_id"] == sessionID)
+            #expect(second["result"]?.contains("turn 2 of session \(sessionID); earlier turns: 1") == true, "\(second)")
+            #expect(second["cwd"] == "/work/acme/widgets/7")
+            // The job's log holds the agent's stream-json lines, readable with redis-cli.
+            let log = try await env.client.send("LRANGE", "hooks:log:\(secondID)", "0", "-1").strings ?? []
+            #expect(log.first?.contains("\"subtype\":\"init\"") == true && log.last?.contains("\"type\":\"result\"") == true, "\(log)")
+        }
+    }
+
+    @Test func staleSessionFallsBackToAFreshOneWithAWarning() async throws {
+        try await WorkerEnvironment.with() { env in
+            try await env.client.send("HSET", "hooks:sessions", "dev:acme/widgets:3", "00000000-dead-beef-0000-000000000000")
+            let id = try await env.enqueue("after a lost transcript", number: 3)
+            let job = try await env.runNext(env.executor())
+            #expect(job["status"] == "succeeded", "\(job)")
+            #expect(job["warning"]?.contains("session 00000000-dead-beef-0000-000000000000 was not found") == true, "\(job)")
+            let fresh = try #require(job["session_id"])
+            #expect(fresh != "00000000-dead-beef-0000-000000000000")
+            #expect(try await env.queue.sessionID(for: "dev:acme/widgets:3") == fresh)
+            #expect(job["result"]?.contains("earlier turns: 0") == true)
+            let log = try await env.client.send("LRANGE", "hooks:log:\(id)", "0", "-1").strings ?? []
+            #expect(log.contains { $0.contains("No conversation found with session ID: 00000000-dead-beef-0000-000000000000") })
+            #expect(log.contains { $0.contains("\"type\":\"result\"") && $0.contains(fresh) })
+        }
+    }
+
+    @Test func timeoutKillsTheAgentAndEverythingItStarted() async throws {
+        try await WorkerEnvironment.with(timeout: "2s") { env in
+            let started = ContinuousClock.now
+            let id = try await env.enqueue("think hard STUB_SLEEP=30")
+            let job = try await env.runNext(env.executor())
+            let elapsed = ContinuousClock.now - started
+            #expect(elapsed < .seconds(15), "the run was not cut at its timeout")
+            #expect(job["status"] == "failed", "\(job)")
+            #expect(job["timed_out"] == "true")
+            #expect(job["error"]?.contains("timed out") == true)
+            #expect(job["attempts"] == "1" && job["retry_at"] != nil)
+            // Nothing of the run is left in the container: no sleep, no stub shell.
+            let container = try #require(try await env.containerID())
+            let (_, ps) = try await env.docker.run(container: container, command: ["ps", "-o", "pid,args"])
+            #expect(!ps.contains { $0.contains("STUB_SLEEP") || $0.contains("sleep 30") }, "left behind: \(ps)")
+            _ = id
+        }
+    }
+
+    @Test func failedRunIsRetriedThenDead() async throws {
+        try await WorkerEnvironment.with(queueYAML: "{max_attempts: 2, retry_base: 100ms, retry_max: 200ms}") { env in
+            let id = try await env.enqueue("please STUB_FAIL")
+            let executor = env.executor()
+            let first = try await env.runNext(executor)
+            #expect(first["status"] == "failed" && first["error"]?.contains("stub failure") == true, "\(first)")
+            #expect(first["session_id"] != nil, "a failed run that created a session still stores it")
+            try await Task.sleep(for: .milliseconds(300))
+            try await env.queue.promoteDue()
+            let second = try await env.runNext(executor)
+            #expect(second["status"] == "dead")
+            #expect(try await env.client.send("LRANGE", "hooks:dead", "0", "-1").strings == [id])
+        }
+    }
+}

@@ -1,0 +1,126 @@
+import Foundation
+import Shared
+import TestSupport
+import Testing
+
+@testable import Worker
+
+/// Container reconcile on a real dockerd.
+@Suite(.serialized) struct ContainerTests {
+    @Test func firstJobCreatesContainerWithEveryBindAndAgentOwnedDirs() async throws {
+        try await WorkerEnvironment.with() { env in
+            let agent = env.agent()
+            try await env.enqueue("hello")
+            let job = try await env.runNext(env.executor())
+            #expect(job["status"] == "succeeded", "\(job)")
+
+            let inspect = try #require(try await env.docker.inspectContainer("\(env.prefix)-dev"))
+            let mounts = (inspect["Mounts"] as? [[String: Any]] ?? []).map {
+                "\($0["Source"] as? String ?? ""):\($0["Destination"] as? String ?? ""):\(($0["RW"] as? Bool ?? false) ? "rw" : "ro")"
+            }.sorted()
+            #expect(
+                mounts
+                    == [
+                        "\(agent.credentialsDir):\(agent.configDir):ro",
+                        "\(agent.credentialsDir)/projects:\(agent.configDir)/projects:rw",
+                        "\(agent.credentialsDir)/session-env:\(agent.configDir)/session-env:rw",
+                        "\(agent.workDir):\(agent.workMount):rw",
+                    ].sorted())
+            #expect(!mounts.contains { $0.contains("docker.sock") })
+            let config = inspect["Config"] as? [String: Any] ?? [:]
+            #expect(config["User"] as? String == "1000:1000")
+            #expect((config["Env"] as? [String] ?? []).contains("CLAUDE_CONFIG_DIR=\(agent.configDir)"))
+            #expect((config["Labels"] as? [String: String])?["forge-hooks.agent"] == "dev")
+            for path in [agent.credentialsDir, agent.credentialsDir + "/projects", agent.credentialsDir + "/session-env", agent.workDir] {
+                var st = stat()
+                #expect(stat(path, &st) == 0 && st.st_uid == 1000 && st.st_gid == 1000, "\(path) not owned by 1000:1000")
+            }
+            #expect(AgentEnvironment.check(agent).isEmpty)
+        }
+    }
+
+    @Test func brokenHandMadeContainerIsRecreatedAndTranscriptLandsOnTheHost() async throws {
+        try await WorkerEnvironment.with() { env in
+            let agent = env.agent()
+            try AgentEnvironment.sync(agent)
+            // The seed's broken state: credentials bound without a read-write projects/ bind.
+            let (code, out) = try DockerFixture.shell(
+                "docker run -d --name \(env.prefix)-dev -u 1000:1000 -v \(agent.credentialsDir):\(agent.configDir):ro -v \(agent.workDir):/work "
+                    + "-e CLAUDE_CONFIG_DIR=\(agent.configDir) \(DockerFixture.image) sleep infinity")
+            #expect(code == 0, "\(out)")
+            let handMade = try #require(try await env.containerID())
+            let verdict = try #require(try await env.reconciler().inspect(agent))
+            #expect(verdict.differences.contains { $0.hasPrefix("bind missing: \(agent.credentialsDir)/projects") })
+
+            try await env.enqueue("remember me", repo: "acme/widgets", number: 42)
+            let job = try await env.runNext(env.executor())
+            #expect(job["status"] == "succeeded", "\(job)")
+            let recreated = try #require(try await env.containerID())
+            #expect(recreated != handMade)
+            #expect(job["container_changes"]?.contains("bind missing") == true)
+            let sessionID = try #require(job["session_id"])
+            let transcript = "\(agent.credentialsDir)/projects/-work-acme-widgets-42/\(sessionID).jsonl"
+            #expect(FileManager.default.fileExists(atPath: transcript), "no transcript at \(transcript)")
+            #expect(try String(contentsOfFile: transcript, encoding: .utf8).contains("remember me"))
+        }
+    }
+
+    @Test func matchingContainerIsKeptAndDriftRecreatesOnce() async throws {
+        try await WorkerEnvironment.with() { env in
+            let executor = env.executor()
+            try await env.enqueue("one")
+            _ = try await env.runNext(executor)
+            let first = try #require(try await env.containerID())
+            try await env.enqueue("two")
+            let second = try await env.runNext(executor)
+            #expect(try await env.containerID() == first, "a matching container must not be recreated")
+            #expect(second["container_changes"] == nil)
+
+            // Re-tag the image (same name, new id): drift by image id → recreated once, then stable.
+            try DockerFixture.runScript(["deploy/agent-stub/build-image.sh", DockerFixture.image])
+            try await env.enqueue("three")
+            let third = try await env.runNext(executor)
+            let afterImage = try #require(try await env.containerID())
+            #expect(afterImage != first)
+            #expect(third["container_changes"]?.contains("image") == true, "\(third)")
+            try await env.enqueue("four")
+            _ = try await env.runNext(executor)
+            #expect(try await env.containerID() == afterImage)
+
+            // Change a bind in config (another work dir): recreated once.
+            var changed = env.config.agents["dev"]!
+            changed.workDir = env.root.path + "/dev/work2"
+            env.config.agents["dev"] = changed
+            let executor2 = env.executor()
+            try await env.enqueue("five")
+            let fifth = try await env.runNext(executor2)
+            let afterBind = try #require(try await env.containerID())
+            #expect(afterBind != afterImage && fifth["container_changes"]?.contains("bind") == true)
+            try await env.enqueue("six")
+            _ = try await env.runNext(executor2)
+            #expect(try await env.containerID() == afterBind)
+        }
+    }
+
+    @Test func stoppedContainerIsStartedNotRecreated() async throws {
+        try await WorkerEnvironment.with() { env in
+            let reconciler = env.reconciler()
+            let created = try await reconciler.ensure(env.agent())
+            try await env.docker.stopContainer(created.containerID, graceSeconds: 0)
+            let again = try await reconciler.ensure(env.agent())
+            #expect(again.containerID == created.containerID)
+            #expect(again.changes.first?.hasPrefix("not running") == true)
+        }
+    }
+
+    @Test func orphanedContainersOfUnconfiguredAgentsAreRemoved() async throws {
+        try await WorkerEnvironment.with(agents: ["dev", "old"]) { env in
+            let reconciler = env.reconciler()
+            _ = try await reconciler.ensure(env.agent("old"))
+            _ = try await reconciler.ensure(env.agent("dev"))
+            let removed = try await reconciler.removeOrphans(configured: ["dev"])
+            #expect(removed.map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "/")) } == ["\(env.prefix)-old"])
+            #expect(try await env.containerID("dev") != nil)
+        }
+    }
+}

@@ -1,0 +1,125 @@
+import Foundation
+import Logging
+import Shared
+import TestSupport
+
+@testable import Worker
+
+/// One test's world: its own redis-server, data root, container prefix and host id, on the real dockerd.
+/// `cleanup()` removes its containers and files.
+final class WorkerEnvironment: @unchecked Sendable {
+    let redis: RedisServer
+    let root: URL
+    let prefix: String
+    let hostID: String
+    let configPath: String
+    var config: AppConfig
+    let docker: DockerClient
+    let client: RedisClient
+    let queue: JobQueue
+    let logger = Logger(label: "worker-test")
+
+    init(
+        agents: [String] = ["dev"], timeout: String = "20s", extraAgentYAML: String = "",
+        queueYAML: String = "{retry_base: 200ms, retry_max: 1s, lease: 2s, heartbeat: 500ms}"
+    ) async throws {
+        try await DockerFixture.ready()
+        redis = try RedisServer()
+        let tag = UUID().uuidString.prefix(8).lowercased()
+        prefix = "fht-\(tag)"
+        hostID = "host-\(tag)"
+        root = URL(fileURLWithPath: "/tmp/forge-hooks-test-\(tag)")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        var yaml = """
+            redis: {url: "\(redis.url)"}
+            queue: \(queueYAML)
+            worker: {container_prefix: \(prefix), shutdown_grace: 2s}
+            agents:
+
+            """
+        for agent in agents {
+            yaml += """
+                  \(agent):
+                    image: \(DockerFixture.image)
+                    credentials_dir: \(root.path)/\(agent)/config
+                    work_dir: \(root.path)/\(agent)/work
+                    timeout: \(timeout)
+                    concurrency: 4
+                \(extraAgentYAML)
+
+                """
+        }
+        configPath = root.appendingPathComponent("config.yaml").path
+        try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
+        config = try AppConfig.load(path: configPath, resolveSecrets: false)
+        docker = DockerClient(socketPath: DockerFixture.socket)
+        var rc = config.redisConfiguration
+        rc.connectTimeout = .milliseconds(500)
+        client = RedisClient(configuration: rc, connections: 4)
+        queue = JobQueue(redis: client, keys: config.keys, settings: config.queue)
+    }
+
+    func agent(_ name: String = "dev") -> AgentSettings { config.agents[name]! }
+
+    func reconciler() -> ContainerReconciler {
+        ContainerReconciler(docker: docker, containerPrefix: prefix, hostID: hostID, logger: logger)
+    }
+
+    func executor(workerID: String = "test-worker", reconciler: ContainerReconciler? = nil) -> JobExecutor {
+        JobExecutor(
+            queue: queue, reconciler: reconciler ?? self.reconciler(), runner: AgentRunner(docker: docker, queue: queue, logger: logger),
+            agents: config.agents, workerID: workerID, hostID: hostID, logger: logger)
+    }
+
+    @discardableResult
+    func enqueue(_ prompt: String, agent: String = "dev", repo: String = "acme/widgets", number: Int = 1) async throws -> String {
+        let job = NewJob(
+            agent: agent, session: SessionKey(agent: agent, repository: repo, number: number),
+            fields: [("repo", repo), ("number", String(number)), ("prompt", prompt), ("forge", "forgejo"), ("event", "issue_comment")])
+        _ = try await queue.enqueue([job])
+        return job.id
+    }
+
+    /// Reserves the next job and runs it to the end with `executor`.
+    @discardableResult
+    func runNext(_ executor: JobExecutor, agent: String = "dev", worker: String = "test-worker") async throws -> [String: String] {
+        guard let job = try await queue.reserveAny(worker: worker, agents: [agent]) else { throw TestSetupError("no job to run") }
+        await executor.execute(job, control: RunControl())
+        return try await queue.job(job.id) ?? [:]
+    }
+
+    func containerID(_ agent: String = "dev") async throws -> String? {
+        try await docker.inspectContainer("\(prefix)-\(agent)")?["Id"] as? String
+    }
+
+    /// The Worker binary built next to the tests.
+    var workerBinary: String { DockerFixture.repositoryRoot.appendingPathComponent(".build/debug/Worker").path }
+
+    func cleanup() async {
+        if let list = try? await docker.listContainers(label: "forge-hooks.host=\(hostID)") {
+            for c in list { if let id = c["Id"] as? String { try? await docker.removeContainer(id) } }
+        }
+        for name in config.agents.keys { try? await docker.removeContainer("\(prefix)-\(name)") }
+        await docker.shutdown()
+        client.shutdown()
+        redis.stop()
+        try? FileManager.default.removeItem(at: root)
+    }
+}
+
+extension WorkerEnvironment {
+    /// Runs `body` in a fresh environment and always cleans it up (containers, files, Redis), even when it throws.
+    static func with(
+        agents: [String] = ["dev"], timeout: String = "20s", queueYAML: String = "{retry_base: 200ms, retry_max: 1s, lease: 2s, heartbeat: 500ms}",
+        _ body: (WorkerEnvironment) async throws -> Void
+    ) async throws {
+        let env = try await WorkerEnvironment(agents: agents, timeout: timeout, queueYAML: queueYAML)
+        do {
+            try await body(env)
+        } catch {
+            await env.cleanup()
+            throw error
+        }
+        await env.cleanup()
+    }
+}
