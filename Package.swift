@@ -67,6 +67,7 @@ let package = Package(
             name: "Bench",
             dependencies: [
                 "Shared",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -19,12 +19,15 @@ final class WorkerEnvironment: @unchecked Sendable {
     let queue: JobQueue
     let logger = Logger(label: "worker-test")
 
+    private let ownsRedis: Bool
+
     init(
         agents: [String] = ["dev"], timeout: String = "20s", extraAgentYAML: String = "",
-        queueYAML: String = "{retry_base: 200ms, retry_max: 1s, lease: 2s, heartbeat: 500ms}"
+        queueYAML: String = "{retry_base: 200ms, retry_max: 1s, lease: 2s, heartbeat: 500ms}", sharing other: WorkerEnvironment? = nil
     ) async throws {
         try await DockerFixture.ready()
-        redis = try RedisServer()
+        redis = try other?.redis ?? RedisServer()
+        ownsRedis = other == nil
         let tag = UUID().uuidString.prefix(8).lowercased()
         prefix = "fht-\(tag)"
         hostID = "host-\(tag)"
@@ -82,8 +85,8 @@ final class WorkerEnvironment: @unchecked Sendable {
 
     /// Reserves the next job and runs it to the end with `executor`.
     @discardableResult
-    func runNext(_ executor: JobExecutor, agent: String = "dev", worker: String = "test-worker") async throws -> [String: String] {
-        guard let job = try await queue.reserveAny(worker: worker, agents: [agent]) else { throw TestSetupError("no job to run") }
+    func runNext(_ executor: JobExecutor, agent: String = "dev") async throws -> [String: String] {
+        guard let job = try await queue.reserveAny(worker: executor.workerID, agents: [agent]) else { throw TestSetupError("no job to run") }
         await executor.execute(job, control: RunControl())
         return try await queue.job(job.id) ?? [:]
     }
@@ -102,7 +105,7 @@ final class WorkerEnvironment: @unchecked Sendable {
         for name in config.agents.keys { try? await docker.removeContainer("\(prefix)-\(name)") }
         await docker.shutdown()
         client.shutdown()
-        redis.stop()
+        if ownsRedis { redis.stop() }
         try? FileManager.default.removeItem(at: root)
     }
 }

@@ -230,6 +230,7 @@ public struct JobQueue: Sendable {
             if !idle.isEmpty {
                 commands.append(RedisCommand(["HDEL", keys.sessions] + idle))
                 commands.append(RedisCommand(["ZREM", keys.sessionsUsed] + idle))
+                commands.append(RedisCommand(["DEL"] + idle.map(keys.transcript)))
             }
         }
         _ = try await redis.pipeline(commands)
@@ -254,7 +255,10 @@ public struct JobQueue: Sendable {
     /// Drops a stored session id (stale, or its issue closed). Returns whether one was stored.
     @discardableResult
     public func dropSession(_ session: String) async throws(RedisError) -> Bool {
-        let replies = try await redis.pipeline([RedisCommand("HDEL", keys.sessions, session), RedisCommand("ZREM", keys.sessionsUsed, session)])
+        let replies = try await redis.pipeline([
+            RedisCommand("HDEL", keys.sessions, session), RedisCommand("ZREM", keys.sessionsUsed, session),
+            RedisCommand("DEL", keys.transcript(session)),
+        ])
         return replies[0].int == 1
     }
 

@@ -36,6 +36,9 @@ public struct KeySchema: Sendable, Equatable {
     public func log(_ id: String) -> String { "\(prefix):log:\(id)" }
     /// zset — session key → last time (ms) a run used it, for dropping idle sessions.
     public var sessionsUsed: String { "\(prefix):sessions:used" }
+    /// hash — the latest transcript of a session, so another host can resume it: `session_id cwd project bytes sha256
+    /// host updated_at` and `data` (the JSONL text), or `skipped` when it was over the size cap. Expires with the session.
+    public func transcript(_ session: String) -> String { "\(prefix):transcript:\(session)" }
     /// zset — job id → creation time (ms): the index `jobs` listings read; trimmed with retention.
     public var jobIndex: String { "\(prefix):jobs" }
 }

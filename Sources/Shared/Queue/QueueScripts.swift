@@ -144,6 +144,7 @@ enum QueueScripts {
             for _ = 1, drops do
               redis.call('HDEL', p .. ':sessions', ARGV[i])
               redis.call('ZREM', p .. ':sessions:used', ARGV[i])
+              redis.call('DEL', p .. ':transcript:' .. ARGV[i])
               i = i + 1
             end
             if dk ~= '' then

@@ -21,6 +21,8 @@ public struct QueueSettings: Sendable, Equatable {
     public var logMaxLines: Int = 2000
     /// Sessions unused for this long are dropped (0 = never).
     public var sessionIdle: Duration = .seconds(30 * 24 * 3600)
+    /// Session transcripts up to this size are shipped through Redis so any host can resume (0 = never ship).
+    public var transcriptMaxBytes: Int = 16 << 20
 
     public init() {}
 }

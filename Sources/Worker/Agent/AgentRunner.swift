@@ -17,6 +17,8 @@ struct AgentRunner: Sendable {
         var stderrTail: [String] = []
         var duration: Duration = .zero
         var killedProcesses = 0
+        /// When the agent's first output line arrived (the process is running).
+        var firstOutputAt: ContinuousClock.Instant?
 
         var succeeded: Bool { !timedOut && aborted == nil && exitCode == 0 && parsed.isError != true }
 
@@ -103,9 +105,10 @@ struct AgentRunner: Sendable {
         }
         outcome.exitCode = state.exitCode
         outcome.duration = ContinuousClock.now - started
-        let (parsed, stderr) = await sink.finish()
+        let (parsed, stderr, firstAt) = await sink.finish()
         outcome.parsed = parsed
         outcome.stderrTail = stderr
+        outcome.firstOutputAt = firstAt
         return outcome
     }
 
@@ -159,6 +162,7 @@ actor OutputSink {
     private var stderrTail: [String] = []
     private var pending: [String] = []
     private var lastFlush = ContinuousClock.now
+    private var firstLineAt: ContinuousClock.Instant?
 
     init(queue: JobQueue, jobID: String) {
         self.queue = queue
@@ -166,6 +170,7 @@ actor OutputSink {
     }
 
     func add(_ lines: [(DockerStreamDemuxer.Stream, String)]) async {
+        if firstLineAt == nil { firstLineAt = .now }
         for (stream, line) in lines {
             if stream == .stdout {
                 parser.consume(line)
@@ -187,8 +192,8 @@ actor OutputSink {
         try? await queue.appendLog(jobID, lines: batch)
     }
 
-    func finish() async -> (StreamJSONParser, [String]) {
+    func finish() async -> (StreamJSONParser, [String], ContinuousClock.Instant?) {
         await flush()
-        return (parser, stderrTail)
+        return (parser, stderrTail, firstLineAt)
     }
 }

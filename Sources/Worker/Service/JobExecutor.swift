@@ -37,6 +37,15 @@ struct JobExecutor: Sendable {
             }
             var resume = try await queue.sessionID(for: job.session)
             var warnings: [String] = []
+            let transcripts = TranscriptStore(queue: queue)
+            if let sessionID = resume {
+                switch try await transcripts.restore(session: job.session, sessionID: sessionID, agent: agent, cwd: cwd.container) {
+                case .restored(let bytes): log.info("restored the session transcript from Redis", metadata: ["bytes": "\(bytes)"])
+                case .skipped(let reason):
+                    warnings.append("the transcript of session \(sessionID) was not shipped (\(reason)); resuming only works on the host that ran it")
+                case .localIsCurrent, .notStored: break
+                }
+            }
             try await queue.annotate(
                 job.id,
                 [("host", hostID), ("container", String(container.containerID.prefix(12))), ("cwd", cwd.container)]
@@ -70,9 +79,20 @@ struct JobExecutor: Sendable {
                 ("cost_usd", outcome.parsed.costUSD.map { String($0) } ?? ""), ("num_turns", outcome.parsed.numTurns.map(String.init) ?? ""),
                 ("result", String((outcome.parsed.result ?? "").prefix(2000))),
             ]
-            if !warnings.isEmpty { fields.append(("warning", warnings.joined(separator: "\n"))) }
             if outcome.timedOut { fields.append(("timed_out", "true")) }
             let sessionID = outcome.parsed.sessionID ?? (outcome.parsed.sawResult ? (resume ?? newSession) : nil)
+            if let sessionID {
+                do {
+                    let saved = try await transcripts.save(session: job.session, sessionID: sessionID, agent: agent, cwd: cwd.container, host: hostID)
+                    if case .overCap(let bytes) = saved {
+                        warnings.append("transcript is \(bytes) bytes, over queue.transcript_max_bytes: not shipped, so only this host can resume it")
+                    }
+                } catch {
+                    log.error("could not ship the session transcript: \(error)")
+                    warnings.append("transcript not shipped: \(error)")
+                }
+            }
+            if !warnings.isEmpty { fields.append(("warning", warnings.joined(separator: "\n"))) }
             let result: JobQueue.Outcome = outcome.succeeded ? .succeeded : .failed(error: outcome.errorSummary, retryable: true)
             await finish(job, result, sessionID: sessionID, fields: fields, log: log)
             log.info(

@@ -1,0 +1,86 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Shared
+
+extension WorkerCommand {
+    /// Dispatch overhead: from a job reserved to the agent process running (its first output line), through the
+    /// worker's own code path (reconcile → session dir → exec). Warm = the container matches; drift = the spec changed
+    /// before every job, so each one stops, removes, creates and starts the container.
+    struct BenchDispatch: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "bench-dispatch", abstract: "Benchmark: reserve → agent started, warm and with container drift (prints p50/p99).")
+
+        @OptionGroup var common: CommonOptions
+        @Option(help: "The agent to run (its image should be the stub).") var agent = "dev"
+        @Option(help: "Warm jobs.") var warm = 50
+        @Option(help: "Jobs with drift (container recreated each time).") var drift = 10
+
+        func run() async throws {
+            let (config, logger) = try common.load()
+            guard var settings = config.agents[agent] else { throw ValidationError("no agent '\(agent)' in \(common.config)") }
+            let redis = RedisClient(configuration: config.redisConfiguration, connections: 2)
+            defer { redis.shutdown() }
+            let prefix = "bench-\(UUID().uuidString.prefix(6).lowercased())"
+            let queue = JobQueue(redis: redis, keys: KeySchema(prefix: prefix), settings: config.queue)
+            let docker = try common.docker(logger: logger)
+            var quiet = logger
+            quiet.logLevel = .warning
+            let reconciler = ContainerReconciler(docker: docker, containerPrefix: prefix, hostID: "bench", logger: quiet)
+            let runner = AgentRunner(docker: docker, queue: queue, logger: quiet)
+
+            func measure(_ n: Int, drifting: Bool) async throws -> [Double] {
+                var samples: [Double] = []
+                for i in 0..<n {
+                    if drifting { settings.environment["FORGE_HOOKS_BENCH"] = String(i) }
+                    let job = NewJob(
+                        agent: settings.name, session: SessionKey(agent: settings.name, repository: "bench/repo", number: 1 + i % 5),
+                        fields: [("repo", "bench/repo"), ("number", String(1 + i % 5)), ("prompt", "noop")])
+                    _ = try await queue.enqueue([job])
+                    guard let reserved = try await queue.reserveAny(worker: "bench", agents: [settings.name]) else { continue }
+                    let t0 = ContinuousClock.now
+                    let container = try await reconciler.ensure(settings)
+                    let cwd = try AgentEnvironment.sessionDirectory(settings, repository: "bench/repo", number: 1 + i % 5)
+                    let outcome = try await runner.run(
+                        jobID: reserved.id, agent: settings, container: container.containerID, workingDir: cwd.container, prompt: "noop",
+                        resume: nil, newSessionID: UUID().uuidString.lowercased(), control: RunControl())
+                    _ = try await queue.finish(reserved, worker: "bench", outcome: .succeeded)
+                    guard let first = outcome.firstOutputAt, outcome.succeeded else {
+                        throw WorkerError("bench run failed: \(outcome.errorSummary)")
+                    }
+                    samples.append((first - t0).seconds * 1000)
+                }
+                return samples.sorted()
+            }
+            func pct(_ s: [Double], _ p: Double) -> Double { s.isEmpty ? 0 : s[min(s.count - 1, Int(Double(s.count) * p))] }
+
+            do {
+                _ = try await reconciler.ensure(settings)  // create once, outside the warm figures
+                let warmSamples = try await measure(warm, drifting: false)
+                let driftSamples = try await measure(drift, drifting: true)
+                print("dispatch overhead, reserve → agent's first output line (\(agent), image \(settings.image)):")
+                print(
+                    String(
+                        format: "  warm  (container matches): n=%3d  p50 %7.1f ms  p99 %7.1f ms", warmSamples.count, pct(warmSamples, 0.5),
+                        pct(warmSamples, 0.99)))
+                print(
+                    String(
+                        format: "  drift (recreate each job): n=%3d  p50 %7.1f ms  p99 %7.1f ms", driftSamples.count, pct(driftSamples, 0.5),
+                        pct(driftSamples, 0.99)))
+            } catch {
+                try? await docker.removeContainer("\(prefix)-\(agent)")
+                await docker.shutdown()
+                throw error
+            }
+            try? await docker.removeContainer("\(prefix)-\(agent)")
+            await docker.shutdown()
+            var cursor = "0"
+            repeat {
+                let reply = try await redis.send("SCAN", cursor, "MATCH", "\(prefix):*", "COUNT", "1000")
+                cursor = reply.array?.first?.string ?? "0"
+                let keys = reply.array?.last?.strings ?? []
+                if !keys.isEmpty { try await redis.send(["UNLINK"] + keys) }
+            } while cursor != "0"
+        }
+    }
+}

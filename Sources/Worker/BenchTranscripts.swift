@@ -1,0 +1,56 @@
+import ArgumentParser
+import Foundation
+import Shared
+
+extension WorkerCommand {
+    /// The extra latency transcript shipping adds to a job: one save after the run, one restore before a resume on
+    /// another host (the local copy missing). Uses `TranscriptStore` itself against the given Redis.
+    struct BenchTranscripts: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "bench-transcripts", abstract: "Benchmark: transcript save and restore latency (100 KB and 10 MB).")
+
+        @Option(help: "Redis URL (a scratch Redis: keys are written under a random prefix and deleted).")
+        var redis = "redis://127.0.0.1:6379"
+        @Option(help: "Repetitions per size.") var runs = 20
+
+        func run() async throws {
+            let client = RedisClient(configuration: try RedisConfiguration(url: redis), connections: 2)
+            defer { client.shutdown() }
+            var settings = QueueSettings()
+            settings.transcriptMaxBytes = 64 << 20
+            let prefix = "bench-\(UUID().uuidString.prefix(6).lowercased())"
+            let queue = JobQueue(redis: client, keys: KeySchema(prefix: prefix), settings: settings)
+            let store = TranscriptStore(queue: queue)
+            let root = FileManager.default.temporaryDirectory.appendingPathComponent(prefix).path
+            defer { try? FileManager.default.removeItem(atPath: root) }
+            var agent = AgentSettings(name: "bench", image: "none", credentialsDir: root + "/config", workDir: root + "/work")
+            agent.user = "\(getuid()):\(getgid())"
+            print("transcript shipping, Redis \(client.configuration.endpointDescription), \(runs) runs each:")
+            for size in [100 * 1024, 10 * 1024 * 1024] {
+                let line = "{\"type\":\"assistant\",\"message\":\"" + String(repeating: "x", count: 200) + "\"}\n"
+                let text = String(repeating: line, count: size / line.utf8.count + 1).prefix(size)
+                let cwd = "/work/bench/repo/1"
+                var saves: [Double] = []
+                var restores: [Double] = []
+                for i in 0..<runs {
+                    let sid = UUID().uuidString.lowercased()
+                    let path = TranscriptStore.localPath(agent, cwd: cwd, sessionID: sid)
+                    try TranscriptStore.writeOwned(Data((text + "\(i)\n").utf8), to: path, agent: agent)
+                    var t = ContinuousClock.now
+                    _ = try await store.save(session: "bench:bench/repo:\(i)", sessionID: sid, agent: agent, cwd: cwd, host: "a")
+                    saves.append((ContinuousClock.now - t).seconds * 1000)
+                    try FileManager.default.removeItem(atPath: path)  // "another host": no local copy
+                    t = ContinuousClock.now
+                    let restored = try await store.restore(session: "bench:bench/repo:\(i)", sessionID: sid, agent: agent, cwd: cwd)
+                    restores.append((ContinuousClock.now - t).seconds * 1000)
+                    guard case .restored = restored else { throw ValidationError("restore did not restore: \(restored)") }
+                    try await client.send("DEL", queue.keys.transcript("bench:bench/repo:\(i)"))
+                }
+                func pct(_ s: [Double], _ p: Double) -> Double { let s = s.sorted(); return s[min(s.count - 1, Int(Double(s.count) * p))] }
+                let label = size >= 1 << 20 ? "\(size >> 20) MB" : "\(size >> 10) KB"
+                print(String(format: "  %-6@ save    p50 %7.2f ms  p99 %7.2f ms", label as NSString, pct(saves, 0.5), pct(saves, 0.99)))
+                print(String(format: "  %-6@ restore p50 %7.2f ms  p99 %7.2f ms", label as NSString, pct(restores, 0.5), pct(restores, 0.99)))
+            }
+        }
+    }
+}

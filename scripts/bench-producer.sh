@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Producer benchmark (a harness that prints figures): wrk posts signed ~8 KB issue_comment webhooks with unique
+# delivery ids over 64 connections to the release producer (real Redis), checks that the number of 202s equals the
+# jobs in Redis, then runs the same load against a bare Hummingbird route that only reads the body, for the ratio.
+# Usage: scripts/bench-producer.sh [seconds=10] [connections=64]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${1:-10}"; conns="${2:-64}"
+scripts/install-deps.sh wrk
+swift build -c release --product Producer >/dev/null
+swift build -c release --product hooks-bench >/dev/null
+work="$(mktemp -d)"; rport=16399; pport=18080; oport=18090; bport=18081
+cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+redis-server --port $rport --bind 127.0.0.1 --save "" --appendonly no --daemonize no --loglevel warning >"$work/redis.log" 2>&1 &
+for _ in $(seq 50); do redis-cli -p $rport ping >/dev/null 2>&1 && break; sleep 0.1; done
+cat >"$work/config.yaml" <<YAML
+redis: {url: "redis://127.0.0.1:$rport"}
+producer: {listen: "127.0.0.1:$pport", ops_listen: "127.0.0.1:$oport"}
+forges: {github: {secret_env: BENCH_SECRET}}
+agents: {dev: {image: forge-hooks/agent-stub:latest}}
+rules:
+  - {agent: dev, events: [issue_comment], mention: true, prompt: "{{sender}}: {{comment}}"}
+YAML
+BENCH_SECRET=bench-secret .build/release/Producer -c "$work/config.yaml" --log-level error >"$work/producer.log" 2>&1 &
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$oport/readyz" >/dev/null && break; sleep 0.1; done
+python3 - "$work/body.json" <<'PY'
+import json, sys
+d = json.load(open("../shared/forge-payloads/github/issue_comment.created.json"))
+d["comment"]["body"] = "@dev please have a look. " + ("lorem ipsum dolor sit amet " * 400)
+raw = json.dumps(d)
+while len(raw) < 8192:
+    d["comment"]["body"] += " pad"
+    raw = json.dumps(d)
+open(sys.argv[1], "w").write(raw[:] )
+PY
+export BENCH_BODY="$work/body.json"
+export BENCH_SIG="$(openssl dgst -sha256 -hmac bench-secret -hex <"$BENCH_BODY" | awk '{print $NF}')"
+echo "body: $(wc -c <"$BENCH_BODY") bytes, $conns connections, ${secs}s, 2 wrk threads, $(nproc) cores"
+wrk -t2 -c"$conns" -d"${secs}s" --latency -s scripts/bench/webhook.lua "http://127.0.0.1:$pport" >"$work/producer.wrk"
+producer=$(grep ^RESULT "$work/producer.wrk")
+jobs_in_redis=$(redis-cli -p $rport LLEN hooks:queue:dev)
+accepted=$(sed 's/.*accepted=\([0-9]*\).*/\1/' <<<"$producer")
+echo "producer : ${producer#RESULT }"
+echo "           jobs in Redis: $jobs_in_redis  ($( [ "$accepted" = "$jobs_in_redis" ] && echo "= 202s, OK" || echo "≠ 202s: MISMATCH"))"
+.build/release/hooks-bench bare-server --port $bport >"$work/bare.log" 2>&1 &
+for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$bport/" && break; sleep 0.1; done
+wrk -t2 -c"$conns" -d"${secs}s" --latency -s scripts/bench/webhook.lua "http://127.0.0.1:$bport" >"$work/bare.wrk"
+bare=$(grep ^RESULT "$work/bare.wrk")
+echo "bare     : ${bare#RESULT }"
+p=$(sed 's/.*requests\/s=\([0-9]*\).*/\1/' <<<"$producer"); b=$(sed 's/.*requests\/s=\([0-9]*\).*/\1/' <<<"$bare")
+echo "ratio    : producer/bare = $(awk -v p="$p" -v b="$b" 'BEGIN{printf "%.0f%%", 100*p/b}')"
+[ "$accepted" = "$jobs_in_redis" ]
