@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "Producer", targets: ["Producer"]),
         .executable(name: "Worker", targets: ["Worker"]),
         .executable(name: "hooks-bench", targets: ["Bench"]),
+        .executable(name: "hooksctl", targets: ["Ctl"]),
         .library(name: "Shared", targets: ["Shared"]),
     ],
     dependencies: [
@@ -64,6 +65,14 @@ let package = Package(
             ]
         ),
         .executableTarget(
+            name: "Ctl",
+            dependencies: [
+                "Shared",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .executableTarget(
             name: "Bench",
             dependencies: [
                 "Shared",
@@ -86,6 +95,10 @@ let package = Package(
                 "Worker", "Shared", "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["Shared", "TestSupport", .product(name: "Yams", package: "Yams")]
         ),
         .testTarget(
             name: "ProducerTests",

@@ -130,7 +130,7 @@ Watch it:
   redis-cli -p $redis_port HGETALL hooks:sessions
   redis-cli -p $redis_port --scan --pattern 'hooks:job:*'          # then HGETALL hooks:job:<id>
   redis-cli -p $redis_port LRANGE hooks:log:<id> 0 -1               # the agent's output
-  $bin/hooksctl --redis redis://127.0.0.1:$redis_port status
+  $bin/hooksctl status --redis redis://127.0.0.1:$redis_port
   $bin/Worker containers -c $data/config.yaml --host-id demo
   tail -f $data/logs/*.log
 

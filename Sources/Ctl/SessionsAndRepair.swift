@@ -1,0 +1,145 @@
+import ArgumentParser
+import Foundation
+import Shared
+
+extension Hooksctl {
+    struct Sessions: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stored agent sessions (session key → CLI session id).")
+        @OptionGroup var connection: Connection
+        @Option(help: "Only this agent.") var agent: String?
+        @Option(help: "Only this repository (owner/name).") var repo: String?
+        @Flag(help: "JSON output.") var json = false
+
+        func run() async throws {
+            try await withRedis(connection) { redis, keys in
+                let all = try await redis.send("HGETALL", keys.sessions).hash ?? [:]
+                var rows: [[String: String]] = []
+                for (key, id) in all.sorted(by: { $0.key < $1.key }) {
+                    guard let parsed = try? SessionKey(parsing: key) else { continue }
+                    if let agent, parsed.agent != agent { continue }
+                    if let repo, parsed.repository != repo { continue }
+                    let used = try await redis.send("ZSCORE", keys.sessionsUsed, key).string.flatMap(Double.init)
+                    let t = try await redis.send("HMGET", keys.transcript(key), "bytes", "host", "skipped").strings ?? []
+                    rows.append([
+                        "session": key, "session_id": id,
+                        "last_used": used.map { humanDuration(Date().timeIntervalSince1970 - $0 / 1000) + " ago" } ?? "-",
+                        "transcript": t.count == 3 && !t[0].isEmpty ? (t[2].isEmpty ? "\(t[0]) bytes from \(t[1])" : "not shipped (over cap)") : "-",
+                    ])
+                }
+                if json { return try printJSON(rows) }
+                printTable(
+                    ["session", "session id", "last used", "transcript in Redis"],
+                    rows.map { [$0["session"]!, $0["session_id"]!, $0["last_used"]!, $0["transcript"]!] })
+            }
+        }
+    }
+
+    struct SessionCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "session", abstract: "One session.", subcommands: [Drop.self])
+
+        struct Drop: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Forget a session: the next job of that issue starts a fresh conversation.")
+            @OptionGroup var connection: Connection
+            @Argument(help: "Session key: agent:owner/repo:number") var key: String
+
+            func run() async throws {
+                do {
+                    _ = try SessionKey(parsing: key)
+                } catch {
+                    throw ValidationError("\(error)")
+                }
+                try await withRedis(connection) { redis, keys in
+                    let queue = JobQueue(redis: redis, keys: keys)
+                    if try await queue.dropSession(key) {
+                        print("dropped \(key)")
+                    } else {
+                        FileHandle.standardError.write(Data("error: no session '\(key)' (see `hooksctl sessions`)\n".utf8))
+                        throw ExitCode(1)
+                    }
+                }
+            }
+        }
+    }
+
+    struct Requeue: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Put dead (or failed, waiting for retry) jobs back on their queue with fresh attempts.")
+        @OptionGroup var connection: Connection
+        @Argument(help: "Job ids.") var ids: [String] = []
+        @Flag(help: "Every job on the dead list.") var dead = false
+
+        func validate() throws {
+            if ids.isEmpty && !dead { throw ValidationError("name job ids, or --dead for every dead job") }
+        }
+
+        static let script = RedisScript(
+            name: "requeue",
+            source: """
+                local p, id, now = ARGV[1], ARGV[2], ARGV[3]
+                local jk = p .. ':job:' .. id
+                local st, agent, session = unpack(redis.call('HMGET', jk, 'status', 'agent', 'session'))
+                if not st then return {'missing'} end
+                if st ~= 'dead' and st ~= 'failed' then return {'refused', st} end
+                redis.call('LREM', p .. ':dead', 0, id)
+                redis.call('ZREM', p .. ':delayed', id)
+                redis.call('PERSIST', jk)
+                redis.call('PERSIST', p .. ':log:' .. id)
+                redis.call('HSET', jk, 'status', 'queued', 'attempts', '0', 'requeued_at', now)
+                redis.call('HDEL', jk, 'retry_at', 'finished_at', 'worker')
+                local seq = redis.call('INCR', p .. ':seq')
+                redis.call('HSET', jk, 'seq', tostring(seq))
+                redis.call('ZADD', p .. ':pending:' .. session, seq, id)
+                redis.call('LPUSH', p .. ':queue:' .. agent, id)
+                return {'queued', agent}
+                """)
+
+        func run() async throws {
+            try await withRedis(connection) { redis, keys in
+                var targets = ids
+                if dead { targets += try await redis.send("LRANGE", keys.dead, "0", "-1").strings ?? [] }
+                var failures = 0
+                for id in targets {
+                    let reply = try await redis.evaluate(Self.script, arguments: [keys.prefix, id, Timestamp.iso()]).strings ?? []
+                    switch reply.first {
+                    case "queued": print("\(id): re-queued on \(keys.queue(reply[1]))")
+                    case "refused":
+                        failures += 1
+                        print("\(id): not re-queued: it is \(reply[1]) (only dead or failed jobs can be)")
+                    default:
+                        failures += 1
+                        print("\(id): no such job")
+                    }
+                }
+                if targets.isEmpty { print("nothing to re-queue") }
+                if failures > 0 { throw ExitCode(1) }
+            }
+        }
+    }
+
+    struct Purge: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Delete finished job records (succeeded; with --dead also dead ones) and their logs now.")
+        @OptionGroup var connection: Connection
+        @Flag(help: "Also delete dead jobs and empty the dead list.") var dead = false
+
+        func run() async throws {
+            try await withRedis(connection) { redis, keys in
+                let ids = try await redis.send("ZRANGE", keys.jobIndex, "0", "-1").strings ?? []
+                var purged = 0
+                for chunk in stride(from: 0, to: ids.count, by: 500).map({ Array(ids[$0..<min($0 + 500, ids.count)]) }) {
+                    let statuses = try await redis.pipeline(chunk.map { RedisCommand("HGET", keys.job($0), "status") })
+                    var commands: [RedisCommand] = []
+                    for (id, status) in zip(chunk, statuses) {
+                        let s = status.string
+                        guard s == nil || s == "succeeded" || (dead && s == "dead") else { continue }
+                        commands += [RedisCommand("DEL", keys.job(id), keys.log(id)), RedisCommand("ZREM", keys.jobIndex, id)]
+                        if s == "dead" { commands.append(RedisCommand("LREM", keys.dead, "0", id)) }
+                        if s != nil { purged += 1 }
+                    }
+                    _ = try await redis.pipeline(commands)
+                }
+                print("purged \(purged) finished job record(s)")
+            }
+        }
+    }
+}

@@ -1,0 +1,51 @@
+import Foundation
+import TestSupport
+import Testing
+import Yams
+
+/// What can be checked here of deploy/ without a registry: the units, the compose file, the Redis configs.
+@Suite struct DeployFilesTests {
+    static let deploy = DockerFixture.repositoryRoot.appendingPathComponent("deploy")
+
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze"), "systemd-analyze is not installed"))
+    func systemdUnitsVerify() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("units-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // The binaries are not installed on this machine: point the units at one that exists, keep everything else.
+        for (file, instance) in [
+            ("forge-hooks-producer.service", "forge-hooks-producer.service"), ("forge-hooks-worker@.service", "forge-hooks-worker@1.service"),
+        ] {
+            var text = try String(contentsOf: Self.deploy.appendingPathComponent("systemd/\(file)"), encoding: .utf8)
+            #expect(text.contains("/usr/local/bin/"))
+            text = text.replacingOccurrences(of: "/usr/local/bin/Producer", with: "/bin/true").replacingOccurrences(
+                of: "/usr/local/bin/Worker", with: "/bin/true")
+            try text.write(to: dir.appendingPathComponent(instance), atomically: true, encoding: .utf8)
+        }
+        let (code, out) = try DockerFixture.shell(
+            "cd '\(dir.path)' && SYSTEMD_LOG_LEVEL=warning systemd-analyze verify forge-hooks-producer.service forge-hooks-worker@1.service 2>&1")
+        #expect(code == 0, "\(out)")
+        #expect(!out.contains("Unknown key") && !out.contains("Failed to parse"), "\(out)")
+        let worker = try String(contentsOf: Self.deploy.appendingPathComponent("systemd/forge-hooks-worker@.service"), encoding: .utf8)
+        #expect(worker.contains("ExecStartPre=/usr/local/bin/Worker smoke-check"))
+    }
+
+    @Test func composeFileParsesAndWiresTheStack() throws {
+        let text = try String(contentsOf: Self.deploy.appendingPathComponent("compose.yaml"), encoding: .utf8)
+        let root = try #require(try Yams.load(yaml: text) as? [String: Any])
+        let services = try #require(root["services"] as? [String: Any])
+        #expect(Set(services.keys) == ["redis", "producer", "worker", "nginx"])
+        let worker = try #require(services["worker"] as? [String: Any])
+        let volumes = worker["volumes"] as? [String] ?? []
+        #expect(volumes.contains("/var/run/docker.sock:/var/run/docker.sock"))
+        #expect(volumes.contains("/var/lib/forge-hooks:/var/lib/forge-hooks"), "agent bind sources must have the same path as on the host")
+        #expect((worker["deploy"] as? [String: Any])?["replicas"] as? Int == 2)
+        let redisConf = try String(contentsOf: Self.deploy.appendingPathComponent("redis/redis.conf"), encoding: .utf8)
+        #expect(
+            redisConf.contains("appendonly yes") && redisConf.contains("appendfsync everysec") && redisConf.contains("maxmemory-policy noeviction"))
+        let demo = try String(contentsOf: Self.deploy.appendingPathComponent("redis/redis-demo.conf"), encoding: .utf8)
+        #expect(demo.contains("appendonly yes") && demo.contains("maxmemory-policy noeviction"))
+        let agent = try String(contentsOf: Self.deploy.appendingPathComponent("agent/Dockerfile"), encoding: .utf8)
+        #expect(agent.contains("npm install -g @anthropic-ai/claude-code") && agent.contains("--uid 1000") && !agent.contains("docker.sock"))
+    }
+}
