@@ -265,24 +265,24 @@ import Testing
     }
 
     @Test func giteaIssuesAndComments() throws {
-        let issue = try EventNormalizer.normalize(forge: .forgejo, event: "issues", eventType: "issues", payload: Self.giteaIssuePayload())
+        let issue = try EventNormalizer.normalize(forge: .forgejo, event: "issues", eventType: "issues", payload: Self.json(Self.giteaIssuePayload()))
         #expect(issue.kind == "issues" && issue.action == "opened" && issue.number == 12 && !issue.isPullRequest)
         #expect(issue.labels == ["bug"] && issue.assignees == ["dev-bot"] && issue.sender == "alice")
 
         let comment = try EventNormalizer.normalize(
-            forge: .gitea, event: "issue_comment", eventType: "issue_comment", payload: Self.giteaIssuePayload(comment: "@dev please fix"))
+            forge: .gitea, event: "issue_comment", eventType: "issue_comment", payload: Self.json(Self.giteaIssuePayload(comment: "@dev please fix")))
         #expect(comment.kind == "issue_comment" && comment.comment == "@dev please fix" && !comment.isPullRequest)
         #expect(comment.url == "https://git.example/acme/app/issues/12#c5")
 
         // A comment on a PR's conversation: X-Gitea-Event: issue_comment, X-Gitea-Event-Type: pull_request_comment, is_pull.
         let prComment = try EventNormalizer.normalize(
             forge: .gitea, event: "issue_comment", eventType: "pull_request_comment",
-            payload: Self.giteaIssuePayload(comment: "@dev rebase", isPull: true, action: "created"))
+            payload: Self.json(Self.giteaIssuePayload(comment: "@dev rebase", isPull: true, action: "created")))
         #expect(prComment.kind == "issue_comment" && prComment.isPullRequest)
         // …and sent under X-Gitea-Event: pull_request_comment it is still a conversation comment, not a review.
         let asHeader = try EventNormalizer.normalize(
             forge: .forgejo, event: "pull_request_comment", eventType: "pull_request_comment",
-            payload: Self.giteaIssuePayload(comment: "@dev rebase", isPull: true, action: "created"))
+            payload: Self.json(Self.giteaIssuePayload(comment: "@dev rebase", isPull: true, action: "created")))
         #expect(asHeader.kind == "issue_comment" && asHeader.isPullRequest)
     }
 
@@ -290,10 +290,30 @@ import Testing
         ("", "empty body"),
         ("{\"action\": \"opened\"", "malformed JSON"),
         ("[1,2,3]", "must be a JSON object"),
-        ("\"text\"", "malformed JSON"),
+        ("\"text\"", "must be a JSON object"),
+        ("{\"a\": 1} x", "unexpected data after"),
+        ("{\"a\": \"\\ud800\"}", "unpaired surrogate"),
+        ("{\"a\": \"tab\there\"}", "control character"),
+        ("{\"a\": 01}", "expected ',' or '}'"),
+        ("{\"a\": tru}", "invalid literal"),
     ])
     func rejectsMalformedBodies(body: String, message: String) {
         #expect { try EventNormalizer.parse(Array(body.utf8)) } throws: { "\($0)".contains(message) }
+    }
+
+    static func json(_ object: [String: Any]) -> [String: JSONValue] {
+        try! EventNormalizer.parse(Array(try! JSONSerialization.data(withJSONObject: object)))
+    }
+
+    @Test func parsesEscapesAndUnicode() throws {
+        let value = try JSONParser.parse(Array(#"{"s":"a\"b\\c\/d\n\u00e9\ud83d\ude00","n":[-1.5e2,0,12],"t":true,"z":null}"#.utf8))
+        guard case .object(let o) = value else { Issue.record("not an object"); return }
+        #expect(o["s"] == .string("a\"b\\c/d\né😀"))
+        #expect(o["n"] == .array([.number(-150), .number(0), .number(12)]))
+        #expect(o["t"] == .bool(true) && o["z"] == .null)
+        #expect(JSONValue.object(o).serialized == #"{"n":[-150,0,12],"s":"a\"b\\c/d\né😀","t":true,"z":null}"#)
+        let deep = Array((String(repeating: "[", count: 500) + String(repeating: "]", count: 500)).utf8)
+        #expect { try JSONParser.parse(deep) } throws: { "\($0)".contains("nesting deeper") }
     }
 
     @Test func rejectsInvalidUTF8() {
@@ -303,27 +323,27 @@ import Testing
     @Test func namesMissingAndMistypedFields() throws {
         var p = Self.giteaIssuePayload()
         p["repository"] = nil
-        #expect { try EventNormalizer.normalize(forge: .gitea, event: "issues", eventType: nil, payload: p) } throws: {
+        #expect { try EventNormalizer.normalize(forge: .gitea, event: "issues", eventType: nil, payload: Self.json(p)) } throws: {
             "\($0)" == "field 'repository' is missing"
         }
         p = Self.giteaIssuePayload()
         p["issue"] = ["number": "12"]
-        #expect { try EventNormalizer.normalize(forge: .gitea, event: "issues", eventType: nil, payload: p) } throws: {
+        #expect { try EventNormalizer.normalize(forge: .gitea, event: "issues", eventType: nil, payload: Self.json(p)) } throws: {
             "\($0)" == "field 'issue.number' must be an integer"
         }
         p = Self.giteaIssuePayload()
         p["issue"] = ["number": true]
-        #expect { try EventNormalizer.normalize(forge: .gitea, event: "issues", eventType: nil, payload: p) } throws: {
+        #expect { try EventNormalizer.normalize(forge: .gitea, event: "issues", eventType: nil, payload: Self.json(p)) } throws: {
             "\($0)" == "field 'issue.number' must be an integer"
         }
         p = Self.giteaIssuePayload(comment: "hi")
         p["comment"] = ["body": 42]
-        #expect { try EventNormalizer.normalize(forge: .gitea, event: "issue_comment", eventType: nil, payload: p) } throws: {
+        #expect { try EventNormalizer.normalize(forge: .gitea, event: "issue_comment", eventType: nil, payload: Self.json(p)) } throws: {
             "\($0)" == "field 'comment.body' must be a string"
         }
         p = Self.giteaIssuePayload()
         p["sender"] = "alice"
-        #expect { try EventNormalizer.normalize(forge: .gitea, event: "issues", eventType: nil, payload: p) } throws: {
+        #expect { try EventNormalizer.normalize(forge: .gitea, event: "issues", eventType: nil, payload: Self.json(p)) } throws: {
             "\($0)" == "field 'sender' must be an object"
         }
     }

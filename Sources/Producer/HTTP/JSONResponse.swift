@@ -3,18 +3,16 @@ import Hummingbird
 
 /// Small JSON answers: every webhook answer has a body that says what happened.
 enum JSONResponse {
-    static func make(_ status: HTTPResponse.Status, _ object: [String: Any], headers extra: HTTPFields = [:]) -> Response {
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+    static func make(_ status: HTTPResponse.Status, _ object: [String: JSONValue], headers extra: HTTPFields = [:]) -> Response {
         var headers: HTTPFields = [.contentType: "application/json"]
         headers.append(contentsOf: extra)
         var buffer = ByteBuffer()
-        buffer.writeBytes(data)
-        buffer.writeString("\n")
+        buffer.writeString(JSONValue.object(object).serialized + "\n")
         return Response(status: status, headers: headers, body: .init(byteBuffer: buffer))
     }
 
     static func error(_ status: HTTPResponse.Status, _ message: String, headers: HTTPFields = [:]) -> Response {
-        make(status, ["error": message], headers: headers)
+        make(status, ["error": .string(message)], headers: headers)
     }
 }
 

@@ -23,14 +23,15 @@ enum ProducerServer {
     static func opsRouter(queue: JobQueue, registry: PrometheusCollectorRegistry) -> Router<BasicRequestContext> {
         let router = Router()
         router.add(middleware: JSONErrorMiddleware())
-        router.get("/healthz") { _, _ in JSONResponse.make(.ok, ["status": "alive"]) }
+        router.get("/healthz") { _, _ in JSONResponse.make(.ok, ["status": .string("alive")]) }
         router.get("/readyz") { _, _ in
             do {
                 try await queue.redis.ping()
-                return JSONResponse.make(.ok, ["status": "ready", "redis": "ok"])
+                return JSONResponse.make(.ok, ["status": .string("ready"), "redis": .string("ok")])
             } catch {
                 Counter(label: "redis_errors_total", dimensions: [("operation", "ping")]).increment()
-                return JSONResponse.make(.serviceUnavailable, ["status": "not ready", "redis": "\(error)"], headers: [.retryAfter: "5"])
+                return JSONResponse.make(
+                    .serviceUnavailable, ["status": .string("not ready"), "redis": .string("\(error)")], headers: [.retryAfter: "5"])
             }
         }
         router.get("/metrics") { _, _ in

@@ -29,16 +29,22 @@ struct WebhookHandler: Sendable {
 
     func handle(forgeName: String, request: Request, context: WebhookContext) async -> Response {
         let start = ContinuousClock.now
-        var log = logger
+        // Metadata is gathered in a plain dictionary and given to the one log call: setting it on the logger one key
+        // at a time makes StreamLogHandler re-render it each time.
+        var meta: Logger.Metadata = [:]
         let header: (String) -> String? = { name in HTTPField.Name(name).flatMap { request.headers[$0] } }
         let client = proxies.clientAddress(peer: context.remoteAddress?.ipAddress, forwardedFor: header("x-forwarded-for"))
-        log[metadataKey: "client"] = "\(client)"
-        log[metadataKey: "forge"] = "\(forgeName)"
+        meta["client"] = "\(client)"
+        meta["forge"] = "\(forgeName)"
 
         func answer(_ response: Response, outcome: String, event: String = "-", _ message: String, level: Logger.Level = .info) -> Response {
             Counter(label: "webhook_requests_total", dimensions: [("forge", forgeName), ("event", event), ("outcome", outcome)]).increment()
             Metrics.Timer(label: "webhook_request_duration_seconds", dimensions: [("outcome", outcome)]).recordInterval(since: start)
-            log.log(level: level, "\(message)", metadata: ["outcome": "\(outcome)", "status": "\(response.status.code)"])
+            if logger.logLevel <= level {
+                meta["outcome"] = "\(outcome)"
+                meta["status"] = "\(response.status.code)"
+                logger.log(level: level, "\(message)", metadata: meta)
+            }
             return response
         }
 
@@ -85,20 +91,20 @@ struct WebhookHandler: Sendable {
             return answer(
                 JSONResponse.error(.badRequest, "missing event header"), outcome: "bad_request", "webhook without event header", level: .notice)
         }
-        log[metadataKey: "event"] = "\(event)"
+        meta["event"] = "\(event)"
         guard let delivery = EventNormalizer.deliveryHeader(forge: forge, header: header), !delivery.isEmpty, delivery.count <= 200 else {
             return answer(
                 JSONResponse.error(.badRequest, "missing delivery id header (X-GitHub-Delivery / X-Gitea-Delivery / X-Forgejo-Delivery)"),
                 outcome: "bad_request", event: event, "webhook without delivery id", level: .notice)
         }
-        log[metadataKey: "delivery.id"] = "\(delivery)"
+        meta["delivery.id"] = "\(delivery)"
 
         // 4. Payload.
         let normalized: ForgeEvent
         do {
             let payload = try EventNormalizer.parse(body)
             if event == "ping" {
-                return answer(JSONResponse.make(.ok, ["pong": true]), outcome: "ping", event: event, "ping")
+                return answer(JSONResponse.make(.ok, ["pong": .bool(true)]), outcome: "ping", event: event, "ping")
             }
             normalized = try EventNormalizer.normalize(forge: forge, event: event, eventType: eventType, payload: payload)
         } catch let error as PayloadError {
@@ -106,14 +112,14 @@ struct WebhookHandler: Sendable {
         } catch {
             return answer(JSONResponse.error(.badRequest, "\(error)"), outcome: "bad_request", event: event, "bad payload: \(error)", level: .notice)
         }
-        if !normalized.repository.isEmpty { log[metadataKey: "repo"] = "\(normalized.repository)" }
-        if let n = normalized.number { log[metadataKey: "number"] = "\(n)" }
+        if !normalized.repository.isEmpty { meta["repo"] = "\(normalized.repository)" }
+        if let n = normalized.number { meta["number"] = "\(n)" }
 
         // 5. Route.
         let decision = router.route(normalized)
         if decision.jobs.isEmpty && decision.dropSessions.isEmpty {
             return answer(
-                JSONResponse.make(.accepted, ["ignored": decision.ignored ?? "no rule matches"]), outcome: "ignored", event: normalized.kind,
+                JSONResponse.make(.accepted, ["ignored": .string(decision.ignored ?? "no rule matches")]), outcome: "ignored", event: normalized.kind,
                 "ignored: \(decision.ignored ?? "")")
         }
 
@@ -143,12 +149,13 @@ struct WebhookHandler: Sendable {
         switch result {
         case .duplicate(let ids):
             return answer(
-                JSONResponse.make(.ok, ["duplicate": true, "jobs": ids]), outcome: "duplicate", event: normalized.kind,
+                JSONResponse.make(.ok, ["duplicate": .bool(true), "jobs": .array(ids.map { .string($0) })]), outcome: "duplicate",
+                event: normalized.kind,
                 "duplicate delivery, nothing enqueued")
         case .queued(let ids):
-            log[metadataKey: "job.ids"] = "\(ids.joined(separator: ","))"
-            var body: [String: Any] = ["jobs": ids, "agents": jobs.map(\.agent)]
-            if !decision.dropSessions.isEmpty { body["dropped_sessions"] = decision.dropSessions }
+            meta["job.ids"] = "\(ids.joined(separator: ","))"
+            var body: [String: JSONValue] = ["jobs": .array(ids.map { .string($0) }), "agents": .array(jobs.map { .string($0.agent) })]
+            if !decision.dropSessions.isEmpty { body["dropped_sessions"] = .array(decision.dropSessions.map { .string($0) }) }
             return answer(
                 JSONResponse.make(.accepted, body), outcome: "accepted", event: normalized.kind,
                 ids.isEmpty ? "sessions dropped (closed)" : "enqueued \(ids.count) job(s) for \(jobs.map(\.agent).joined(separator: ","))")

@@ -31,25 +31,20 @@ enum EventNormalizer {
     }
 
     /// Parses the body; it must be a JSON object.
-    static func parse(_ body: [UInt8]) throws(PayloadError) -> [String: Any] {
+    static func parse(_ body: [UInt8]) throws(PayloadError) -> [String: JSONValue] {
         if body.isEmpty { throw PayloadError(field: "", problem: "empty body: expected a JSON object") }
-        let value: Any
+        let value: JSONValue
         do {
-            value = try JSONSerialization.jsonObject(with: Data(body), options: [])
+            value = try JSONParser.parse(body)
         } catch {
-            throw PayloadError(field: "", problem: "malformed JSON (or not UTF-8): \(Self.describe(error))")
+            throw PayloadError(field: "", problem: "malformed JSON: \(error)")
         }
-        guard let object = value as? [String: Any] else { throw PayloadError(field: "", problem: "the body must be a JSON object") }
+        guard case .object(let object) = value else { throw PayloadError(field: "", problem: "the body must be a JSON object") }
         return object
     }
 
-    static func describe(_ error: Error) -> String {
-        let ns = error as NSError
-        return (ns.userInfo[NSDebugDescriptionErrorKey] as? String) ?? ns.localizedDescription
-    }
-
     /// - Throws: `PayloadError` naming the missing or mistyped field.
-    static func normalize(forge: Forge, event: String, eventType: String?, payload p: [String: Any]) throws -> ForgeEvent {
+    static func normalize(forge: Forge, event: String, eventType: String?, payload p: [String: JSONValue]) throws -> ForgeEvent {
         let j = JSONObject(p, path: "")
         var kind = event
         var reviewState: String?
@@ -57,7 +52,7 @@ enum EventNormalizer {
             switch event {
             case "pull_request_approved", "pull_request_rejected", "pull_request_comment", "pull_request_review_approved",
                 "pull_request_review_rejected", "pull_request_review_comment":
-                if p["comment"] != nil && p["issue"] != nil {
+                if p.present("comment") && p.present("issue") {
                     kind = "issue_comment"  // a comment on the PR's conversation (X-Gitea-Event-Type: pull_request_comment)
                 } else {
                     kind = "pull_request_review"
@@ -103,7 +98,7 @@ enum EventNormalizer {
             subject = try j.requiredObject("issue")
             let isPull = try j.bool("is_pull") ?? false
             let hasPullRequest = try subject.object("pull_request") != nil
-            event.isPullRequest = isPull || p["pull_request"] != nil || hasPullRequest
+            event.isPullRequest = isPull || p.present("pull_request") || hasPullRequest
         default:
             subject = try j.requiredObject("pull_request")
             event.isPullRequest = true
@@ -164,26 +159,34 @@ enum EventNormalizer {
     }
 }
 
+extension Dictionary where Key == String, Value == JSONValue {
+    /// The key is there and not null.
+    func present(_ key: String) -> Bool {
+        if let v = self[key], v != .null { return true }
+        return false
+    }
+}
+
 /// Typed access to a JSON object that names the path of a bad field.
 struct JSONObject {
-    let dict: [String: Any]
+    let dict: [String: JSONValue]
     let path: String
 
-    init(_ dict: [String: Any], path: String) {
+    init(_ dict: [String: JSONValue], path: String) {
         self.dict = dict
         self.path = path
     }
 
     private func field(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
 
-    private func present(_ key: String) -> Any? {
-        guard let v = dict[key], !(v is NSNull) else { return nil }
+    private func present(_ key: String) -> JSONValue? {
+        guard let v = dict[key], v != .null else { return nil }
         return v
     }
 
     func object(_ key: String) throws(PayloadError) -> JSONObject? {
         guard let v = present(key) else { return nil }
-        guard let d = v as? [String: Any] else { throw PayloadError(field: field(key), problem: "must be an object") }
+        guard case .object(let d) = v else { throw PayloadError(field: field(key), problem: "must be an object") }
         return JSONObject(d, path: field(key))
     }
 
@@ -194,7 +197,7 @@ struct JSONObject {
 
     func string(_ key: String) throws(PayloadError) -> String? {
         guard let v = present(key) else { return nil }
-        guard let s = v as? String else { throw PayloadError(field: field(key), problem: "must be a string") }
+        guard case .string(let s) = v else { throw PayloadError(field: field(key), problem: "must be a string") }
         return s
     }
 
@@ -206,32 +209,30 @@ struct JSONObject {
 
     func int(_ key: String) throws(PayloadError) -> Int? {
         guard let v = present(key) else { return nil }
-        // JSONSerialization gives NSNumber; reject booleans and fractions.
-        guard let n = v as? NSNumber, !Self.isBoolean(n), n.doubleValue == n.doubleValue.rounded(), abs(n.doubleValue) < 1e15 else {
+        guard case .number(let n) = v, n == n.rounded(), abs(n) < 1e15 else {
             throw PayloadError(field: field(key), problem: "must be an integer")
         }
-        return n.intValue
+        return Int(n)
     }
 
     func bool(_ key: String) throws(PayloadError) -> Bool? {
         guard let v = present(key) else { return nil }
-        guard let n = v as? NSNumber, Self.isBoolean(n) else {
-            throw PayloadError(field: field(key), problem: "must be true or false")
-        }
-        return n.boolValue
+        guard case .bool(let b) = v else { throw PayloadError(field: field(key), problem: "must be true or false") }
+        return b
     }
-
-    /// JSONSerialization gives booleans as NSNumber too; they are the ones whose ObjC type is `c`.
-    static func isBoolean(_ n: NSNumber) -> Bool { String(cString: n.objCType) == "c" }
 
     /// `[{key: …}]` → names; a missing or null list is empty.
     func names(_ key: String, key nameKey: String, alternate: String? = nil) throws(PayloadError) -> [String] {
         guard let v = present(key) else { return [] }
-        guard let list = v as? [Any] else { throw PayloadError(field: field(key), problem: "must be a list") }
+        guard case .array(let list) = v else { throw PayloadError(field: field(key), problem: "must be a list") }
         var out: [String] = []
         for (i, item) in list.enumerated() {
-            guard let d = item as? [String: Any] else { throw PayloadError(field: "\(field(key))[\(i)]", problem: "must be an object") }
-            if let s = (d[nameKey] as? String) ?? alternate.flatMap({ d[$0] as? String }) { out.append(s) }
+            guard case .object(let d) = item else { throw PayloadError(field: "\(field(key))[\(i)]", problem: "must be an object") }
+            if case .string(let s) = d[nameKey] ?? .null {
+                out.append(s)
+            } else if let alternate, case .string(let s) = d[alternate] ?? .null {
+                out.append(s)
+            }
         }
         return out
     }
