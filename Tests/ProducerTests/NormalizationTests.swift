@@ -296,6 +296,8 @@ import Testing
         ("{\"a\": \"tab\there\"}", "control character"),
         ("{\"a\": 01}", "expected ',' or '}'"),
         ("{\"a\": tru}", "invalid literal"),
+        ("{\"skipped_url\": [1, {\"x\": }]}", "unexpected character"),
+        ("{\"skipped_url\": \"\\q\"}", "invalid escape"),
     ])
     func rejectsMalformedBodies(body: String, message: String) {
         #expect { try EventNormalizer.parse(Array(body.utf8)) } throws: { "\($0)".contains(message) }

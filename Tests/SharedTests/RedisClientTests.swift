@@ -46,6 +46,31 @@ import Testing
         #expect(replies[501] == .integer(500))
     }
 
+    @Test func concurrentCallersArePipelinedAndEachGetsItsOwnReply() async throws {
+        let server = try RedisServer()
+        defer { server.stop() }
+        let redis = server.client(connections: 1)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<300 {
+                group.addTask {
+                    if i % 7 == 0 {
+                        await #expect(throws: RedisError.self) { try await redis.send("NOSUCHCOMMAND", String(i)) }
+                    } else {
+                        let n = try await redis.send("INCRBY", "k\(i % 5)", String(i)).int
+                        #expect(n != nil)
+                        try await redis.send("SET", "v\(i)", String(i))
+                        #expect(try await redis.send("GET", "v\(i)").string == String(i))
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let expected = (0..<300).filter { $0 % 7 != 0 }.reduce(0, +)
+        var total = 0
+        for k in 0..<5 { total += try await redis.send("GET", "k\(k)").int ?? 0 }
+        #expect(total == expected)
+    }
+
     @Test func multiExecIsAtomicAndReportsRefusedCommands() async throws {
         let server = try RedisServer()
         defer { server.stop() }

@@ -30,12 +30,18 @@ enum EventNormalizer {
         }
     }
 
+    /// Every object member name `normalize` reads, at any depth; the rest of a payload is syntax-checked only.
+    static let fieldsRead: Set<String> = [
+        "action", "number", "issue", "pull_request", "comment", "review", "repository", "sender", "label", "assignee", "assignees",
+        "labels", "is_pull", "full_name", "login", "username", "title", "body", "html_url", "state", "merged", "name", "type", "content",
+    ]
+
     /// Parses the body; it must be a JSON object.
     static func parse(_ body: [UInt8]) throws(PayloadError) -> [String: JSONValue] {
         if body.isEmpty { throw PayloadError(field: "", problem: "empty body: expected a JSON object") }
         let value: JSONValue
         do {
-            value = try JSONParser.parse(body)
+            value = try JSONParser.parse(body, keep: Self.fieldsRead)
         } catch {
             throw PayloadError(field: "", problem: "malformed JSON: \(error)")
         }

@@ -18,11 +18,13 @@ struct JSONParseError: Error, Equatable, CustomStringConvertible {
 /// A strict RFC 8259 parser over raw bytes: rejects invalid UTF-8, control characters in strings, trailing data,
 /// and nesting deeper than `maxDepth`.
 struct JSONParser {
-    static func parse(_ input: [UInt8], maxDepth: Int = 200) throws(JSONParseError) -> JSONValue {
+    /// - Parameter keep: when given, object members whose key is not in it are checked for syntax but not built
+    ///   (no strings, no dictionaries): a webhook payload is mostly API links the producer never reads.
+    static func parse(_ input: [UInt8], maxDepth: Int = 200, keep: Set<String>? = nil) throws(JSONParseError) -> JSONValue {
         // Validate UTF-8 once for the whole document; strings are then decoded without re-validating.
         if let bad = firstInvalidUTF8(input) { throw JSONParseError(offset: bad, reason: "invalid UTF-8") }
         let result: Result<JSONValue, JSONParseError> = input.withUnsafeBufferPointer { bytes in
-            var parser = JSONParser(bytes: bytes, maxDepth: maxDepth)
+            var parser = JSONParser(bytes: bytes, maxDepth: maxDepth, keep: keep)
             do throws(JSONParseError) {
                 parser.skipWhitespace()
                 let value = try parser.parseValue(depth: 0)
@@ -70,11 +72,95 @@ struct JSONParser {
 
     private let bytes: UnsafeBufferPointer<UInt8>
     private let maxDepth: Int
+    private let keep: Set<String>?
     private var index = 0
 
-    private init(bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
+    private init(bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int, keep: Set<String>?) {
         self.bytes = bytes
         self.maxDepth = maxDepth
+        self.keep = keep
+    }
+
+    /// Checks one value's syntax without building it.
+    private mutating func skipValue(depth: Int) throws(JSONParseError) {
+        guard index < bytes.count else { throw fail("unexpected end of input") }
+        switch bytes[index] {
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            let close = bytes[index] == UInt8(ascii: "{") ? UInt8(ascii: "}") : UInt8(ascii: "]")
+            let isObject = close == UInt8(ascii: "}")
+            guard depth + 1 <= maxDepth else { throw fail("nesting deeper than \(maxDepth)") }
+            index += 1
+            skipWhitespace()
+            if index < bytes.count && bytes[index] == close {
+                index += 1
+                return
+            }
+            while true {
+                skipWhitespace()
+                if isObject {
+                    guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
+                    try skipString()
+                    skipWhitespace()
+                    guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw fail("expected ':'") }
+                    index += 1
+                    skipWhitespace()
+                }
+                try skipValue(depth: depth + 1)
+                skipWhitespace()
+                guard index < bytes.count else { throw fail("unexpected end of input") }
+                if bytes[index] == UInt8(ascii: ",") {
+                    index += 1
+                } else if bytes[index] == close {
+                    index += 1
+                    return
+                } else {
+                    throw fail(isObject ? "expected ',' or '}'" : "expected ',' or ']'")
+                }
+            }
+        case UInt8(ascii: "\""): try skipString()
+        case UInt8(ascii: "t"): try expectLiteral("true")
+        case UInt8(ascii: "f"): try expectLiteral("false")
+        case UInt8(ascii: "n"): try expectLiteral("null")
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): _ = try scanNumber()
+        default: throw fail("unexpected character '\(Character(Unicode.Scalar(bytes[index])))'")
+        }
+    }
+
+    private mutating func skipString() throws(JSONParseError) {
+        index += 1
+        while index < bytes.count {
+            let b = bytes[index]
+            if b == UInt8(ascii: "\"") {
+                index += 1
+                return
+            }
+            if b < 0x20 { throw fail("control character in a string") }
+            if b == UInt8(ascii: "\\") {
+                index += 1
+                guard index < bytes.count else { throw fail("unexpected end of input") }
+                switch bytes[index] {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"), UInt8(ascii: "n"),
+                    UInt8(ascii: "r"), UInt8(ascii: "t"):
+                    index += 1
+                case UInt8(ascii: "u"):
+                    index += 1
+                    let unit = try hex4()
+                    if (0xD800...0xDBFF).contains(unit) {
+                        guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") else {
+                            throw fail("unpaired surrogate")
+                        }
+                        index += 2
+                        guard (0xDC00...0xDFFF).contains(try hex4()) else { throw fail("invalid surrogate pair") }
+                    } else if (0xDC00...0xDFFF).contains(unit) {
+                        throw fail("unpaired surrogate")
+                    }
+                default: throw fail("invalid escape")
+                }
+                continue
+            }
+            index += 1
+        }
+        throw fail("unterminated string")
     }
 
     private func fail(_ reason: String) -> JSONParseError { JSONParseError(offset: index, reason: reason) }
@@ -127,7 +213,11 @@ struct JSONParser {
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw fail("expected ':'") }
             index += 1
             skipWhitespace()
-            object[key] = try parseValue(depth: depth)
+            if let keep, !keep.contains(key) {
+                try skipValue(depth: depth)
+            } else {
+                object[key] = try parseValue(depth: depth)
+            }
             skipWhitespace()
             guard index < bytes.count else { throw fail("unexpected end of input") }
             if bytes[index] == UInt8(ascii: ",") {
@@ -245,6 +335,15 @@ struct JSONParser {
     }
 
     private mutating func parseNumber() throws(JSONParseError) -> Double {
+        let start = try scanNumber()
+        guard let value = Double(String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)) else {
+            throw fail("invalid number")
+        }
+        return value
+    }
+
+    /// Moves past a number; returns where it started.
+    private mutating func scanNumber() throws(JSONParseError) -> Int {
         let start = index
         if bytes[index] == UInt8(ascii: "-") { index += 1 }
         guard index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) else { throw fail("invalid number") }
@@ -266,10 +365,7 @@ struct JSONParser {
             while index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) { index += 1 }
             guard index > digits else { throw fail("invalid number") }
         }
-        guard let value = Double(String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)) else {
-            throw fail("invalid number")
-        }
-        return value
+        return start
     }
 }
 

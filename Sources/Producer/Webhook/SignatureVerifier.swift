@@ -38,7 +38,9 @@ struct SignatureVerifier: Sendable {
             }
         }
         guard let (name, raw) = found else { return .missing(headers: names) }
-        var hex = Substring(raw.trimmingCharacters(in: .whitespaces))
+        var hex = Substring(raw)
+        while hex.first == " " || hex.first == "\t" { hex.removeFirst() }
+        while hex.last == " " || hex.last == "\t" { hex.removeLast() }
         if name == "x-hub-signature-256" {
             guard hex.hasPrefix("sha256=") else { return .malformed(header: name) }
             hex = hex.dropFirst(7)

@@ -45,9 +45,18 @@ public final class RedisClient: Sendable {
     /// Sends one command; an error reply is thrown as `RedisError.server`.
     @discardableResult
     public func send(_ command: RedisCommand) async throws(RedisError) -> RedisReply {
-        let reply = try await withConnection { connection throws(RedisError) in try connection.send(command) }
+        let reply = try await single(command)
         if case .error(let message) = reply { throw .server(message) }
         return reply
+    }
+
+    /// One command through the executor's batching path; error replies are returned, not thrown.
+    func single(_ command: RedisCommand) async throws(RedisError) -> RedisReply {
+        let result: Result<RedisReply, RedisError> = await withCheckedContinuation { continuation in
+            let queued = executor.submit(command) { continuation.resume(returning: $0) }
+            if !queued { continuation.resume(returning: .failure(.shutdown)) }
+        }
+        return try result.get()
     }
 
     @discardableResult
@@ -88,15 +97,17 @@ public final class RedisClient: Sendable {
     /// or SCRIPT FLUSH). An error reply (including one raised by the script) is thrown as `RedisError.server`.
     @discardableResult
     public func evaluate(_ script: RedisScript, keys: [String] = [], arguments: [String] = []) async throws(RedisError) -> RedisReply {
-        let reply = try await withConnection { connection throws(RedisError) in
-            var command = RedisCommand("EVALSHA", script.sha1, String(keys.count))
-            command.append(contentsOf: keys)
-            command.append(contentsOf: arguments)
-            let first = try connection.send(command)
-            guard case .error(let message) = first, message.hasPrefix("NOSCRIPT") else { return first }
-            let loaded = try connection.send(RedisCommand("SCRIPT", "LOAD", script.source))
-            if case .error = loaded { return loaded }
-            return try connection.send(command)
+        var command = RedisCommand("EVALSHA", script.sha1, String(keys.count))
+        command.append(contentsOf: keys)
+        command.append(contentsOf: arguments)
+        var reply = try await single(command)
+        if case .error(let message) = reply, message.hasPrefix("NOSCRIPT") {
+            let retry = command
+            reply = try await withConnection { connection throws(RedisError) in
+                let loaded = try connection.send(RedisCommand("SCRIPT", "LOAD", script.source))
+                if case .error = loaded { return loaded }
+                return try connection.send(retry)
+            }
         }
         if case .error(let message) = reply { throw .server(message) }
         return reply
