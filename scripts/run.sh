@@ -121,7 +121,7 @@ Redis on 127.0.0.1:$redis_port (append-only file in $data/redis), agents boss/de
 Send a signed sample event (an issue opened with the 'triage' label → the boss agent runs):
 
   curl -s -X POST http://127.0.0.1:$http_port/webhooks/forgejo -H 'Content-Type: application/json' \\
-    -H 'X-Forgejo-Event: issues' -H 'X-Forgejo-Delivery: demo-\$(date +%s%N)' \\
+    -H 'X-Forgejo-Event: issues' -H "X-Forgejo-Delivery: demo-\$(date +%s%N)" \\
     -H 'X-Forgejo-Signature: $sig' --data-binary @$sample
 
 Watch it:
