@@ -88,14 +88,7 @@ struct QueueBench: AsyncParsableCommand {
                 Double(jobs) / (enqueueElapsed + drainElapsed).seconds, jobs, (enqueueElapsed + drainElapsed).seconds))
 
         // Clean up everything under the bench prefix.
-        var cursor = "0"
-        repeat {
-            let reply = try await client.send("SCAN", cursor, "MATCH", "\(prefix):*", "COUNT", "1000")
-            guard let parts = reply.array, parts.count == 2 else { break }
-            cursor = parts[0].string ?? "0"
-            let keys = parts[1].strings ?? []
-            if !keys.isEmpty { try await client.send(["UNLINK"] + keys) }
-        } while cursor != "0"
+        try await client.deleteKeys(matching: "\(prefix):*")
         client.shutdown()
     }
 }

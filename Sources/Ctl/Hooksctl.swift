@@ -84,12 +84,5 @@ func withRedis<T>(_ connection: Connection, _ body: (RedisClient, KeySchema) asy
 
 /// SCAN for keys matching a pattern.
 func scan(_ client: RedisClient, _ pattern: String) async throws -> [String] {
-    var cursor = "0"
-    var out: [String] = []
-    repeat {
-        let reply = try await client.send("SCAN", cursor, "MATCH", pattern, "COUNT", "1000")
-        cursor = reply.array?.first?.string ?? "0"
-        out += reply.array?.last?.strings ?? []
-    } while cursor != "0"
-    return out
+    try await client.scanKeys(matching: pattern)
 }

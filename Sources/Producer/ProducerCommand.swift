@@ -22,16 +22,12 @@ struct ProducerCommand: AsyncParsableCommand {
     var check = false
 
     func run() async throws {
-        guard let level = Logger.Level(rawValue: logLevel) else {
-            throw ValidationError("unknown --log-level '\(logLevel)' (trace, debug, info, notice, warning, error, critical)")
+        let logger: Logger
+        do {
+            logger = try LogSetup.bootstrap(level: logLevel, label: "producer")
+        } catch {
+            throw ValidationError(error.description)
         }
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        var logger = Logger(label: "producer")
-        logger.logLevel = level
 
         let appConfig: AppConfig
         let router: EventRouter

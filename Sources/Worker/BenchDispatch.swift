@@ -74,13 +74,7 @@ extension WorkerCommand {
             }
             try? await docker.removeContainer("\(prefix)-\(agent)")
             await docker.shutdown()
-            var cursor = "0"
-            repeat {
-                let reply = try await redis.send("SCAN", cursor, "MATCH", "\(prefix):*", "COUNT", "1000")
-                cursor = reply.array?.first?.string ?? "0"
-                let keys = reply.array?.last?.strings ?? []
-                if !keys.isEmpty { try await redis.send(["UNLINK"] + keys) }
-            } while cursor != "0"
+            try await redis.deleteKeys(matching: "\(prefix):*")
         }
     }
 }

@@ -27,16 +27,12 @@ struct CommonOptions: ParsableArguments {
     var hostID: String?
 
     func load() throws -> (AppConfig, Logger) {
-        guard let level = Logger.Level(rawValue: logLevel) else {
-            throw ValidationError("unknown --log-level '\(logLevel)' (trace, debug, info, notice, warning, error, critical)")
+        let logger: Logger
+        do {
+            logger = try LogSetup.bootstrap(level: logLevel, label: "worker")
+        } catch {
+            throw ValidationError(error.description)
         }
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        var logger = Logger(label: "worker")
-        logger.logLevel = level
         do {
             var config = try AppConfig.load(path: config, resolveSecrets: false)
             if let containerPrefix { config.worker.containerPrefix = containerPrefix }

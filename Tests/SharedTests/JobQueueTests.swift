@@ -126,14 +126,17 @@ import Testing
     }
 
     @Test func vanishedConsumerIsRecoveredAndJobCompletedExactlyOnce() async throws {
+        var settings = Self.settings()
+        settings.leaseDuration = .seconds(2)  // long enough that a loaded machine cannot expire it before the "alive" check
+        let queue = JobQueue(redis: self.queue.redis, settings: settings)
         let j = Self.job()
         _ = try await queue.enqueue([j])
-        // Worker A takes the job, heartbeats once, then vanishes (no more heartbeats).
-        try await queue.heartbeat(worker: "A", info: ["host": "a"])
+        // Worker A takes the job, heartbeats, then vanishes (no more heartbeats).
         let a = try #require(try await queue.makeConsumer(worker: "A").reserve(agents: ["dev"], home: "dev"))
+        try await queue.heartbeat(worker: "A", info: ["host": "a"])
         // While A's lease is alive, recovery leaves it alone.
         #expect(try await queue.recoverExpired().isEmpty)
-        try await Task.sleep(for: .milliseconds(500))
+        try await Task.sleep(for: .milliseconds(2200))
         let recovered = try await queue.recoverExpired()
         #expect(recovered == [.init(worker: "A", jobID: j.id, outcome: "requeued")])
         #expect(try await queue.redis.send("ZSCORE", keys.workers, "A") == .null)

@@ -127,3 +127,25 @@ public final class RedisClient: Sendable {
         guard reply == .status("PONG") else { throw .unexpectedReply(command: "PING", reply: "\(reply)") }
     }
 }
+
+extension RedisClient {
+    /// Every key matching `pattern`, by SCAN (never KEYS, which blocks Redis).
+    public func scanKeys(matching pattern: String) async throws(RedisError) -> [String] {
+        var cursor = "0"
+        var keys: [String] = []
+        repeat {
+            let reply = try await send("SCAN", cursor, "MATCH", pattern, "COUNT", "1000")
+            cursor = reply.array?.first?.string ?? "0"
+            keys += reply.array?.last?.strings ?? []
+        } while cursor != "0"
+        return keys
+    }
+
+    /// Deletes every key matching `pattern` (bench and test clean-up).
+    public func deleteKeys(matching pattern: String) async throws(RedisError) {
+        let keys = try await scanKeys(matching: pattern)
+        for start in stride(from: 0, to: keys.count, by: 500) {
+            try await send(["UNLINK"] + keys[start..<min(start + 500, keys.count)])
+        }
+    }
+}
