@@ -79,4 +79,21 @@ import Testing
             #expect(try await env.client.send("LRANGE", "hooks:dead", "0", "-1").strings == [id])
         }
     }
+
+    @Test func crashedAgentFailsTheAttemptAndLaterJobsWaitForItsRetry() async throws {
+        try await WorkerEnvironment.with { env in
+            let executor = env.executor()
+            let first = try await env.enqueue("please STUB_CRASH", number: 21)
+            let crashed = try await env.runNext(executor)
+            #expect(crashed["status"] == "failed", "\(crashed)")
+            #expect(crashed["exit_code"] == "137", "\(crashed)")
+            #expect(crashed["error"]?.contains("137") == true, "\(crashed)")
+            #expect(crashed["retry_at"] != nil)
+            // A later job of the same issue does not overtake the failed one: it waits for the retry.
+            let second = try await env.enqueue("after the crash", number: 21)
+            #expect(try await env.queue.reserveAny(worker: executor.workerID, agents: ["dev"]) == nil)
+            #expect(try await env.queue.job(second)?["status"] == "waiting")
+            #expect(try await env.queue.job(second)?["waiting_for"] == first)
+        }
+    }
 }
