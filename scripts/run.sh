@@ -33,8 +33,12 @@ stop_all() {
     redis-cli -p "$redis_port" shutdown >/dev/null 2>&1 || true
     echo "stopped redis (port $redis_port; data kept in $data/redis)"
   fi
+  # The demo's agent containers (the workers created them; named volumes would survive).
+  containers=$(docker ps -aq --filter label=forge-hooks.host=demo 2>/dev/null || true)
+  if [ -n "$containers" ]; then
+    docker rm -f $containers >/dev/null && echo "removed the demo agent containers"
+  fi
   if [ -f "$run/dockerd.started" ]; then
-    for c in $(docker ps -aq --filter label=forge-hooks.host=demo 2>/dev/null); do docker rm -f "$c" >/dev/null; done
     pkill -TERM -x dockerd 2>/dev/null && echo "stopped dockerd (this script had started it)" || true
     rm -f "$run/dockerd.started"
   fi
