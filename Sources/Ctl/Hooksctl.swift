@@ -81,8 +81,3 @@ func withRedis<T>(_ connection: Connection, _ body: (RedisClient, KeySchema) asy
         throw ExitCode(69)
     }
 }
-
-/// SCAN for keys matching a pattern.
-func scan(_ client: RedisClient, _ pattern: String) async throws -> [String] {
-    try await client.scanKeys(matching: pattern)
-}

@@ -72,40 +72,18 @@ extension Hooksctl {
             if ids.isEmpty && !dead { throw ValidationError("name job ids, or --dead for every dead job") }
         }
 
-        static let script = RedisScript(
-            name: "requeue",
-            source: """
-                local p, id, now = ARGV[1], ARGV[2], ARGV[3]
-                local jk = p .. ':job:' .. id
-                local st, agent, session = unpack(redis.call('HMGET', jk, 'status', 'agent', 'session'))
-                if not st then return {'missing'} end
-                if st ~= 'dead' and st ~= 'failed' then return {'refused', st} end
-                redis.call('LREM', p .. ':dead', 0, id)
-                redis.call('ZREM', p .. ':delayed', id)
-                redis.call('PERSIST', jk)
-                redis.call('PERSIST', p .. ':log:' .. id)
-                redis.call('HSET', jk, 'status', 'queued', 'attempts', '0', 'requeued_at', now)
-                redis.call('HDEL', jk, 'retry_at', 'finished_at', 'worker')
-                local seq = redis.call('INCR', p .. ':seq')
-                redis.call('HSET', jk, 'seq', tostring(seq))
-                redis.call('ZADD', p .. ':pending:' .. session, seq, id)
-                redis.call('LPUSH', p .. ':queue:' .. agent, id)
-                return {'queued', agent}
-                """)
-
         func run() async throws {
             try await withRedis(connection) { redis, keys in
                 var targets = ids
                 if dead { targets += try await redis.send("LRANGE", keys.dead, "0", "-1").strings ?? [] }
                 var failures = 0
                 for id in targets {
-                    let reply = try await redis.evaluate(Self.script, arguments: [keys.prefix, id, Timestamp.iso()]).strings ?? []
-                    switch reply.first {
-                    case "queued": print("\(id): re-queued on \(keys.queue(reply[1]))")
-                    case "refused":
+                    switch try await JobQueue(redis: redis, keys: keys).requeue(id) {
+                    case .queued(let agent): print("\(id): re-queued on \(keys.queue(agent))")
+                    case .refused(let status):
                         failures += 1
-                        print("\(id): not re-queued: it is \(reply[1]) (only dead or failed jobs can be)")
-                    default:
+                        print("\(id): not re-queued: it is \(status) (only dead or failed jobs can be)")
+                    case .missing:
                         failures += 1
                         print("\(id): no such job")
                     }

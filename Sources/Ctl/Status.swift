@@ -11,7 +11,7 @@ extension Hooksctl {
         func run() async throws {
             try await withRedis(connection) { redis, keys in
                 // Agents: those with a queue key, those workers serve, and those the config names.
-                var agents = Set(try await scan(redis, keys.queue("*")).map { String($0.dropFirst(keys.queue("").count)) })
+                var agents = Set(try await redis.scanKeys(matching: keys.queue("*")).map { String($0.dropFirst(keys.queue("").count)) })
                 let workers = try await redis.send("ZRANGE", keys.workers, "0", "-1", "WITHSCORES").strings ?? []
                 var workerRows: [[String: Any]] = []
                 var running: [[String: Any]] = []

@@ -23,7 +23,7 @@ extension WorkerCommand {
             defer { redis.shutdown() }
             let prefix = "bench-\(UUID().uuidString.prefix(6).lowercased())"
             let queue = JobQueue(redis: redis, keys: KeySchema(prefix: prefix), settings: config.queue)
-            let docker = try common.docker(logger: logger)
+            let docker = try common.docker()
             var quiet = logger
             quiet.logLevel = .warning
             let reconciler = ContainerReconciler(docker: docker, containerPrefix: prefix, hostID: "bench", logger: quiet)

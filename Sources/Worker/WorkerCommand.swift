@@ -45,7 +45,7 @@ struct CommonOptions: ParsableArguments {
 
     var resolvedHostID: String { hostID ?? ProcessInfo.processInfo.hostName }
 
-    func docker(logger: Logger) throws -> DockerClient {
+    func docker() throws -> DockerClient {
         DockerClient(socketPath: try DockerClient.socketPath(environment: ProcessInfo.processInfo.environment))
     }
 }
@@ -88,7 +88,7 @@ extension WorkerCommand {
                 logger.critical("\(error)")
                 throw ExitCode(69)
             }
-            let docker = try common.docker(logger: logger)
+            let docker = try common.docker()
             do {
                 try await docker.ping()
             } catch {
@@ -176,7 +176,7 @@ extension WorkerCommand {
 
             func run() async throws {
                 let (config, logger) = try common.load()
-                let docker = try common.docker(logger: logger)
+                let docker = try common.docker()
                 let reconciler = ContainerReconciler(
                     docker: docker, containerPrefix: config.worker.containerPrefix, hostID: common.resolvedHostID, logger: logger)
                 var rows: [[String: Any]] = []
@@ -220,7 +220,7 @@ extension WorkerCommand {
                 if let unknown = names.first(where: { config.agents[$0] == nil }) {
                     throw ValidationError("'\(unknown)' is not a configured agent (agents: \(config.agents.keys.sorted().joined(separator: ", ")))")
                 }
-                let docker = try common.docker(logger: logger)
+                let docker = try common.docker()
                 let reconciler = ContainerReconciler(
                     docker: docker, containerPrefix: config.worker.containerPrefix, hostID: common.resolvedHostID, logger: logger)
                 do {

@@ -178,6 +178,25 @@ import Testing
         #expect(try await queue.job(j.id)?["status"] == "queued")
     }
 
+    @Test func requeueGivesADeadJobFreshAttemptsAndRefusesOthers() async throws {
+        let dead = Self.job(number: 30)
+        let waitingBehind = Self.job(number: 30)
+        _ = try await queue.enqueue([dead])
+        let r = try #require(try await queue.reserveAny(worker: "w", agents: ["dev"]))
+        #expect(try await queue.finish(r, worker: "w", outcome: .failed(error: "x", retryable: false)) == .dead)
+        _ = try await queue.enqueue([waitingBehind])
+        #expect(try await queue.requeue(waitingBehind.id) == .refused(status: "queued"))
+        #expect(try await queue.requeue("no-such-job") == .missing)
+
+        #expect(try await queue.requeue(dead.id) == .queued(agent: "dev"))
+        let record = try #require(try await queue.job(dead.id))
+        #expect(record["status"] == "queued" && record["attempts"] == "0" && record["requeued_at"] != nil)
+        #expect(try await queue.redis.send("LLEN", keys.dead).int == 0)
+        #expect(try await queue.redis.send("TTL", keys.job(dead.id)).int == -1, "a re-queued record must not expire")
+        // It takes a new place at the end of its session: the job enqueued after it died runs first.
+        #expect(try await queue.reserveAny(worker: "w", agents: ["dev"])?.id == waitingBehind.id)
+    }
+
     @Test func releaseGivesTheJobBackWithoutCountingTheAttempt() async throws {
         let j = Self.job()
         _ = try await queue.enqueue([j])

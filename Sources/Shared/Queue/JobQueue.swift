@@ -210,6 +210,23 @@ public struct JobQueue: Sendable {
         return stride(from: 0, to: items.count - 2, by: 3).map { Recovered(worker: items[$0], jobID: items[$0 + 1], outcome: items[$0 + 2]) }
     }
 
+    public enum RequeueResult: Sendable, Equatable {
+        case queued(agent: String)
+        /// Only dead or failed jobs can be re-queued; this one is in another state.
+        case refused(status: String)
+        case missing
+    }
+
+    /// Puts a dead or failed job back on its queue with fresh attempts (operator action).
+    public func requeue(_ id: String, now: Date = Date()) async throws(RedisError) -> RequeueResult {
+        let reply = try await redis.evaluate(QueueScripts.requeue, arguments: [keys.prefix, id, Timestamp.iso(now)]).strings ?? []
+        switch reply.first {
+        case "queued": return .queued(agent: reply[safe: 1] ?? "")
+        case "refused": return .refused(status: reply[safe: 1] ?? "")
+        default: return .missing
+        }
+    }
+
     /// Moves due retries back onto their queues; returns how many.
     @discardableResult
     public func promoteDue(now: Date = Date(), limit: Int = 100) async throws(RedisError) -> Int {

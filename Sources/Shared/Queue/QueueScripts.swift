@@ -284,4 +284,26 @@ enum QueueScripts {
             end
             return out
             """)
+
+    /// Operator action: a dead (or failed, waiting for its retry) job goes back on its queue with fresh attempts and
+    /// a new place at the end of its session's order. ARGV: prefix, id, nowIso → {'queued', agent} | {'refused', status} | {'missing'}
+    static let requeue = RedisScript(
+        name: "requeue",
+        source: """
+            local p, id, now = ARGV[1], ARGV[2], ARGV[3]
+            local jk = p .. ':job:' .. id
+            local st, agent, session = unpack(redis.call('HMGET', jk, 'status', 'agent', 'session'))
+            if not st then return {'missing'} end
+            if st ~= 'dead' and st ~= 'failed' then return {'refused', st} end
+            redis.call('LREM', p .. ':dead', 0, id)
+            redis.call('ZREM', p .. ':delayed', id)
+            redis.call('PERSIST', jk)
+            redis.call('PERSIST', p .. ':log:' .. id)
+            local seq = redis.call('INCR', p .. ':seq')
+            redis.call('HSET', jk, 'status', 'queued', 'attempts', '0', 'requeued_at', now, 'seq', tostring(seq))
+            redis.call('HDEL', jk, 'retry_at', 'finished_at', 'worker')
+            redis.call('ZADD', p .. ':pending:' .. session, seq, id)
+            redis.call('LPUSH', p .. ':queue:' .. agent, id)
+            return {'queued', agent}
+            """)
 }

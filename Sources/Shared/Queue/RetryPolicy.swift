@@ -21,7 +21,6 @@ public struct RetryPolicy: Sendable, Equatable {
 
     /// 5 attempts; 10 s, 20 s, 40 s, 80 s (±50% jitter), capped at 10 minutes.
     public static let exponentialJitter = RetryPolicy(maxAttempts: 5, base: .seconds(10), maximum: .seconds(600))
-    public static let dontRetry = RetryPolicy(maxAttempts: 1, base: .zero, maximum: .zero, jitter: 0)
 
     /// The wait after attempt number `attempt` (1-based) failed.
     public func delay(afterAttempt attempt: Int) -> Duration {

@@ -141,16 +141,6 @@ struct AgentRunner: Sendable {
             return 0
         }
     }
-
-    /// How many processes of a run are still alive (for tests and diagnostics).
-    func survivors(marker: String, container: String, user: String) async throws -> Int {
-        let script = """
-            n=0; for d in /proc/[0-9]*; do [ "$d" = "/proc/$$" ] && continue
-            tr '\\0' '\\n' < "$d/environ" 2>/dev/null | grep -q "^FORGE_HOOKS_RUN=\(marker)" && n=$((n+1)); done; echo $n
-            """
-        let (_, lines) = try await docker.run(container: container, command: ["sh", "-c", script], user: user)
-        return Int(lines.last ?? "") ?? -1
-    }
 }
 
 /// Collects an agent's output: parses stream-json, keeps a stderr tail, and appends lines to the job's Redis log in

@@ -17,12 +17,6 @@ final class RunControl: @unchecked Sendable {
         for (_, c) in pending { c.resume(returning: r) }
     }
 
-    var abortReason: Reason? {
-        lock.lock()
-        defer { lock.unlock() }
-        return reason
-    }
-
     /// Returns the reason once aborted, or nil if the waiting task is cancelled first.
     func wait() async -> Reason? {
         let id = UUID()
