@@ -113,4 +113,29 @@ import Testing
             #expect(!ps.contains { $0.contains("sleep 20") }, "\(ps)")
         }
     }
+
+    @Test func workerRidesOutARedisOutage() async throws {
+        try await WorkerEnvironment.with { env in
+            let worker = try Self.startWorker(env, id: "outage", concurrency: 1)
+            defer { worker.terminate() }
+            let before = try await env.enqueue("before the outage", number: 40)
+            try await Self.waitFor("the first job") { try await env.queue.job(before)?["status"] == "succeeded" }
+            env.redis.stop()
+            try await Task.sleep(for: .seconds(2))
+            #expect(worker.isRunning, "the worker must survive Redis going away")
+            try env.redis.start()
+            // The test's own pooled connection was dropped too: like any client, retry once Redis answers.
+            var after: String?
+            try await Self.waitFor("Redis to answer the test again") {
+                after = try? await env.enqueue("after the outage", number: 40)
+                return after != nil
+            }
+            let afterID = try #require(after)
+            try await Self.waitFor("a job after Redis came back", timeout: .seconds(30)) {
+                (try? await env.queue.job(afterID)?["status"]) == "succeeded"
+            }
+            // (This test Redis runs without persistence, so its data is gone after the restart; with the
+            // production config — append-only file — sessions survive too.)
+        }
+    }
 }
