@@ -31,10 +31,10 @@ enum EventNormalizer {
     }
 
     /// Every object member name `normalize` reads, at any depth; the rest of a payload is syntax-checked only.
-    static let fieldsRead: Set<String> = [
+    static let fieldsRead = JSONKeySet([
         "action", "number", "issue", "pull_request", "comment", "review", "repository", "sender", "label", "assignee", "assignees",
         "labels", "is_pull", "full_name", "login", "username", "title", "body", "html_url", "state", "merged", "name", "type", "content",
-    ]
+    ])
 
     /// Parses the body; it must be a JSON object.
     static func parse(_ body: [UInt8]) throws(PayloadError) -> [String: JSONValue] {
