@@ -169,4 +169,42 @@ import Testing
             "\($0)".hasPrefix("c.yaml: rules[0].prompt: invalid mustache template")
         }
     }
+
+    /// Plain templates (text and `{{name}}` variables) render without swift-mustache; the text must be the same as
+    /// swift-mustache's for every variable, and every other template must still go through swift-mustache.
+    @Test func plainTemplatesRenderAsMustacheDoes() throws {
+        let names = EventRouter.PromptContext.names
+        let plain = [
+            names.map { "\($0)={{\($0)}}" }.joined(separator: "\n"),
+            "{{ sender }} says {{{comment}}} on {{&url}}: {{missing}}.",
+            "no variables at all }",
+            "{{comment}}{{comment}}",
+            "",
+        ]
+        let events = [
+            Self.event("issue_comment", "created", pr: true, labels: ["bug", "ui"], assignee: "dev-bot", comment: "hi <b>&amp;</b> \"q\" 😀"),
+            Self.event("pull_request_review", "submitted", review: "approved"),
+        ]
+        for source in plain {
+            let template = try PromptTemplate(source)
+            #expect(template.plain != nil, "\(source)")
+            for e in events {
+                let context = EventRouter.PromptContext(event: e, agent: "dev")
+                #expect(template.render(context) == template.renderWithMustache(context), "\(source)")
+            }
+        }
+        #expect(try PromptTemplate("{{sender}}").render(.init(event: events[0], agent: "dev")) == "alice")
+        #expect(try PromptTemplate("{{number}} {{is_pull_request}} {{merged}}").render(.init(event: events[0], agent: "dev")) == "3 true false")
+        let other = [
+            "{{#is_pull_request}}PR{{/is_pull_request}}", "{{^labels}}none{{/labels}}", "{{! comment }}x", "{{=<% %>=}}<% sender %>",
+            "{{> partial}}", "{{repo.name}}", "{{ uppercased(sender) }}", "{{ na-me }}",
+        ]
+        for source in other {
+            let template = try PromptTemplate(source)
+            #expect(template.plain == nil, "\(source)")
+            let context = EventRouter.PromptContext(event: events[0], agent: "dev")
+            #expect(template.render(context) == template.renderWithMustache(context))
+        }
+        #expect(try PromptTemplate("{{#is_pull_request}}PR {{number}}{{/is_pull_request}}").render(.init(event: events[0], agent: "dev")) == "PR 3")
+    }
 }

@@ -18,9 +18,9 @@ struct EventRouter: Sendable {
         var dropSessions: [String] = []
     }
 
-    private struct CompiledRule: @unchecked Sendable {  // MustacheTemplate is immutable after parsing
+    private struct CompiledRule: Sendable {
         let settings: RuleSettings
-        let template: MustacheTemplate
+        let template: PromptTemplate
     }
 
     private let rules: [CompiledRule]
@@ -33,7 +33,7 @@ struct EventRouter: Sendable {
         var compiled: [CompiledRule] = []
         for (i, rule) in config.rules.enumerated() {
             do {
-                compiled.append(CompiledRule(settings: rule, template: try MustacheTemplate(string: "{{% CONTENT_TYPE: TEXT}}" + rule.prompt)))
+                compiled.append(CompiledRule(settings: rule, template: try PromptTemplate(rule.prompt)))
             } catch {
                 throw ConfigError(file: file, path: "rules[\(i)].prompt", problem: "invalid mustache template: \(error)")
             }
@@ -116,18 +116,44 @@ struct EventRouter: Sendable {
         fnmatch(pattern, text, 1 << 4 /* FNM_CASEFOLD */) == 0
     }
 
-    /// The values a prompt template can use.
-    static func context(_ e: ForgeEvent, agent: String) -> [String: Any] {
-        [
-            "agent": agent, "forge": e.forge.rawValue, "event": e.kind, "action": e.action, "repo": e.repository,
-            "owner": e.owner, "name": e.name, "number": e.number ?? 0, "is_pull_request": e.isPullRequest,
-            "kind_label": e.isPullRequest ? "pull request" : "issue", "sender": e.sender, "title": e.title ?? "",
-            "body": e.body ?? "", "comment": e.comment ?? "", "review_state": e.reviewState ?? "", "url": e.url ?? "",
-            "labels": e.labels.joined(separator: ", "), "assignees": e.assignees.joined(separator: ", "), "merged": e.merged,
+    /// The values a prompt template can use, looked up by name as the template asks for them: a template that reads
+    /// two of them costs two lookups, not a dictionary of all of them.
+    struct PromptContext: MustacheParent {
+        static let names = [
+            "agent", "forge", "event", "action", "repo", "owner", "name", "number", "is_pull_request", "kind_label", "sender", "title",
+            "body", "comment", "review_state", "url", "labels", "assignees", "merged",
         ]
+        let event: ForgeEvent
+        let agent: String
+
+        func child(named name: String) -> Any? {
+            let e = event
+            switch name {
+            case "agent": return agent
+            case "forge": return e.forge.rawValue
+            case "event": return e.kind
+            case "action": return e.action
+            case "repo": return e.repository
+            case "owner": return e.owner
+            case "name": return e.name
+            case "number": return e.number ?? 0
+            case "is_pull_request": return e.isPullRequest
+            case "kind_label": return e.isPullRequest ? "pull request" : "issue"
+            case "sender": return e.sender
+            case "title": return e.title ?? ""
+            case "body": return e.body ?? ""
+            case "comment": return e.comment ?? ""
+            case "review_state": return e.reviewState ?? ""
+            case "url": return e.url ?? ""
+            case "labels": return e.labels.joined(separator: ", ")
+            case "assignees": return e.assignees.joined(separator: ", ")
+            case "merged": return e.merged
+            default: return nil
+            }
+        }
     }
 
-    func render(_ template: MustacheTemplate, _ e: ForgeEvent, agent: String) -> String {
-        template.render(Self.context(e, agent: agent))
+    func render(_ template: PromptTemplate, _ e: ForgeEvent, agent: String) -> String {
+        template.render(PromptContext(event: e, agent: agent))
     }
 }
