@@ -32,6 +32,10 @@ import Testing
                 headers.append(HTTPField(name: HTTPField.Name(k)!, value: v))
             }
             _ = try await web.execute(uri: "/webhooks/github", method: .post, headers: headers, body: ByteBuffer(bytes: body))
+            // Unknown forges share one label: a client must not be able to mint a series per path.
+            for name in ["gitlab", "x1", "x2"] {
+                _ = try await web.execute(uri: "/webhooks/\(name)", method: .post, headers: headers, body: ByteBuffer(bytes: body))
+            }
         }
         try await Application(router: ProducerServer.opsRouter(queue: queue, registry: Self.registry)).test(.router) { ops in
             let health = try await ops.execute(uri: "/healthz", method: .get)
@@ -41,6 +45,8 @@ import Testing
             let metrics = String(buffer: try await ops.execute(uri: "/metrics", method: .get).body)
             #expect(metrics.contains(#"webhook_requests_total{forge="github",event="issues",outcome="accepted"}"#))
             #expect(metrics.contains("enqueue_duration_seconds"))
+            #expect(metrics.contains(#"webhook_requests_total{forge="unknown",event="-",outcome="unknown_forge"} 3"#))
+            #expect(!metrics.contains(#"forge="gitlab""#) && !metrics.contains(#"forge="x1""#))
             redis.stop()
             let notReady = try await ops.execute(uri: "/readyz", method: .get)
             #expect(notReady.status == .serviceUnavailable)

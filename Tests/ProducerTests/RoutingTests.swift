@@ -207,4 +207,12 @@ import Testing
         }
         #expect(try PromptTemplate("{{#is_pull_request}}PR {{number}}{{/is_pull_request}}").render(.init(event: events[0], agent: "dev")) == "PR 3")
     }
+
+    @Test(arguments: [
+        ("application/json", true), ("Application/JSON", true), ("application/json; charset=utf-8", true), (" application/json ;x", true),
+        ("application/jsonx", false), ("application/json-patch+json", false), ("text/json", false), ("", false), ("application/\u{0F}son", false),
+    ])
+    func contentTypeCheck(value: String, isJSON: Bool) {
+        #expect(WebhookHandler.isJSON(contentType: value) == isJSON)
+    }
 }

@@ -4,12 +4,16 @@ import Hummingbird
 /// Small JSON answers: every webhook answer has a body that says what happened.
 enum JSONResponse {
     static func make(_ status: HTTPResponse.Status, _ object: [String: JSONValue], headers extra: HTTPFields = [:]) -> Response {
-        var headers: HTTPFields = [.contentType: "application/json"]
-        headers.append(contentsOf: extra)
-        var buffer = ByteBuffer()
-        buffer.writeString(JSONValue.object(object).serialized + "\n")
-        return Response(status: status, headers: headers, body: .init(byteBuffer: buffer))
+        var headers = jsonHeaders
+        if !extra.isEmpty { headers.append(contentsOf: extra) }
+        var text: [UInt8] = []
+        text.reserveCapacity(128)
+        JSONValue.object(object).write(into: &text)
+        text.append(0x0A)
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: text)))
     }
+
+    private static let jsonHeaders: HTTPFields = [.contentType: "application/json"]
 
     static func error(_ status: HTTPResponse.Status, _ message: String, headers: HTTPFields = [:]) -> Response {
         make(status, ["error": .string(message)], headers: headers)

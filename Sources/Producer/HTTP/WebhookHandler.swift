@@ -17,6 +17,7 @@ struct WebhookHandler: Sendable {
     let verifiers: [Forge: SignatureVerifier]
     let proxies: TrustedProxies
     let logger: Logger
+    private let metrics = WebhookMetrics()
 
     init(config: AppConfig, queue: JobQueue, router: EventRouter, logger: Logger) throws {
         self.config = config
@@ -29,31 +30,32 @@ struct WebhookHandler: Sendable {
 
     func handle(forgeName: String, request: Request, context: WebhookContext) async -> Response {
         let start = ContinuousClock.now
-        // Metadata is gathered in a plain dictionary and given to the one log call: setting it on the logger one key
-        // at a time makes StreamLogHandler re-render it each time.
-        var meta: Logger.Metadata = [:]
-        let header: (String) -> String? = { name in HTTPField.Name(name).flatMap { request.headers[$0] } }
-        let client = proxies.clientAddress(peer: context.remoteAddress?.ipAddress, forwardedFor: header("x-forwarded-for"))
-        meta["client"] = "\(client)"
-        meta["forge"] = "\(forgeName)"
+        let header: (String) -> String? = { name in Self.headerName(name).flatMap { request.headers[$0] } }
+        // What the request's log line says, gathered as plain values; turned into metadata only if the line is logged.
+        var log = RequestLog(forge: forgeName)
+        // The path names the forge; only a configured one becomes a metric label, so unknown paths mint no series.
+        let configured = Forge(rawValue: forgeName).flatMap { verifiers[$0] }
+        let forgeLabel = configured == nil ? "unknown" : forgeName
+        log.client = proxies.clientAddress(peer: context.remoteAddress?.ipAddress, forwardedFor: header("x-forwarded-for"))
 
-        func answer(_ response: Response, outcome: String, event: String = "-", _ message: String, level: Logger.Level = .info) -> Response {
-            Counter(label: "webhook_requests_total", dimensions: [("forge", forgeName), ("event", event), ("outcome", outcome)]).increment()
-            Metrics.Timer(label: "webhook_request_duration_seconds", dimensions: [("outcome", outcome)]).recordInterval(since: start)
+        func answer(_ response: Response, outcome: String, event: String = "-", _ message: @autoclosure () -> String, level: Logger.Level = .info)
+            -> Response
+        {
+            metrics.requests(forge: forgeLabel, event: event, outcome: outcome).increment()
+            metrics.duration(outcome: outcome).recordInterval(since: start)
             if logger.logLevel <= level {
-                meta["outcome"] = "\(outcome)"
-                meta["status"] = "\(response.status.code)"
-                logger.log(level: level, "\(message)", metadata: meta)
+                logger.log(level: level, "\(message())", metadata: log.metadata(outcome: outcome, status: response.status.code))
             }
             return response
         }
 
-        guard let forge = Forge(rawValue: forgeName), let verifier = verifiers[forge] else {
+        guard let verifier = configured else {
             let known = config.forges.keys.map(\.rawValue).sorted().joined(separator: ", ")
             return answer(
                 JSONResponse.error(.notFound, "no webhook endpoint for '\(forgeName)' (configured: \(known.isEmpty ? "none" : known))"),
                 outcome: "unknown_forge", "webhook for an unconfigured forge", level: .notice)
         }
+        let forge = verifier.forge
 
         // 1. Raw body, limited.
         var request = request
@@ -79,8 +81,8 @@ struct WebhookHandler: Sendable {
         }
 
         // 3. Content type, headers.
-        let contentType = (header("content-type") ?? "").lowercased()
-        guard contentType.split(separator: ";").first?.trimmingCharacters(in: .whitespaces) == "application/json" else {
+        let contentType = header("content-type") ?? ""
+        guard Self.isJSON(contentType: contentType) else {
             return answer(
                 JSONResponse.error(
                     .unsupportedMediaType,
@@ -91,13 +93,13 @@ struct WebhookHandler: Sendable {
             return answer(
                 JSONResponse.error(.badRequest, "missing event header"), outcome: "bad_request", "webhook without event header", level: .notice)
         }
-        meta["event"] = "\(event)"
+        log.event = event
         guard let delivery = EventNormalizer.deliveryHeader(forge: forge, header: header), !delivery.isEmpty, delivery.count <= 200 else {
             return answer(
                 JSONResponse.error(.badRequest, "missing delivery id header (X-GitHub-Delivery / X-Gitea-Delivery / X-Forgejo-Delivery)"),
                 outcome: "bad_request", event: event, "webhook without delivery id", level: .notice)
         }
-        meta["delivery.id"] = "\(delivery)"
+        log.delivery = delivery
 
         // 4. Payload.
         let normalized: ForgeEvent
@@ -112,8 +114,8 @@ struct WebhookHandler: Sendable {
         } catch {
             return answer(JSONResponse.error(.badRequest, "\(error)"), outcome: "bad_request", event: event, "bad payload: \(error)", level: .notice)
         }
-        if !normalized.repository.isEmpty { meta["repo"] = "\(normalized.repository)" }
-        if let n = normalized.number { meta["number"] = "\(n)" }
+        log.repository = normalized.repository
+        log.number = normalized.number
 
         // 5. Route.
         let decision = router.route(normalized)
@@ -140,12 +142,12 @@ struct WebhookHandler: Sendable {
         do {
             result = try await queue.enqueue(jobs, delivery: (forge: forge.rawValue, id: delivery), dropSessions: decision.dropSessions)
         } catch {
-            Counter(label: "redis_errors_total", dimensions: [("operation", "enqueue")]).increment()
+            metrics.redisErrors.increment()
             return answer(
                 JSONResponse.error(.serviceUnavailable, "job store unavailable, retry later", headers: [.retryAfter: "5"]),
                 outcome: "unavailable", event: normalized.kind, "cannot enqueue: \(error)", level: .error)
         }
-        Metrics.Timer(label: "enqueue_duration_seconds").recordInterval(since: enqueueStart)
+        metrics.enqueueDuration.recordInterval(since: enqueueStart)
         switch result {
         case .duplicate(let ids):
             return answer(
@@ -153,13 +155,94 @@ struct WebhookHandler: Sendable {
                 event: normalized.kind,
                 "duplicate delivery, nothing enqueued")
         case .queued(let ids):
-            meta["job.ids"] = "\(ids.joined(separator: ","))"
+            log.jobIDs = ids
             var body: [String: JSONValue] = ["jobs": .array(ids.map { .string($0) }), "agents": .array(jobs.map { .string($0.agent) })]
             if !decision.dropSessions.isEmpty { body["dropped_sessions"] = .array(decision.dropSessions.map { .string($0) }) }
             return answer(
                 JSONResponse.make(.accepted, body), outcome: "accepted", event: normalized.kind,
                 ids.isEmpty ? "sessions dropped (closed)" : "enqueued \(ids.count) job(s) for \(jobs.map(\.agent).joined(separator: ","))")
         }
+    }
+}
+
+extension WebhookHandler {
+    /// The header names the handler reads, parsed once.
+    private static let knownHeaderNames: [String: HTTPField.Name] = {
+        let names =
+            ["content-type", "x-forwarded-for", "x-github-event", "x-gitea-event", "x-forgejo-event", "x-gitea-event-type", "x-forgejo-event-type"]
+            + ["x-github-delivery", "x-gitea-delivery", "x-forgejo-delivery"]
+            + Forge.allCases.flatMap(SignatureVerifier.signatureHeaders(for:))
+        return Dictionary(names.map { ($0, HTTPField.Name($0)!) }, uniquingKeysWith: { a, _ in a })
+    }()
+
+    static func headerName(_ name: String) -> HTTPField.Name? { knownHeaderNames[name] ?? HTTPField.Name(name) }
+
+    /// `application/json`, in any case, with or without parameters (`; charset=utf-8`).
+    static func isJSON(contentType: String) -> Bool {
+        let isSpace: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 }
+        var type = contentType.utf8.prefix { $0 != UInt8(ascii: ";") }[...]
+        while let first = type.first, isSpace(first) { type = type.dropFirst() }
+        while let last = type.last, isSpace(last) { type = type.dropLast() }
+        let lower: (UInt8) -> UInt8 = { (65...90).contains($0) ? $0 + 32 : $0 }
+        return type.elementsEqual("application/json".utf8) { lower($0) == $1 }
+    }
+}
+
+/// The fields of a webhook's log line.
+struct RequestLog {
+    var forge: String
+    var client = ""
+    var event: String?
+    var delivery: String?
+    var repository = ""
+    var number: Int?
+    var jobIDs: [String] = []
+
+    func metadata(outcome: String, status: Int) -> Logger.Metadata {
+        var meta: Logger.Metadata = ["client": "\(client)", "forge": "\(forge)", "outcome": "\(outcome)", "status": "\(status)"]
+        if let event { meta["event"] = "\(event)" }
+        if let delivery { meta["delivery.id"] = "\(delivery)" }
+        if !repository.isEmpty { meta["repo"] = "\(repository)" }
+        if let number { meta["number"] = "\(number)" }
+        if !jobIDs.isEmpty { meta["job.ids"] = "\(jobIDs.joined(separator: ","))" }
+        return meta
+    }
+}
+
+/// The webhook metrics, made once per label set: the metrics factory's own lookup costs a lock and several hashes
+/// per call, which the handler would otherwise pay twice per request.
+final class WebhookMetrics: @unchecked Sendable {
+    private struct Key: Hashable {
+        let forge: String
+        let event: String
+        let outcome: String
+    }
+
+    private let lock = NSLock()
+    private var counters: [Key: Counter] = [:]
+    private var timers: [String: Metrics.Timer] = [:]
+    let redisErrors = Counter(label: "redis_errors_total", dimensions: [("operation", "enqueue")])
+    let enqueueDuration = Metrics.Timer(label: "enqueue_duration_seconds")
+
+    /// Requests by forge, event and outcome. Labels come from signed requests (or are fixed), and the cache is
+    /// bounded all the same.
+    func requests(forge: String, event: String, outcome: String) -> Counter {
+        let key = Key(forge: forge, event: event, outcome: outcome)
+        lock.lock()
+        defer { lock.unlock() }
+        if let counter = counters[key] { return counter }
+        let counter = Counter(label: "webhook_requests_total", dimensions: [("forge", forge), ("event", event), ("outcome", outcome)])
+        if counters.count < 1000 { counters[key] = counter }
+        return counter
+    }
+
+    func duration(outcome: String) -> Metrics.Timer {
+        lock.lock()
+        defer { lock.unlock() }
+        if let timer = timers[outcome] { return timer }
+        let timer = Metrics.Timer(label: "webhook_request_duration_seconds", dimensions: [("outcome", outcome)])
+        timers[outcome] = timer
+        return timer
     }
 }
 

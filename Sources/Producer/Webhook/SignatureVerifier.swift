@@ -5,11 +5,18 @@ import Shared
 /// Checks a webhook's HMAC-SHA256 signature over the exact raw body, in constant time, against every valid secret.
 struct SignatureVerifier: Sendable {
     let forge: Forge
-    let secrets: [[UInt8]]
+    /// One keyed HMAC per secret, copied per request: the key is hashed into its pads once, not per webhook.
+    private let keyed: [KeyedHMAC]
+
+    /// swift-crypto's digests are copy-on-write over a BoringSSL context: the shared value is only ever copied, and a
+    /// copy makes its own context before its first update, so sharing it across threads is safe.
+    private struct KeyedHMAC: @unchecked Sendable {
+        let hmac: HMAC<SHA256>
+    }
 
     init(forge: Forge, secrets: [[UInt8]]) {
         self.forge = forge
-        self.secrets = secrets
+        self.keyed = secrets.map { KeyedHMAC(hmac: HMAC<SHA256>(key: SymmetricKey(data: $0))) }
     }
 
     /// The headers that may carry the signature, in the order they are tried.
@@ -46,10 +53,13 @@ struct SignatureVerifier: Sendable {
             hex = hex.dropFirst(7)
         }
         guard let mac = Self.decodeHex(hex), mac.count == 32 else { return .malformed(header: name) }
-        for secret in secrets where HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: body, using: SymmetricKey(data: secret)) {
-            return nil
+        var valid = false
+        for key in keyed {
+            var hmac = key.hmac
+            hmac.update(data: body)
+            valid = hmac.finalize() == mac || valid  // constant-time compare, every secret tried
         }
-        return .mismatch
+        return valid ? nil : .mismatch
     }
 
     static func decodeHex(_ s: Substring) -> [UInt8]? {

@@ -47,15 +47,24 @@ public struct ReservedJob: Sendable {
 /// Job ids: time-ordered (sortable by creation), short, URL- and shell-safe: `<ms base36>-<10 random base36>`.
 public enum JobID {
     public static func make(now: Date = Date()) -> String {
-        let ms = UInt64(now.timeIntervalSince1970 * 1000)
-        var time = String(ms, radix: 36)
-        while time.count < 9 { time = "0" + time }
-        let alphabet = Array("0123456789abcdefghijklmnopqrstuvwxyz")
-        var random = ""
+        var out = [UInt8](repeating: UInt8(ascii: "0"), count: 20)
+        out[9] = UInt8(ascii: "-")
+        var ms = UInt64(max(0, now.timeIntervalSince1970 * 1000))
+        for i in stride(from: 8, through: 0, by: -1) where ms > 0 {
+            out[i] = alphabet[Int(ms % 36)]
+            ms /= 36
+        }
+        // One draw from the system generator (a syscall) gives the ten random digits: 36^10 < 2^52 < 2^64.
         var rng = SystemRandomNumberGenerator()
-        for _ in 0..<10 { random.append(alphabet[Int(rng.next(upperBound: UInt32(36)))]) }
-        return time + "-" + random
+        var random = rng.next(upperBound: UInt64(3_656_158_440_062_976))  // 36^10
+        for i in 10..<20 {
+            out[i] = alphabet[Int(random % 36)]
+            random /= 36
+        }
+        return String(decoding: out, as: UTF8.self)
     }
+
+    private static let alphabet = Array("0123456789abcdefghijklmnopqrstuvwxyz".utf8)
 }
 
 /// Timestamps as stored in job records: ISO 8601 UTC with milliseconds, readable in redis-cli.
