@@ -112,34 +112,29 @@ enum QueueScripts {
         name: "enqueue",
         source: """
             local p = ARGV[1]
-            local dk, ttl, nowMs = ARGV[2], tonumber(ARGV[3]), ARGV[4]
+            local dk, ttl, nowMs = ARGV[2], ARGV[3], ARGV[4]
             local jobs, drops = tonumber(ARGV[5]), tonumber(ARGV[6])
             if dk ~= '' then
               local previous = redis.call('GET', dk)
               if previous then
                 local out = {'duplicate'}
-                for id in string.gmatch(previous, '[^,]+') do table.insert(out, id) end
+                for id in string.gmatch(previous, '[^,]+') do out[#out + 1] = id end
                 return out
               end
             end
             local i = 7
-            local ids = {}
+            local out = {'queued'}
             for _ = 1, jobs do
               local id, agent, session, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-              i = i + 4
-              local jk = p .. ':job:' .. id
               local seq = redis.call('INCR', p .. ':seq')
-              local fields = {'status', 'queued', 'attempts', '0', 'seq', tostring(seq), 'agent', agent, 'session', session}
-              for k = 0, n - 1 do
-                table.insert(fields, ARGV[i + 2 * k])
-                table.insert(fields, ARGV[i + 2 * k + 1])
-              end
-              i = i + 2 * n
-              redis.call('HSET', jk, unpack(fields))
+              -- The job's own fields go straight from ARGV: no table is built per job.
+              redis.call('HSET', p .. ':job:' .. id, 'status', 'queued', 'attempts', '0', 'seq', seq, 'agent', agent,
+                'session', session, unpack(ARGV, i + 4, i + 3 + 2 * n))
               redis.call('ZADD', p .. ':pending:' .. session, seq, id)
               redis.call('LPUSH', p .. ':queue:' .. agent, id)
               redis.call('ZADD', p .. ':jobs', nowMs, id)
-              table.insert(ids, id)
+              out[#out + 1] = id
+              i = i + 4 + 2 * n
             end
             for _ = 1, drops do
               redis.call('HDEL', p .. ':sessions', ARGV[i])
@@ -147,13 +142,12 @@ enum QueueScripts {
               redis.call('DEL', p .. ':transcript:' .. ARGV[i])
               i = i + 1
             end
+            -- Last, so a failure above leaves no dedup record and a redelivery can still create the jobs.
             if dk ~= '' then
-              local value = table.concat(ids, ',')
-              if value == '' then value = '-' end
+              local value = '-'
+              if #out > 1 then value = table.concat(out, ',', 2) end
               redis.call('SET', dk, value, 'EX', ttl)
             end
-            local out = {'queued'}
-            for _, id in ipairs(ids) do table.insert(out, id) end
             return out
             """)
 
