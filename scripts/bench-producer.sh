@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Producer benchmark (a harness that prints figures): wrk posts signed ~8 KB issue_comment webhooks with unique
 # delivery ids over 64 connections to the release producer (real Redis), checks that the number of 202s equals the
-# jobs in Redis, then runs the same load against a bare Hummingbird route that only reads the body, for the ratio.
+# jobs in Redis, then runs the same load against a bare Hummingbird route that only reads the body, for the ratio,
+# and against the same route plus the producer's one Redis call (enqueue through the queue core): the ceiling a
+# producer whose own work cost nothing would reach on this machine.
 # Usage: scripts/bench-producer.sh [seconds=10] [connections=64]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,10 +52,19 @@ accepted=$(curl -s "http://127.0.0.1:$oport/metrics" | awk '/^webhook_requests_t
 echo "producer : ${producer#RESULT }"
 echo "           202s sent (producer metrics): $accepted, jobs in Redis: $jobs_in_redis  ($( [ "$accepted" = "$jobs_in_redis" ] && echo "equal, OK" || echo "MISMATCH"))"
 .build/release/hooks-bench bare-server --port $bport >"$work/bare.log" 2>&1 &
+bare_pid=$!
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$bport/" && break; sleep 0.1; done
 wrk -t2 -c"$conns" -d"${secs}s" --latency -s scripts/bench/webhook.lua "http://127.0.0.1:$bport" >"$work/bare.wrk"
 bare=$(grep ^RESULT "$work/bare.wrk")
 echo "bare     : ${bare#RESULT }"
-p=$(sed 's/.*requests\/s=\([0-9]*\).*/\1/' <<<"$producer"); b=$(sed 's/.*requests\/s=\([0-9]*\).*/\1/' <<<"$bare")
-echo "ratio    : producer/bare = $(awk -v p="$p" -v b="$b" 'BEGIN{printf "%.0f%%", 100*p/b}')"
+kill "$bare_pid"; wait "$bare_pid" 2>/dev/null || true
+redis-cli -p $rport FLUSHALL >/dev/null
+.build/release/hooks-bench bare-server --port $bport --enqueue --redis "redis://127.0.0.1:$rport" >"$work/enqueue.log" 2>&1 &
+for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$bport/" && break; sleep 0.1; done
+wrk -t2 -c"$conns" -d"${secs}s" --latency -s scripts/bench/webhook.lua "http://127.0.0.1:$bport" >"$work/enqueue.wrk"
+enqueue=$(grep ^RESULT "$work/enqueue.wrk")
+echo "enqueue  : ${enqueue#RESULT }  (bare route + the producer's Redis call only)"
+rate() { sed 's/.*requests\/s=\([0-9]*\).*/\1/' <<<"$1"; }
+p=$(rate "$producer"); b=$(rate "$bare"); e=$(rate "$enqueue")
+echo "ratio    : producer/bare = $(awk -v p="$p" -v b="$b" 'BEGIN{printf "%.0f%%", 100*p/b}'), enqueue-only/bare = $(awk -v p="$e" -v b="$b" 'BEGIN{printf "%.0f%%", 100*p/b}'), producer/enqueue-only = $(awk -v p="$p" -v b="$e" 'BEGIN{printf "%.0f%%", 100*p/b}')"
 [ "$accepted" = "$jobs_in_redis" ]

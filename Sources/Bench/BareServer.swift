@@ -1,21 +1,56 @@
 import ArgumentParser
+import Foundation
 import Hummingbird
+import Shared
 
-/// The comparison point for the producer benchmark: a Hummingbird route that only reads the body and answers 202.
+/// The producer benchmark's reference routes: `bare` reads the body and answers 202; `--enqueue` also makes the one
+/// Redis call the producer makes per webhook (the queue core's enqueue, with a job like the benchmark's), without
+/// verifying, parsing or routing — the ceiling the producer could reach on this machine with a handler that cost
+/// nothing.
 struct BareServer: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "bare-server", abstract: "A bare Hummingbird route that reads the body.")
 
-    @Option var port = 18081
+    @Option(help: "Port to listen on (127.0.0.1).") var port = 18081
+    @Option(help: "With --enqueue: the Redis URL.") var redis = "redis://127.0.0.1:6379"
+    @Flag(help: "Enqueue one job per request through the queue core, as the producer does.") var enqueue = false
 
     func run() async throws {
         let router = Router()
+        let queue = enqueue ? JobQueue(redis: RedisClient(configuration: try RedisConfiguration(url: redis), connections: 8)) : nil
+        let prompt = String(repeating: "lorem ipsum dolor sit amet, consectetur adipiscing elit. ", count: 45)
+        let deliveries = Sequence()
         router.post("/webhooks/:forge") { request, _ -> HTTPResponse.Status in
             var request = request
             _ = try await request.collectBody(upTo: 1 << 20)
+            if let queue {
+                let delivery = "bare-\(deliveries.next())"
+                let job = NewJob(
+                    agent: "dev", session: SessionKey(agent: "dev", repository: "Codertocat/Hello-World", number: 1),
+                    fields: [
+                        ("forge", "github"), ("event", "issue_comment"), ("action", "created"), ("repo", "Codertocat/Hello-World"),
+                        ("number", "1"), ("is_pull_request", "0"), ("delivery", delivery), ("sender", "Codertocat"), ("rule", "rules[0]"),
+                        ("url", "https://github.com/Codertocat/Hello-World/issues/1#issuecomment-492700400"),
+                        ("title", "Spelling error in the README file"), ("prompt", prompt),
+                    ])
+                _ = try await queue.enqueue([job], delivery: (forge: "github", id: delivery))
+            }
             return .accepted
         }
         router.get("/") { _, _ in "ok" }
         let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)))
         try await app.runService()
+    }
+}
+
+/// A thread-safe counter for unique delivery ids.
+private final class Sequence: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+
+    func next() -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        value += 1
+        return value
     }
 }
