@@ -153,4 +153,30 @@ import Testing
         let value = try JSONParser.parse(Array(#"{"\u0061ction":"opened","numbers":1,"numbe":2,"number":3,"":4}"#.utf8), keep: keep)
         #expect(value == .object(["action": .string("opened"), "number": .number(3)]))
     }
+
+    /// Key membership on raw bytes: every length, a difference at every byte, and keys at the very end of the buffer
+    /// (where a whole word cannot be read).
+    @Test func keySetMatchesExactly() {
+        let names: [String] = (1...20).map { (n: Int) -> String in
+            let letters: [UInt8] = (0..<n).map { (i: Int) -> UInt8 in UInt8(97 + (i * 7 + n) % 26) }
+            return String(decoding: letters, as: UTF8.self)
+        }
+        let set = JSONKeySet(Set(names))
+        for name in names {
+            let bytes = Array(name.utf8)
+            for (padding, trailing) in [(0, 0), (3, 0), (16, 0), (0, 9), (5, 12)] {
+                let buffer = Array(repeating: UInt8(ascii: "#"), count: padding) + bytes + Array(repeating: UInt8(ascii: "b"), count: trailing)
+                let key = padding..<padding + bytes.count
+                buffer.withUnsafeBufferPointer { b in
+                    #expect(set.contains(b, key), "\(name)")
+                    #expect(!set.contains(b, key.lowerBound..<key.upperBound - 1) || names.contains(String(name.dropLast())))
+                }
+                for k in bytes.indices {
+                    var changed = buffer
+                    changed[padding + k] ^= 0x01
+                    changed.withUnsafeBufferPointer { b in #expect(!set.contains(b, key), "\(name) changed at \(k)") }
+                }
+            }
+        }
+    }
 }

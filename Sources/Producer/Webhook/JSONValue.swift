@@ -18,24 +18,45 @@ struct JSONParseError: Error, Equatable, CustomStringConvertible {
 }
 
 /// Object member names to build; members with other names are syntax-checked and skipped. Built once: membership is
-/// decided on the raw key bytes, so a skipped member costs no `String` and no hashing.
+/// decided on the raw key bytes, so a skipped member costs no `String` and no hashing — mostly one integer compare
+/// per name of the same length.
 struct JSONKeySet: Sendable {
     let names: Set<String>
-    /// UTF-8 names by byte length.
-    private let byLength: [[[UInt8]]]
+
+    private struct Name: Sendable {
+        /// The first (up to) eight bytes, little-endian, zero-padded.
+        let head: UInt64
+        let bytes: [UInt8]
+    }
+
+    /// Names by UTF-8 length.
+    private let byLength: [[Name]]
 
     init(_ names: Set<String>) {
         self.names = names
-        var table = [[[UInt8]]](repeating: [], count: (names.map(\.utf8.count).max() ?? 0) + 1)
-        for name in names { table[name.utf8.count].append(Array(name.utf8)) }
+        var table = [[Name]](repeating: [], count: (names.map(\.utf8.count).max() ?? 0) + 1)
+        for name in names {
+            let bytes = Array(name.utf8)
+            let head = bytes.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+            table[bytes.count].append(Name(head: head, bytes: bytes))
+        }
         byLength = table
     }
 
     func contains(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Bool {
-        guard range.count < byLength.count else { return false }
-        for candidate in byLength[range.count] {
-            let equal = candidate.withUnsafeBufferPointer { c in memcmp(c.baseAddress!, bytes.baseAddress! + range.lowerBound, c.count) == 0 }
-            if equal { return true }
+        let n = range.count
+        guard n < byLength.count, !byLength[n].isEmpty else { return false }
+        let start = bytes.baseAddress! + range.lowerBound
+        var head: UInt64 = 0
+        if n >= 8 || range.lowerBound + 8 <= bytes.count {
+            head = UnsafeRawPointer(start).loadUnaligned(as: UInt64.self).littleEndian
+            if n < 8 { head &= (1 << (8 * UInt64(n))) - 1 }
+        } else {
+            for k in 0..<n { head |= UInt64(start[k]) << (8 * UInt64(k)) }
+        }
+        for name in byLength[n] where name.head == head {
+            if n <= 8 { return true }
+            if name.bytes.withUnsafeBufferPointer({ memcmp($0.baseAddress! + 8, start + 8, n - 8) == 0 }) { return true }
         }
         return false
     }
