@@ -69,8 +69,33 @@ public enum JobID {
 
 /// Timestamps as stored in job records: ISO 8601 UTC with milliseconds, readable in redis-cli.
 public enum Timestamp {
+    /// `2026-11-28T08:15:41.069Z`: milliseconds truncated, as Foundation's ISO 8601 style writes them. Written by
+    /// hand: the format style costs a calendar and a formatter per call, and the producer writes one per webhook.
     public static func iso(_ date: Date = Date()) -> String {
-        date.formatted(.iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+        let ms = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+        var seconds = time_t(ms >= 0 ? ms / 1000 : (ms - 999) / 1000)
+        let fraction = Int(ms - Int64(seconds) * 1000)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        var out = [UInt8](repeating: UInt8(ascii: "0"), count: 24)
+        func put(_ value: Int, at offset: Int, digits: Int) {
+            var v = value
+            for k in stride(from: offset + digits - 1, through: offset, by: -1) {
+                out[k] = UInt8(ascii: "0") + UInt8(v % 10)
+                v /= 10
+            }
+        }
+        put(Int(parts.tm_year) + 1900, at: 0, digits: 4)
+        put(Int(parts.tm_mon) + 1, at: 5, digits: 2)
+        put(Int(parts.tm_mday), at: 8, digits: 2)
+        put(Int(parts.tm_hour), at: 11, digits: 2)
+        put(Int(parts.tm_min), at: 14, digits: 2)
+        put(Int(parts.tm_sec), at: 17, digits: 2)
+        put(fraction, at: 20, digits: 3)
+        for (offset, byte) in [(4, "-"), (7, "-"), (10, "T"), (13, ":"), (16, ":"), (19, "."), (23, "Z")] as [(Int, Unicode.Scalar)] {
+            out[offset] = UInt8(byte.value)
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     public static func milliseconds(_ date: Date = Date()) -> Int64 {
