@@ -13,10 +13,11 @@ struct BareServer: AsyncParsableCommand {
     @Option(help: "Port to listen on (127.0.0.1).") var port = 18081
     @Option(help: "With --enqueue: the Redis URL.") var redis = "redis://127.0.0.1:6379"
     @Flag(help: "Enqueue one job per request through the queue core, as the producer does.") var enqueue = false
+    @Option(help: "With --enqueue: Redis connections (the producer's default, producer.redis_connections, is 2).") var connections = 2
 
     func run() async throws {
         let router = Router()
-        let queue = enqueue ? JobQueue(redis: RedisClient(configuration: try RedisConfiguration(url: redis), connections: 8)) : nil
+        let queue = enqueue ? JobQueue(redis: RedisClient(configuration: try RedisConfiguration(url: redis), connections: connections)) : nil
         let prompt = String(repeating: "lorem ipsum dolor sit amet, consectetur adipiscing elit. ", count: 45)
         let deliveries = Sequence()
         router.post("/webhooks/:forge") { request, _ -> HTTPResponse.Status in

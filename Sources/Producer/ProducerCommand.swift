@@ -44,7 +44,7 @@ struct ProducerCommand: AsyncParsableCommand {
         var redisConfig = appConfig.redisConfiguration
         redisConfig.connectTimeout = .seconds(1)
         redisConfig.commandTimeout = .seconds(3)
-        let redis = RedisClient(configuration: redisConfig, connections: 8, name: "producer-redis")
+        let redis = RedisClient(configuration: redisConfig, connections: appConfig.producer.redisConnections, name: "producer-redis")
         defer { redis.shutdown() }
         let queue = JobQueue(redis: redis, keys: appConfig.keys, settings: appConfig.queue)
         do {

@@ -21,6 +21,7 @@ import Testing
     #expect(config.rules.count == 5)
     #expect(config.forges[.github]?.secrets.count == 2)
     #expect(config.botLogins == ["forge-admin-bot", "boss-bot", "dev-bot", "reviewer-bot"])
+    #expect(config.producer.redisConnections == 2 && config.producer.trustedProxies == ["127.0.0.1", "::1"])
     #expect(config.worker.concurrency == 2 && config.worker.shutdownGrace == .seconds(60) && config.worker.containerPrefix == "hooks")
     #expect(config.queue.transcriptMaxBytes == 16 << 20 && config.queue.leaseDuration == .seconds(30))
     #expect(config.agents["dev"]?.timeout == .seconds(1800) && config.agents["dev"]?.concurrency == 2)

@@ -147,6 +147,7 @@ import Testing
         ("queue: {retry_base: soon}", "queue.retry_base: must be a duration"),
         ("prodcer: {}", "prodcer: unknown key"),
         ("producer: {listen: 'localhost'}", "producer.listen: must be host:port"),
+        ("producer: {redis_connections: 0}", "producer.redis_connections: must be between 1 and 64, got 0"),
         ("rules: [1", "not valid YAML"),
         (
             "agents: {dev: {image: i}}\nrules: [{agent: dev, events: [issues], review_states: [rejected], prompt: x}]",

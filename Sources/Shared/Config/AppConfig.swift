@@ -195,11 +195,14 @@ public struct ProducerSettings: Sendable {
     public var maxBodyBytes = 1 << 20
     /// Peers whose `X-Forwarded-For` is believed (exact addresses or CIDR blocks).
     public var trustedProxies: [String] = ["127.0.0.1", "::1"]
+    /// Connections (each on its own thread) the producer enqueues through. Redis runs commands one at a time, and
+    /// concurrent calls are pipelined on each connection, so a few are enough; more only add thread wake-ups.
+    public var redisConnections = 2
 
     public init() {}
 
     init(_ node: ConfigNode) throws(ConfigError) {
-        _ = try node.mapping(allowed: ["listen", "ops_listen", "path_prefix", "max_body_bytes", "trusted_proxies"])
+        _ = try node.mapping(allowed: ["listen", "ops_listen", "path_prefix", "max_body_bytes", "trusted_proxies", "redis_connections"])
         if let listen = try node.child("listen").string() { (host, port) = try Self.hostPort(listen, node.child("listen")) }
         if let ops = try node.child("ops_listen").string() { (opsHost, opsPort) = try Self.hostPort(ops, node.child("ops_listen")) }
         pathPrefix = try node.child("path_prefix").string(default: "")
@@ -209,6 +212,7 @@ public struct ProducerSettings: Sendable {
         }
         maxBodyBytes = try node.child("max_body_bytes").int(default: maxBodyBytes, range: 1024...(64 << 20))
         if !node.child("trusted_proxies").isMissing { trustedProxies = try node.child("trusted_proxies").strings() }
+        redisConnections = try node.child("redis_connections").int(default: redisConnections, range: 1...64)
     }
 
     static func hostPort(_ text: String, _ node: ConfigNode) throws(ConfigError) -> (String, Int) {
