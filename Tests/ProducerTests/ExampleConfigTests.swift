@@ -26,4 +26,9 @@ import Testing
     #expect(config.queue.transcriptMaxBytes == 16 << 20 && config.queue.leaseDuration == .seconds(30))
     #expect(config.agents["dev"]?.timeout == .seconds(1800) && config.agents["dev"]?.concurrency == 2)
     _ = router
+    // The comment that lists the template variables is the list the router accepts.
+    let listed = text.components(separatedBy: "\n").drop { !$0.contains("Prompt templates are mustache over:") }.prefix(2)
+        .joined(separator: " ").replacingOccurrences(of: "# Prompt templates are mustache over:", with: "")
+        .replacingOccurrences(of: "#", with: " ").split(separator: " ").map(String.init)
+    #expect(listed == EventRouter.PromptContext.names)
 }

@@ -164,6 +164,13 @@ import Testing
         }
     }
 
+    @Test func unknownTemplateVariableIsAConfigError() throws {
+        let config = try AppConfig.parse(yaml: "agents: {dev: {image: i}}\nrules: [{agent: dev, events: [issues], prompt: 'Fix {{titel}}'}]")
+        #expect { try EventRouter(config: config, file: "c.yaml") } throws: {
+            "\($0)".hasPrefix("c.yaml: rules[0].prompt: unknown template variable 'titel' (known: agent, forge,")
+        }
+    }
+
     @Test func invalidTemplateIsAConfigError() throws {
         let config = try AppConfig.parse(yaml: "agents: {dev: {image: i}}\nrules: [{agent: dev, events: [issues], prompt: '{{#open}}x'}]")
         #expect { try EventRouter(config: config, file: "c.yaml") } throws: {

@@ -32,11 +32,19 @@ struct EventRouter: Sendable {
     init(config: AppConfig, file: String = "config") throws(ConfigError) {
         var compiled: [CompiledRule] = []
         for (i, rule) in config.rules.enumerated() {
+            let template: PromptTemplate
             do {
-                compiled.append(CompiledRule(settings: rule, template: try PromptTemplate(rule.prompt)))
+                template = try PromptTemplate(rule.prompt)
             } catch {
                 throw ConfigError(file: file, path: "rules[\(i)].prompt", problem: "invalid mustache template: \(error)")
             }
+            // A misspelt variable would render as nothing in every prompt; refuse it at start-up instead.
+            if let unknown = template.variables.first(where: { !PromptContext.names.contains($0) }) {
+                throw ConfigError(
+                    file: file, path: "rules[\(i)].prompt",
+                    problem: "unknown template variable '\(unknown)' (known: \(PromptContext.names.joined(separator: ", ")))")
+            }
+            compiled.append(CompiledRule(settings: rule, template: template))
         }
         rules = compiled
         agents = config.agents

@@ -35,6 +35,11 @@ struct PromptTemplate: @unchecked Sendable {  // MustacheTemplate is immutable a
         return out
     }
 
+    /// The variables a plain template reads (none known for other templates).
+    var variables: [String] {
+        plain?.compactMap { if case .variable(let name) = $0 { name } else { nil } } ?? []
+    }
+
     /// The mustache render, for tests that compare it with the plain one.
     func renderWithMustache(_ context: EventRouter.PromptContext) -> String { template.render(context) }
 
