@@ -19,12 +19,12 @@ struct BareServer: AsyncParsableCommand {
         let router = Router()
         let queue = enqueue ? JobQueue(redis: RedisClient(configuration: try RedisConfiguration(url: redis), connections: connections)) : nil
         let prompt = String(repeating: "lorem ipsum dolor sit amet, consectetur adipiscing elit. ", count: 45)
-        let deliveries = Sequence()
+        let deliveries = Counter()
         router.post("/webhooks/:forge") { request, _ -> HTTPResponse.Status in
             var request = request
             _ = try await request.collectBody(upTo: 1 << 20)
             if let queue {
-                let delivery = "bare-\(deliveries.next())"
+                let delivery = "bare-\(deliveries.increment())"
                 let job = NewJob(
                     agent: "dev", session: SessionKey(agent: "dev", repository: "Codertocat/Hello-World", number: 1),
                     fields: [
@@ -40,18 +40,5 @@ struct BareServer: AsyncParsableCommand {
         router.get("/") { _, _ in "ok" }
         let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)))
         try await app.runService()
-    }
-}
-
-/// A thread-safe counter for unique delivery ids.
-private final class Sequence: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = 0
-
-    func next() -> Int {
-        lock.lock()
-        defer { lock.unlock() }
-        value += 1
-        return value
     }
 }

@@ -65,12 +65,12 @@ struct QueueBench: AsyncParsableCommand {
                 let consumer = queue.makeConsumer(worker: "bench-\(c)")
                 group.addTask {
                     defer { consumer.close() }
-                    while await done.value < jobs {
+                    while done.value < jobs {
                         let t = ContinuousClock.now
                         guard let job = try await consumer.reserve(agents: ["bench"], home: "bench") else { continue }
                         _ = try await queue.finish(job, worker: "bench-\(c)", outcome: .succeeded)
                         await cycleLatencies.add(ContinuousClock.now - t)
-                        await done.increment()
+                        done.increment()
                     }
                 }
             }
@@ -104,7 +104,23 @@ actor LatencyRecorder {
     }
 }
 
-actor Counter {
-    private(set) var value = 0
-    func increment() { value += 1 }
+/// A thread-safe counter: jobs drained by the queue benchmark, delivery ids of the bare server.
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+
+    var value: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return count
+    }
+
+    /// Adds one and returns the new value.
+    @discardableResult
+    func increment() -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        count += 1
+        return count
+    }
 }
