@@ -323,11 +323,7 @@ struct JSONParser {
         var out: [UInt8] = []
         out.reserveCapacity(raw.count)
         var i = 0
-        func hex4(_ at: Int) -> UInt32 {
-            var value: UInt32 = 0
-            for c in raw[at..<at + 4] { value = value << 4 | UInt32(c <= 57 ? c - 48 : (c | 0x20) - 87) }
-            return value
-        }
+        func hex4(_ at: Int) -> UInt32 { raw[at..<at + 4].reduce(0) { $0 << 4 | Self.hexDigit($1)! } }  // validated by scanString
         while i < raw.count {
             let b = raw[i]
             guard b == UInt8(ascii: "\\") else {
@@ -361,18 +357,20 @@ struct JSONParser {
         guard index + 4 <= bytes.count else { throw fail("unexpected end of input") }
         var value: UInt32 = 0
         for _ in 0..<4 {
-            let c = bytes[index]
-            let digit: UInt32
-            switch c {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = UInt32(c - 48)
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = UInt32(c - 87)
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = UInt32(c - 55)
-            default: throw fail("invalid \\u escape")
-            }
+            guard let digit = Self.hexDigit(bytes[index]) else { throw fail("invalid \\u escape") }
             value = value << 4 | digit
             index += 1
         }
         return value
+    }
+
+    private static func hexDigit(_ c: UInt8) -> UInt32? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): UInt32(c - 48)
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): UInt32(c - 87)
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): UInt32(c - 55)
+        default: nil
+        }
     }
 
     // MARK: Numbers
