@@ -125,4 +125,21 @@ extension WorkerEnvironment {
         }
         await env.cleanup()
     }
+
+    /// Two hosts sharing one Redis (separate data roots, container prefixes and host ids); both are cleaned up.
+    static func withTwoHosts(
+        queueYAML: String = "{retry_base: 200ms, retry_max: 1s, lease: 2s, heartbeat: 500ms}",
+        _ body: (_ hostA: WorkerEnvironment, _ hostB: WorkerEnvironment) async throws -> Void
+    ) async throws {
+        try await with(queueYAML: queueYAML) { hostA in
+            let hostB = try await WorkerEnvironment(queueYAML: queueYAML, sharing: hostA)
+            do {
+                try await body(hostA, hostB)
+            } catch {
+                await hostB.cleanup()
+                throw error
+            }
+            await hostB.cleanup()
+        }
+    }
 }
