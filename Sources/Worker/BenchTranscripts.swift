@@ -25,6 +25,7 @@ extension WorkerCommand {
             defer { try? FileManager.default.removeItem(atPath: root) }
             var agent = AgentSettings(name: "bench", image: "none", credentialsDir: root + "/config", workDir: root + "/work")
             agent.user = "\(getuid()):\(getgid())"
+            try AgentEnvironment.sync(agent)
             print("transcript shipping, Redis \(client.configuration.endpointDescription), \(runs) runs each:")
             for size in [100 * 1024, 10 * 1024 * 1024] {
                 let line = "{\"type\":\"assistant\",\"message\":\"" + String(repeating: "x", count: 200) + "\"}\n"
@@ -35,7 +36,7 @@ extension WorkerCommand {
                 for i in 0..<runs {
                     let sid = UUID().uuidString.lowercased()
                     let path = TranscriptStore.localPath(agent, cwd: cwd, sessionID: sid)
-                    try TranscriptStore.writeOwned(Data((text + "\(i)\n").utf8), to: path, agent: agent)
+                    try TranscriptStore.writeOwned(Array((text + "\(i)\n").utf8), agent: agent, cwd: cwd, sessionID: sid)
                     var t = ContinuousClock.now
                     _ = try await store.save(session: "bench:bench/repo:\(i)", sessionID: sid, agent: agent, cwd: cwd, host: "a")
                     saves.append((ContinuousClock.now - t).seconds * 1000)

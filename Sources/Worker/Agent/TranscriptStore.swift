@@ -20,6 +20,27 @@ struct TranscriptStore: Sendable {
         "\(agent.credentialsDir)/projects/\(projectFolder(forCwd: cwd))/\(sessionID).jsonl"
     }
 
+    /// The project folder below `projects/`, opened without following links (created and owned by the agent when
+    /// `create`); nil when it does not exist and `create` is false.
+    static func projectDirectory(_ agent: AgentSettings, cwd: String, create: Bool) throws -> DirectoryHandle? {
+        let projects = try DirectoryHandle.openTrusted(agent.credentialsDir).subdirectory("projects")
+        do {
+            return try projects.subdirectory(projectFolder(forCwd: cwd), create: create ? 0o750 : nil, owner: create ? (agent.uid, agent.gid) : nil)
+        } catch  where error.problem == .missing {
+            return nil
+        }
+    }
+
+    /// The transcript's bytes if it is a regular file within `maxBytes`: never follows a link, never blocks on a FIFO,
+    /// never reads more than `maxBytes + 1` bytes.
+    static func readLocal(_ agent: AgentSettings, cwd: String, sessionID: String, maxBytes: Int) throws -> DirectoryHandle.ReadResult {
+        guard AgentSessionID.isValid(sessionID) else {
+            throw WorkerError("session id '\(sessionID.prefix(80))' is not a UUID; not used as a file name")
+        }
+        guard let folder = try projectDirectory(agent, cwd: cwd, create: false) else { return .missing }
+        return try folder.readRegularFile("\(sessionID).jsonl", maxBytes: maxBytes)
+    }
+
     enum SaveResult: Equatable, Sendable {
         case saved(bytes: Int)
         case unchanged
@@ -29,33 +50,40 @@ struct TranscriptStore: Sendable {
     }
 
     /// Stores the session's transcript after a run.
+    /// - Throws: `AgentPathError` when the transcript or its folder is a link, FIFO or other non-regular file (nothing
+    ///   is read or shipped then), or a Redis error.
     func save(session: String, sessionID: String, agent: AgentSettings, cwd: String, host: String) async throws -> SaveResult {
         let cap = queue.settings.transcriptMaxBytes
         if cap == 0 { return .disabled }
-        let path = Self.localPath(agent, cwd: cwd, sessionID: sessionID)
-        guard let data = FileManager.default.contents(atPath: path) else { return .noTranscript }
+        let local = try await Offload.run { try Self.readLocal(agent, cwd: cwd, sessionID: sessionID, maxBytes: cap) }
         let key = queue.keys.transcript(session)
         let ttl = String(max(60, Int(queue.settings.sessionIdle.seconds > 0 ? queue.settings.sessionIdle.seconds : 30 * 86400)))
-        let meta: [String] = [
-            "session_id", sessionID, "cwd", cwd, "project", Self.projectFolder(forCwd: cwd), "bytes", String(data.count), "host", host,
-            "updated_at", Timestamp.iso(),
-        ]
-        if data.count > cap {
+        func meta(_ bytes: Int) -> [String] {
+            [
+                "session_id", sessionID, "cwd", cwd, "project", Self.projectFolder(forCwd: cwd), "bytes", String(bytes), "host", host,
+                "updated_at", Timestamp.iso(),
+            ]
+        }
+        let data: [UInt8]
+        switch local {
+        case .missing: return .noTranscript
+        case .tooLarge(let bytes):
             _ = try await queue.redis.transaction([
                 RedisCommand("DEL", key),
-                RedisCommand(["HSET", key] + meta + ["skipped", "transcript is \(data.count) bytes, over queue.transcript_max_bytes (\(cap))"]),
+                RedisCommand(["HSET", key] + meta(bytes) + ["skipped", "transcript is \(bytes) bytes, over queue.transcript_max_bytes (\(cap))"]),
                 RedisCommand("EXPIRE", key, ttl),
             ])
-            return .overCap(bytes: data.count)
+            return .overCap(bytes: bytes)
+        case .contents(let bytes): data = bytes
         }
         let sha = Self.sha256(data)
         if try await queue.redis.send("HGET", key, "sha256").string == sha {
             try await queue.redis.send("EXPIRE", key, ttl)
             return .unchanged
         }
-        var hset = RedisCommand(["HSET", key] + meta + ["sha256", sha])
+        var hset = RedisCommand(["HSET", key] + meta(data.count) + ["sha256", sha])
         hset.append("data")
-        hset.append(bytes: Array(data))
+        hset.append(bytes: data)
         _ = try await queue.redis.transaction([RedisCommand("DEL", key), hset, RedisCommand("EXPIRE", key, ttl)])
         return .saved(bytes: data.count)
     }
@@ -77,34 +105,30 @@ struct TranscriptStore: Sendable {
         guard meta.count == 4, meta[0].string == sessionID else { return .notStored }
         if let reason = meta[3].string, !reason.isEmpty { return .skipped(reason: reason) }
         guard let storedSHA = meta[1].string, let storedBytes = meta[2].int else { return .notStored }
-        let path = Self.localPath(agent, cwd: cwd, sessionID: sessionID)
-        if let local = FileManager.default.contents(atPath: path) {
-            if Self.sha256(local) == storedSHA || local.count >= storedBytes { return .localIsCurrent }
+        let cap = max(storedBytes, queue.settings.transcriptMaxBytes)
+        // A local copy the worker refuses to read (a link, a FIFO…) is replaced below: renameat swaps the entry itself.
+        let local = try? await Offload.run { try Self.readLocal(agent, cwd: cwd, sessionID: sessionID, maxBytes: cap) }
+        switch local {
+        case .contents(let bytes) where Self.sha256(bytes) == storedSHA || bytes.count >= storedBytes: return .localIsCurrent
+        case .tooLarge: return .localIsCurrent
+        default: break
         }
         guard let data = try await queue.redis.send("HGET", key, "data").bytes else { return .notStored }
-        try Self.writeOwned(Data(data), to: path, agent: agent)
+        try await Offload.run { try Self.writeOwned(data, agent: agent, cwd: cwd, sessionID: sessionID) }
         return .restored(bytes: data.count)
     }
 
-    /// Writes atomically (temp file + rename) with the project folder and file owned by the agent uid:gid.
-    static func writeOwned(_ data: Data, to path: String, agent: AgentSettings) throws {
-        let folder = (path as NSString).deletingLastPathComponent
-        if !FileManager.default.fileExists(atPath: folder) {
-            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
-            _ = chown(folder, agent.uid, agent.gid)
+    /// Writes the transcript atomically (temp file + `renameat`) into the project folder, both owned by the agent,
+    /// without following any link the agent may have put there.
+    static func writeOwned(_ data: [UInt8], agent: AgentSettings, cwd: String, sessionID: String) throws {
+        guard AgentSessionID.isValid(sessionID) else {
+            throw WorkerError("session id '\(sessionID.prefix(80))' is not a UUID; not used as a file name")
         }
-        let temp = folder + "/.\(UUID().uuidString).tmp"
-        guard FileManager.default.createFile(atPath: temp, contents: data, attributes: [.posixPermissions: 0o600]) else {
-            throw WorkerError("cannot write \(temp)")
-        }
-        _ = chown(temp, agent.uid, agent.gid)
-        guard rename(temp, path) == 0 else {
-            unlink(temp)
-            throw WorkerError("cannot move the restored transcript to \(path): \(String(cString: strerror(errno)))")
-        }
+        guard let folder = try projectDirectory(agent, cwd: cwd, create: true) else { return }
+        try folder.writeFileAtomically("\(sessionID).jsonl", bytes: data, owner: (agent.uid, agent.gid))
     }
 
-    static func sha256(_ data: Data) -> String {
+    static func sha256(_ data: [UInt8]) -> String {
         SHA256.hash(data: data).map { b in (b < 16 ? "0" : "") + String(b, radix: 16) }.joined()
     }
 }

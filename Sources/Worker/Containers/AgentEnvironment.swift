@@ -12,30 +12,32 @@ enum AgentEnvironment {
     }
 
     /// Creates (or repairs ownership of) the credentials dir, its `projects/` and `session-env/`, and the work dir.
-    /// Returns what was changed. - Throws: when a directory cannot be created or chowned.
+    /// Returns what was changed.
+    ///
+    /// The credentials and work dirs are the operator's paths (created by path, symlinks in them allowed); `projects/`
+    /// and `session-env/` are opened below the credentials dir's descriptor without following links, and every chown
+    /// goes through a descriptor, so a link placed there can never redirect root's chown.
+    /// - Throws: when a directory cannot be created or chowned, or is a link or a file.
     @discardableResult
     static func sync(_ agent: AgentSettings) throws -> [String] {
         var changes: [String] = []
-        let fm = FileManager.default
-        for (path, mode) in [
-            (agent.credentialsDir, 0o750), (agent.credentialsDir + "/projects", 0o750), (agent.credentialsDir + "/session-env", 0o750),
-            (agent.workDir, 0o750),
-        ] {
+        let owner = (uid: agent.uid, gid: agent.gid)
+        for root in [agent.credentialsDir, agent.workDir] {
             var isDir: ObjCBool = false
-            if !fm.fileExists(atPath: path, isDirectory: &isDir) {
-                try fm.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: mode])
-                changes.append("created \(path)")
+            if !FileManager.default.fileExists(atPath: root, isDirectory: &isDir) {
+                try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
+                changes.append("created \(root)")
             } else if !isDir.boolValue {
-                throw WorkerError("\(path) exists but is not a directory; move it away and run `Worker agent-env sync`")
+                throw WorkerError("\(root) exists but is not a directory; move it away and run `Worker agent-env sync`")
             }
-            var st = stat()
-            guard stat(path, &st) == 0 else { throw WorkerError("cannot stat \(path): \(String(cString: strerror(errno)))") }
-            if st.st_uid != agent.uid || st.st_gid != agent.gid {
-                guard chown(path, agent.uid, agent.gid) == 0 else {
-                    throw WorkerError(
-                        "cannot chown \(path) to \(agent.user): \(String(cString: strerror(errno))) (run the worker as root, or chown it yourself)")
-                }
-                changes.append("chowned \(path) to \(agent.user)")
+            let handle = try DirectoryHandle.openTrusted(root)
+            if try handle.chownIfNeeded(owner) { changes.append("chowned \(root) to \(agent.user)") }
+            guard root == agent.credentialsDir else { continue }
+            for name in ["projects", "session-env"] {
+                let existed = handle.entryKind(name) != nil
+                let sub = try handle.subdirectory(name, create: 0o750)
+                if !existed { changes.append("created \(sub.path)") }
+                if try sub.chownIfNeeded(owner) { changes.append("chowned \(sub.path) to \(agent.user)") }
             }
         }
         return changes
@@ -47,7 +49,9 @@ enum AgentEnvironment {
         let fix = "run `Worker agent-env sync --config <file>` (or: install -d -o \(agent.uid) -g \(agent.gid) <dir>)"
         for path in [agent.credentialsDir, agent.credentialsDir + "/projects", agent.credentialsDir + "/session-env", agent.workDir] {
             var st = stat()
-            guard stat(path, &st) == 0 else {
+            // The operator's roots may be symlinks; below them the agent could have planted one, which must show up.
+            let operatorRoot = path == agent.credentialsDir || path == agent.workDir
+            guard (operatorRoot ? stat(path, &st) : lstat(path, &st)) == 0 else {
                 problems.append(Problem(path: path, issue: "does not exist", fix: fix))
                 continue
             }
@@ -72,26 +76,23 @@ enum AgentEnvironment {
 
     /// The session's working directory on the host (`<work_dir>/<owner>/<repo>/<number>`), created and owned by the
     /// agent, and its path inside the container. Repository names are checked so a path cannot escape the work dir.
+    ///
+    /// Each level is created and opened below the work dir's descriptor without following links: the agent owns them
+    /// all and may have replaced one with a symlink to a host directory; that fails the job naming the path, and root's
+    /// chown never reaches anything outside.
     static func sessionDirectory(_ agent: AgentSettings, repository: String, number: Int) throws -> (host: String, container: String) {
-        let parts = repository.split(separator: "/").map(String.init)
+        let components = try sessionComponents(repository: repository, number: number)
+        let directory = try DirectoryHandle.openTrusted(agent.workDir).descend(components, create: 0o750, owner: (agent.uid, agent.gid))
+        return (directory.path, agent.workMount + "/" + components.joined(separator: "/"))
+    }
+
+    /// `[owner, repo, number]`, each a safe single path component.
+    static func sessionComponents(repository: String, number: Int) throws -> [String] {
+        let parts = repository.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         guard parts.count == 2, parts.allSatisfy({ $0.range(of: "^[A-Za-z0-9_.-]+$", options: .regularExpression) != nil && $0 != "." && $0 != ".." })
         else { throw WorkerError("repository '\(repository)' is not a safe owner/name") }
         guard number > 0 else { throw WorkerError("issue number \(number) is not positive") }
-        let relative = "\(parts[0])/\(parts[1])/\(number)"
-        var path = agent.workDir
-        for component in relative.split(separator: "/") {
-            path += "/\(component)"
-            var st = stat()
-            if stat(path, &st) != 0 {
-                guard mkdir(path, 0o750) == 0 || errno == EEXIST else {
-                    throw WorkerError("cannot create \(path): \(String(cString: strerror(errno)))")
-                }
-                _ = chown(path, agent.uid, agent.gid)
-            } else if st.st_uid != agent.uid {
-                _ = chown(path, agent.uid, agent.gid)
-            }
-        }
-        return (path, agent.workMount + "/" + relative)
+        return parts + [String(number)]
     }
 }
 
