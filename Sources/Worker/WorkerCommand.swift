@@ -141,6 +141,15 @@ extension WorkerCommand {
                     for p in problems { print("FAIL  \(name): \(p)") }
                 }
             }
+            // Not a failure: the worker still runs, but a run's detached processes could outlive its kill.
+            if let hierarchy = RunCgroup.Hierarchy.detect() {
+                let kind = hierarchy.version == .v2 ? "cgroup v2" : "cgroup v1 freezer"
+                print("ok    run containment: each run gets its own cgroup (\(kind) at \(hierarchy.mount))")
+            } else {
+                print(
+                    "WARN  run containment: no cgroup hierarchy is reachable from this worker; a process an agent detaches can "
+                        + "outlive its run (run the worker on the host, or give its container pid: host, cgroup: host and /sys/fs/cgroup)")
+            }
             if failed { throw ExitCode(1) }
         }
     }

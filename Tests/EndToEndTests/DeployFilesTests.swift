@@ -40,6 +40,8 @@ import Yams
         #expect(volumes.contains("/var/run/docker.sock:/var/run/docker.sock"))
         #expect(volumes.contains("/var/lib/forge-hooks:/var/lib/forge-hooks"), "agent bind sources must have the same path as on the host")
         #expect((worker["deploy"] as? [String: Any])?["replicas"] as? Int == 2)
+        // Run containment needs the host's pids and a writable cgroupfs.
+        #expect(worker["pid"] as? String == "host" && volumes.contains("/sys/fs/cgroup:/sys/fs/cgroup"))
         let redisConf = try String(contentsOf: Self.deploy.appendingPathComponent("redis/redis.conf"), encoding: .utf8)
         #expect(
             redisConf.contains("appendonly yes") && redisConf.contains("appendfsync everysec") && redisConf.contains("maxmemory-policy noeviction"))

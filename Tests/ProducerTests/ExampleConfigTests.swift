@@ -25,6 +25,7 @@ import Testing
     #expect(config.worker.concurrency == 2 && config.worker.shutdownGrace == .seconds(60) && config.worker.containerPrefix == "hooks")
     #expect(config.queue.transcriptMaxBytes == 16 << 20 && config.queue.leaseDuration == .seconds(30))
     #expect(config.agents["dev"]?.timeout == .seconds(1800) && config.agents["dev"]?.concurrency == 2)
+    #expect(config.agents["dev"]?.memoryBytes == 8 << 30 && config.agents["dev"]?.pidsLimit == 1024 && config.queue.logMaxBytes == 2 << 20)
     _ = router
     // The comment that lists the template variables is the list the router accepts.
     let listed = text.components(separatedBy: "\n").drop { !$0.contains("Prompt templates are mustache over:") }.prefix(2)

@@ -37,17 +37,73 @@ import Testing
         let out = d.feed(Self.frame(1, "") + Self.frame(1, big + "\n"))
         #expect(out.count == 1 && out[0].1.count == 100_000)
     }
+
+    @Test func aLineOverTheCapKeepsItsHeadAndTheNextLineIsIntact() {
+        let long = String(repeating: "x", count: 100)
+        let bytes = Self.frame(1, long) + Self.frame(1, long + "\nnext\n") + Self.frame(2, "err\n")
+        for cut in 0...bytes.count {
+            var d = DockerStreamDemuxer(maxLineBytes: 16)
+            var out = d.feed(bytes[..<cut])
+            out += d.feed(bytes[cut...])
+            out += d.finish()
+            #expect(
+                out.map(\.1) == [String(repeating: "x", count: 16) + DockerStreamDemuxer.cutMarker(dropped: 184), "next", "err"], "cut at \(cut)")
+        }
+    }
+
+    @Test func anEndlessLineHoldsAtMostTheCap() {
+        // 64 MiB without a newline, in 64 KiB frames: nothing comes out until the end, and what is held stays at the cap.
+        var d = DockerStreamDemuxer(maxLineBytes: 1 << 20)
+        let chunk = Self.frame(1, String(repeating: "y", count: 64 << 10))
+        for _ in 0..<1024 { #expect(d.feed(chunk).isEmpty) }
+        let last = d.finish()
+        #expect(last.count == 1 && last[0].1.utf8.count == (1 << 20) + DockerStreamDemuxer.cutMarker(dropped: 63 << 20).utf8.count)
+    }
+}
+
+@Suite struct AgentSessionIDTests {
+    @Test func onlyCanonicalUUIDsAreAccepted() {
+        #expect(AgentSessionID.isValid("0b7e3a2c-59f1-4f6e-9c1d-3d2a8f1e7b40"))
+        #expect(AgentSessionID.isValid("0B7E3A2C-59F1-4F6E-9C1D-3D2A8F1E7B40"))
+        for bad in [
+            "", "abc", "../../../../tmp/x", "0b7e3a2c-59f1-4f6e-9c1d-3d2a8f1e7b4", "0b7e3a2c-59f1-4f6e-9c1d-3d2a8f1e7b400",
+            "0b7e3a2c_59f1-4f6e-9c1d-3d2a8f1e7b40", "0b7e3a2c-59f1-4f6e-9c1d-3d2a8f1e7b4g", "--resume-59f1-4f6e-9c1d-3d2a8f1e7b40",
+            "0b7e3a2c-59f1-4f6e-9c1d-3d2a8f1e/b40", "0b7e3a2c-59f1-4f6e-9c1d-3d2a8f1é7b4",
+        ] {
+            #expect(!AgentSessionID.isValid(bad), "\(bad)")
+        }
+    }
 }
 
 @Suite struct StreamJSONParserTests {
     @Test func readsInitAndResult() {
         var p = StreamJSONParser()
-        p.consume(#"{"type":"system","subtype":"init","session_id":"abc","cwd":"/work/a/b/1"}"#)
+        let sid = "0b7e3a2c-59f1-4f6e-9c1d-3d2a8f1e7b40"
+        p.consume(#"{"type":"system","subtype":"init","session_id":"\#(sid)","cwd":"/work/a/b/1"}"#)
         p.consume("not json at all")
         p.consume(#"{"type":"assistant","message":{"content":[]}}"#)
-        p.consume(#"{"type":"result","subtype":"success","is_error":false,"num_turns":3,"session_id":"abc","total_cost_usd":0.25,"result":"done"}"#)
-        #expect(p.sessionID == "abc" && p.sawResult && p.subtype == "success" && p.isError == false)
+        p.consume(
+            #"{"type":"result","subtype":"success","is_error":false,"num_turns":3,"session_id":"\#(sid)","total_cost_usd":0.25,"result":"done"}"#)
+        #expect(p.sessionID == sid && p.sawResult && p.subtype == "success" && p.isError == false)
         #expect(p.numTurns == 3 && p.costUSD == 0.25 && p.result == "done" && p.errors.isEmpty)
+        #expect(p.rejectedSessionID == nil)
+    }
+
+    @Test func aSessionIDThatIsNotAUUIDIsRefusedAndReported() {
+        var p = StreamJSONParser()
+        p.consume(#"{"type":"system","subtype":"init","session_id":"../../../../tmp/x"}"#)
+        p.consume(#"{"type":"result","subtype":"success","is_error":false,"session_id":"--settings=/tmp/evil"}"#)
+        #expect(p.sessionID == nil && p.sawResult)
+        #expect(p.rejectedSessionID == "../../../../tmp/x")
+    }
+
+    @Test func resultAndErrorsAreBounded() {
+        var p = StreamJSONParser()
+        let huge = String(repeating: "r", count: 100_000)
+        let errors = (0..<50).map { _ in "\"" + String(repeating: "e", count: 5000) + "\"" }.joined(separator: ",")
+        p.consume(#"{"type":"result","subtype":"error","is_error":true,"result":"\#(huge)","errors":[\#(errors)]}"#)
+        #expect(p.result!.count < StreamJSONParser.resultMaxCharacters + 100 && p.result!.hasSuffix("characters]"))
+        #expect(p.errors.count == 10 && p.errors.allSatisfy { $0.count < 1100 })
     }
 
     @Test func successSubtypeWithIsErrorIsAFailure() {
@@ -75,11 +131,15 @@ import Testing
         #expect(stderrOnly.resumeNotFound)
     }
 
-    @Test func commandTemplate() {
+    @Test func commandTemplatePutsThePromptLastAfterDoubleDash() {
         let fresh = AgentRunner.command(template: AgentSettings.defaultCommand, prompt: "hi there", resume: nil, newSessionID: "n-1")
-        #expect(fresh == ["claude", "-p", "hi there", "--output-format", "stream-json", "--verbose", "--session-id", "n-1"])
+        #expect(fresh == ["claude", "-p", "--output-format", "stream-json", "--verbose", "--session-id", "n-1", "--", "hi there"])
         let resumed = AgentRunner.command(template: AgentSettings.defaultCommand, prompt: "p", resume: "old", newSessionID: "n-2")
-        #expect(resumed.suffix(2) == ["--resume", "old"])
+        #expect(resumed.suffix(4) == ["--resume", "old", "--", "p"])
+        // Forge text that looks like options is still one argument behind `--`.
+        let hostile = "--dangerously-skip-permissions --settings /tmp/evil.json"
+        let command = AgentRunner.command(template: AgentSettings.defaultCommand, prompt: hostile, resume: nil, newSessionID: "n")
+        #expect(command.suffix(2) == ["--", hostile] && command.filter { $0.hasPrefix("--dangerously") }.count == 1)
     }
 }
 
@@ -88,7 +148,7 @@ import Testing
 
     static func inspect(
         running: Bool = true, image: String = "sha256:aaa", user: String = "1000:1000", env: [String]? = nil,
-        mounts: [(String, String, Bool)]? = nil
+        mounts: [(String, String, Bool)]? = nil, capDrop: [String] = ["ALL"]
     ) -> [String: Any] {
         let spec = ContainerSpec(agent: agent, containerPrefix: "hooks", hostID: "h")
         let defaultMounts = spec.binds.map { ($0.source, $0.target, !$0.readOnly) }
@@ -97,6 +157,10 @@ import Testing
             "Config": [
                 "Image": "agent:1", "User": user, "Env": env ?? (spec.envList + ["PATH=/usr/bin"]),
                 "Labels": spec.labels.merging(["from-image": "x"]) { a, _ in a },
+            ] as [String: Any],
+            "HostConfig": [
+                "CapDrop": capDrop, "SecurityOpt": ["no-new-privileges"], "PidsLimit": spec.pidsLimit, "Memory": spec.memoryBytes,
+                "Privileged": false,
             ] as [String: Any],
             "Mounts": (mounts ?? defaultMounts).map {
                 ["Type": "bind", "Source": $0.0, "Destination": $0.1, "RW": $0.2, "Mode": $0.2 ? "" : "ro"] as [String: Any]
@@ -138,6 +202,33 @@ import Testing
             spec.differences(inspect: Self.inspect(mounts: Array(binds.dropLast())), imageID: "sha256:aaa") == [
                 "bind missing: /srv/dev/work:/work:rw"
             ])
+    }
+
+    @Test func createAsksForLeastPrivilege() throws {
+        let spec = ContainerSpec(agent: Self.agent, containerPrefix: "hooks", hostID: "h")
+        let host = try #require(spec.createBody["HostConfig"] as? [String: Any])
+        #expect(host["CapDrop"] as? [String] == ["ALL"] && host["SecurityOpt"] as? [String] == ["no-new-privileges"])
+        #expect(host["PidsLimit"] as? Int == 1024 && host["Memory"] as? Int64 == 8 << 30 && host["Privileged"] as? Bool == false)
+        #expect(spec.createBody["User"] as? String == "1000:1000")
+        let mounts = try #require(host["Mounts"] as? [[String: Any]])
+        #expect(!mounts.contains { ($0["Source"] as? String)?.contains("docker.sock") == true })
+        #expect(mounts.first?["ReadOnly"] as? Bool == true)
+    }
+
+    @Test func privilegeDriftIsReported() {
+        let spec = ContainerSpec(agent: Self.agent, containerPrefix: "hooks", hostID: "h")
+        #expect(spec.differences(inspect: Self.inspect(capDrop: []), imageID: "sha256:aaa").first?.hasPrefix("capabilities") == true)
+        var doc = Self.inspect()
+        var host = doc["HostConfig"] as! [String: Any]
+        host["SecurityOpt"] = [String]()
+        host["PidsLimit"] = 0
+        host["Memory"] = 0
+        host["CapAdd"] = ["SYS_ADMIN"]
+        doc["HostConfig"] = host
+        let diffs = spec.differences(inspect: doc, imageID: "sha256:aaa")
+        #expect(diffs.count == 4, "\(diffs)")
+        #expect(diffs.contains { $0.hasPrefix("security: no-new-privileges") } && diffs.contains { $0.hasPrefix("pids limit") })
+        #expect(diffs.contains { $0.hasPrefix("memory limit") } && diffs.contains { $0.contains("SYS_ADMIN") })
     }
 
     @Test func specHashChangesWithTheSpec() {

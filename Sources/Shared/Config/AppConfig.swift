@@ -100,7 +100,7 @@ public struct AppConfig: Sendable {
     static func queueSettings(_ node: ConfigNode) throws(ConfigError) -> QueueSettings {
         _ = try node.mapping(allowed: [
             "max_attempts", "retry_base", "retry_max", "retry_jitter", "lease", "heartbeat", "retention", "dead_retention", "dedup_ttl",
-            "log_max_lines", "session_idle", "transcript_max_bytes",
+            "log_max_lines", "log_max_bytes", "session_idle", "transcript_max_bytes",
         ])
         var s = QueueSettings()
         s.retry.maxAttempts = try node.child("max_attempts").int(default: s.retry.maxAttempts, range: 1...100)
@@ -122,6 +122,7 @@ public struct AppConfig: Sendable {
         s.deadRetention = try node.child("dead_retention").duration(default: s.deadRetention, allowZero: true)
         s.dedupTTL = try node.child("dedup_ttl").duration(default: s.dedupTTL)
         s.logMaxLines = try node.child("log_max_lines").int(default: s.logMaxLines, range: 10...1_000_000)
+        s.logMaxBytes = try node.child("log_max_bytes").int(default: s.logMaxBytes, range: (64 << 10)...(256 << 20))
         s.sessionIdle = try node.child("session_idle").duration(default: s.sessionIdle, allowZero: true)
         s.transcriptMaxBytes = try node.child("transcript_max_bytes").int(default: s.transcriptMaxBytes, range: 0...(256 << 20))
         return s

@@ -19,6 +19,8 @@ public struct QueueSettings: Sendable, Equatable {
     public var dedupTTL: Duration = .seconds(7 * 24 * 3600)
     /// At most this many output lines are kept per job log.
     public var logMaxLines: Int = 2000
+    /// At most this many bytes of agent output are stored per job log; later output is counted, not stored.
+    public var logMaxBytes: Int = 2 << 20
     /// Sessions unused for this long are dropped (0 = never).
     public var sessionIdle: Duration = .seconds(30 * 24 * 3600)
     /// Session transcripts up to this size are shipped through Redis so any host can resume (0 = never ship).

@@ -8,19 +8,30 @@ struct AgentRunner: Sendable {
     let docker: DockerClient
     let queue: JobQueue
     let logger: Logger
+    /// Where run cgroups are made; nil when this worker cannot reach cgroupfs (then the marker kill is all there is).
+    var cgroups: RunCgroup.Hierarchy? = .detect()
 
     struct Outcome: Sendable {
         var exitCode: Int?
         var parsed = StreamJSONParser()
         var timedOut = false
         var aborted: RunControl.Reason?
+        /// The run could not be put in its cgroup; it was killed before the agent started.
+        var containmentFailed: String?
+        /// Why this run was not contained in a cgroup (set when the worker fell back to the marker kill).
+        var containmentWarning: String?
         var stderrTail: [String] = []
         var duration: Duration = .zero
         var killedProcesses = 0
+        /// Processes the run left behind after its agent exited, killed with the run's cgroup.
+        var leftoversKilled = 0
+        /// Output the job's log did not store (over `queue.log_max_bytes`).
+        var droppedLogLines = 0
+        var droppedLogBytes = 0
         /// When the agent's first output line arrived (the process is running).
         var firstOutputAt: ContinuousClock.Instant?
 
-        var succeeded: Bool { !timedOut && aborted == nil && exitCode == 0 && parsed.isError != true }
+        var succeeded: Bool { !timedOut && aborted == nil && containmentFailed == nil && exitCode == 0 && parsed.isError != true }
 
         /// The CLI did not know the `--resume` id.
         var resumeNotFound: Bool {
@@ -32,6 +43,7 @@ struct AgentRunner: Sendable {
         var errorSummary: String {
             if timedOut { return "timed out after \(duration.seconds.rounded())s; agent processes killed (\(killedProcesses))" }
             if aborted != nil { return "stopped by worker shutdown" }
+            if let containmentFailed { return "the run could not be contained, so the agent was not started: \(containmentFailed)" }
             if let first = parsed.errors.first { return first }
             if parsed.isError == true, let r = parsed.result { return String(r.prefix(500)) }
             if let last = stderrTail.last(where: { !$0.isEmpty }) { return "exit \(exitCode.map(String.init) ?? "?"): \(last.prefix(500))" }
@@ -40,32 +52,70 @@ struct AgentRunner: Sendable {
         }
     }
 
-    /// The command for one run: the agent's template with `{{prompt}}` filled in, plus `--resume <id>` or
-    /// `--session-id <new id>`.
+    /// The command for one run: the agent's template without its `{{prompt}}` argument, then `--resume <id>` or
+    /// `--session-id <new id>`, then `--` and the prompt as the very last argument.
+    ///
+    /// The prompt is text any forge user can write. After `--` the CLI's option parser takes it as the positional
+    /// prompt whatever it starts with, so `--settings …` or `--dangerously-skip-permissions` in a comment is just text.
+    /// (Config validation guarantees `{{prompt}}` is one whole argument and the template has no `--` of its own.)
     static func command(template: [String], prompt: String, resume: String?, newSessionID: String) -> [String] {
-        var command = template.map { $0.replacingOccurrences(of: "{{prompt}}", with: prompt) }
+        var command = template.filter { $0 != AgentSettings.promptPlaceholder }
         if let resume { command += ["--resume", resume] } else { command += ["--session-id", newSessionID] }
-        return command
+        return command + ["--", prompt]
     }
 
     /// Kills what an earlier attempt of this job left running in the container (its worker died mid-run), so two
-    /// agents never work on the same job at once. Returns how many processes were killed.
+    /// agents never work on the same job at once: the attempt's run cgroups, and any process carrying its marker.
+    /// Returns how many processes were killed.
     func killLeftovers(jobID: String, agent: AgentSettings, container: String) async -> Int {
-        await kill(pattern: "^FORGE_HOOKS_RUN=\(jobID)\\.", container: container, user: agent.user)
+        var killed = 0
+        if case .success(let (hierarchy, directory)) = await containment(container: container) {
+            let prefix = String(RunCgroup.marker(jobID: jobID).split(separator: ".").first ?? "") + "."
+            killed +=
+                (try? await Offload.run {
+                    RunCgroup.existing(under: directory, hierarchy: hierarchy, markerPrefix: prefix).reduce(0) { $0 + $1.killAll() }
+                }) ?? 0
+        }
+        return killed + (await kill(pattern: "^FORGE_HOOKS_RUN=\(jobID)\\.", container: container, user: agent.user))
+    }
+
+    /// Whether runs in this container can be put in cgroups: the hierarchy and the container's cgroup directory, or
+    /// why not.
+    func containment(container: String) async -> Result<(RunCgroup.Hierarchy, String), RunCgroup.SetupError> {
+        guard let cgroups else {
+            return .failure(.system("no cgroup hierarchy is mounted where the worker runs (/proc/self/mountinfo)"))
+        }
+        let inspect: [String: Any]?
+        do { inspect = try await docker.inspectContainer(container) } catch { return .failure(.system("\(error)")) }
+        guard let inspect, let id = inspect["Id"] as? String, let pid = (inspect["State"] as? [String: Any])?["Pid"] as? Int, pid > 0 else {
+            return .failure(.system("container \(container) is not running"))
+        }
+        return RunCgroup.probe(hierarchy: cgroups, containerID: id, containerPID: pid).map { (cgroups, $0) }
     }
 
     func run(
         jobID: String, agent: AgentSettings, container: String, workingDir: String, prompt: String, resume: String?, newSessionID: String,
         control: RunControl
     ) async throws -> Outcome {
-        let marker = "\(jobID).\(UUID().uuidString.prefix(8))"
-        let command = Self.command(template: agent.command, prompt: prompt, resume: resume, newSessionID: newSessionID)
+        let marker = RunCgroup.marker(jobID: jobID)
+        var outcome = Outcome()
+        let base = Self.command(template: agent.command, prompt: prompt, resume: resume, newSessionID: newSessionID)
+        var hierarchy: RunCgroup.Hierarchy?
+        switch await containment(container: container) {
+        case .success(let (h, _)): hierarchy = h
+        case .failure(let why):
+            outcome.containmentWarning =
+                "this run was not put in its own cgroup (\(why)); a process the agent detaches can escape the timeout kill"
+            logger.warning("run not contained", metadata: ["job.id": "\(jobID)", "reason": "\(why)"])
+        }
+        let command = hierarchy != nil ? RunCgroup.wrap(base, marker: marker) : base
         let exec = try await docker.createExec(
             container: container, command: command, user: agent.user, workingDir: workingDir,
             env: ["FORGE_HOOKS_RUN=\(marker)", "CLAUDE_CONFIG_DIR=\(agent.configDir)"])
         let sink = OutputSink(queue: queue, jobID: jobID)
+        let adopted = AdoptedCgroup()
         let started = ContinuousClock.now
-        enum Ending: Sendable { case finished, streamFailed(String), timedOut, aborted(RunControl.Reason) }
+        enum Ending: Sendable { case finished, streamFailed(String), timedOut, aborted(RunControl.Reason), containmentFailed(String) }
         let docker = self.docker
         let ending: Ending = await withTaskGroup(of: Ending?.self) { group in
             group.addTask {
@@ -74,6 +124,16 @@ struct AgentRunner: Sendable {
                     return .finished
                 } catch {
                     return Task.isCancelled ? nil : .streamFailed("\(error)")
+                }
+            }
+            if let hierarchy {
+                group.addTask {
+                    switch await Self.adopt(exec: exec, marker: marker, hierarchy: hierarchy, docker: docker) {
+                    case .success(let cgroup):
+                        adopted.set(cgroup)
+                        return nil
+                    case .failure(let error): return .containmentFailed("\(error)")
+                    }
                 }
             }
             group.addTask {
@@ -86,15 +146,17 @@ struct AgentRunner: Sendable {
             group.cancelAll()
             return first ?? .finished
         }
-        var outcome = Outcome()
         switch ending {
         case .finished: break
         case .timedOut: outcome.timedOut = true
         case .aborted(let reason): outcome.aborted = reason
+        case .containmentFailed(let message): outcome.containmentFailed = message
         case .streamFailed(let message): logger.warning("lost the agent's output stream", metadata: ["job.id": "\(jobID)", "error": "\(message)"])
         }
-        if outcome.timedOut || outcome.aborted != nil {
-            outcome.killedProcesses = await kill(pattern: "^FORGE_HOOKS_RUN=\(marker)$", container: container, user: agent.user)
+        let cgroup = adopted.get()
+        if outcome.timedOut || outcome.aborted != nil || outcome.containmentFailed != nil {
+            if let cgroup { outcome.killedProcesses += (try? await Offload.run { cgroup.killAll() }) ?? 0 }
+            outcome.killedProcesses += await kill(pattern: "^FORGE_HOOKS_RUN=\(marker)$", container: container, user: agent.user)
         }
         // The exit code arrives once the process is gone.
         var state = try await docker.inspectExec(exec)
@@ -103,13 +165,33 @@ struct AgentRunner: Sendable {
             try await Task.sleep(for: .milliseconds(25))
             state = try await docker.inspectExec(exec)
         }
+        // Whatever the run started and left behind dies with it: the container is long-lived and shared.
+        if let cgroup { outcome.leftoversKilled = (try? await Offload.run { cgroup.killAll() }) ?? 0 }
         outcome.exitCode = state.exitCode
         outcome.duration = ContinuousClock.now - started
         let (parsed, stderr, firstAt) = await sink.finish()
         outcome.parsed = parsed
         outcome.stderrTail = stderr
         outcome.firstOutputAt = firstAt
+        (outcome.droppedLogLines, outcome.droppedLogBytes) = await (sink.droppedLines, sink.droppedBytes)
         return outcome
+    }
+
+    /// Waits for the exec's host pid, then moves the stopped wrapper into its run cgroup.
+    private static func adopt(exec: String, marker: String, hierarchy: RunCgroup.Hierarchy, docker: DockerClient) async -> Result<
+        RunCgroup, RunCgroup.SetupError
+    > {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            guard let state = try? await docker.inspectExec(exec) else { return .failure(.system("cannot inspect exec \(exec.prefix(12))")) }
+            if state.pid > 0, let container = state.containerID {
+                return (try? await Offload.run { RunCgroup.adopt(pid: state.pid, marker: marker, hierarchy: hierarchy, containerID: container) })
+                    ?? .failure(.system("cgroup set-up did not run"))
+            }
+            if !state.running && state.exitCode != nil { return .failure(.system("the exec ended before it could be contained")) }
+            do { try await Task.sleep(for: .milliseconds(5)) } catch { return .failure(.system("cancelled")) }
+        }
+        return .failure(.system("the exec's pid did not appear within 10 s"))
     }
 
     /// SIGKILLs every process in the container that carries this run's marker in its environment (the agent and all
@@ -143,46 +225,96 @@ struct AgentRunner: Sendable {
     }
 }
 
+/// The run cgroup once the adopting task has made it.
+final class AdoptedCgroup: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: RunCgroup?
+    func set(_ cgroup: RunCgroup) { lock.withLock { value = cgroup } }
+    func get() -> RunCgroup? { lock.withLock { value } }
+}
+
 /// Collects an agent's output: parses stream-json, keeps a stderr tail, and appends lines to the job's Redis log in
 /// small batches so `redis-cli LRANGE hooks:log:<id> 0 -1` follows a running job.
+///
+/// Bounded whatever the agent prints: a stored line keeps at most `logLineMaxBytes`, the job's log at most
+/// `queue.log_max_bytes` (then one note says so and only the final `result` line is still stored), the stderr tail
+/// 20 lines of 1,000 characters. The parser sees each line up to the demuxer's cap.
 actor OutputSink {
+    static let logLineMaxBytes = 64 << 10
+
     let queue: JobQueue
     let jobID: String
+    private let maxBytes: Int
     private var parser = StreamJSONParser()
     private var stderrTail: [String] = []
     private var pending: [String] = []
+    private var pendingBytes = 0
     private var lastFlush = ContinuousClock.now
     private var firstLineAt: ContinuousClock.Instant?
+    private var storedBytes = 0
+    private(set) var droppedLines = 0
+    private(set) var droppedBytes = 0
 
     init(queue: JobQueue, jobID: String) {
         self.queue = queue
         self.jobID = jobID
+        self.maxBytes = queue.settings.logMaxBytes
     }
 
     func add(_ lines: [(DockerStreamDemuxer.Stream, String)]) async {
         if firstLineAt == nil { firstLineAt = .now }
         for (stream, line) in lines {
             if stream == .stdout {
+                let wasResult = parser.sawResult
                 parser.consume(line)
-                pending.append(line)
+                store(line, always: parser.sawResult && !wasResult)
             } else {
-                stderrTail.append(line)
+                stderrTail.append(StreamJSONParser.bounded(line, 1000))
                 if stderrTail.count > 20 { stderrTail.removeFirst() }
-                pending.append("stderr: \(line)")
+                store("stderr: \(line)", always: false)
             }
         }
-        if pending.count >= 50 || ContinuousClock.now - lastFlush > .milliseconds(200) { await flush() }
+        if pending.count >= 50 || pendingBytes >= 256 << 10 || ContinuousClock.now - lastFlush > .milliseconds(200) { await flush() }
+    }
+
+    /// Queues a line for the log if the byte budget allows (`always`: the result line, stored even past the budget).
+    private func store(_ line: String, always: Bool) {
+        var line = line
+        if line.utf8.count > Self.logLineMaxBytes {
+            let cut = line.utf8.count - Self.logLineMaxBytes
+            line = String(decoding: line.utf8.prefix(Self.logLineMaxBytes), as: UTF8.self) + " … [log line cut: \(cut) more bytes not stored]"
+        }
+        let size = line.utf8.count
+        if storedBytes + size > maxBytes && !always {
+            if droppedLines == 0 {
+                let note =
+                    "[forge-hooks] log truncated: this job's output passed queue.log_max_bytes (\(maxBytes) bytes); "
+                    + "later lines are counted, not stored (the final result line still is)"
+                pending.append(note)
+                pendingBytes += note.utf8.count
+            }
+            droppedLines += 1
+            droppedBytes += size
+            return
+        }
+        storedBytes += size
+        pending.append(line)
+        pendingBytes += size
     }
 
     private func flush() async {
         guard !pending.isEmpty else { return }
         let batch = pending
         pending = []
+        pendingBytes = 0
         lastFlush = .now
         try? await queue.appendLog(jobID, lines: batch)
     }
 
     func finish() async -> (StreamJSONParser, [String], ContinuousClock.Instant?) {
+        if droppedLines > 0 {
+            pending.append("[forge-hooks] log truncated: \(droppedLines) line(s), \(droppedBytes) bytes of output not stored")
+        }
         await flush()
         return (parser, stderrTail, firstLineAt)
     }

@@ -24,6 +24,8 @@ struct ContainerSpec: Sendable, Equatable {
     let binds: [Bind]
     let command: [String]
     let hostID: String
+    let memoryBytes: Int64
+    let pidsLimit: Int
 
     init(agent: AgentSettings, containerPrefix: String, hostID: String) {
         self.agent = agent.name
@@ -43,13 +45,15 @@ struct ContainerSpec: Sendable, Equatable {
         ]
         self.command = ["sleep", "infinity"]
         self.hostID = hostID
+        self.memoryBytes = agent.memoryBytes
+        self.pidsLimit = agent.pidsLimit
     }
 
     /// A short hash of everything desired, stored as a label: a changed spec is visible at a glance.
     var specHash: String {
         let text =
             ([image, user, command.joined(separator: " ")] + environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-            + binds.map(\.description)).joined(separator: "\n")
+            + binds.map(\.description) + ["memory=\(memoryBytes)", "pids=\(pidsLimit)", "cap_drop=ALL", "no-new-privileges"]).joined(separator: "\n")
         return SHA256.hash(data: Array(text.utf8)).prefix(8).map { b in (b < 16 ? "0" : "") + String(b, radix: 16) }.joined()
     }
 
@@ -60,13 +64,15 @@ struct ContainerSpec: Sendable, Equatable {
     var envList: [String] { environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" } }
 
     /// The body of `POST /containers/create`. Binds use `Mounts` (type bind), which refuse a missing source instead
-    /// of creating it root-owned; no Docker socket is ever mounted.
+    /// of creating it root-owned; no Docker socket is ever mounted. Least privilege: every capability dropped,
+    /// `no-new-privileges` (a setuid binary in the image gains nothing), a process and a memory limit.
     var createBody: [String: Any] {
         [
             "Image": image, "User": user, "Env": envList, "Labels": labels, "Cmd": command, "WorkingDir": binds[3].target,
             "HostConfig": [
                 "Mounts": binds.map { ["Type": "bind", "Source": $0.source, "Target": $0.target, "ReadOnly": $0.readOnly] as [String: Any] },
-                "RestartPolicy": ["Name": "unless-stopped"], "Init": true,
+                "RestartPolicy": ["Name": "unless-stopped"], "Init": true, "CapDrop": ["ALL"], "SecurityOpt": ["no-new-privileges"],
+                "PidsLimit": pidsLimit, "Memory": memoryBytes, "MemorySwap": memoryBytes, "Privileged": false,
             ] as [String: Any],
         ]
     }
@@ -85,6 +91,19 @@ struct ContainerSpec: Sendable, Equatable {
         let env = Set(config["Env"] as? [String] ?? [])
         for entry in envList where !env.contains(entry) {
             diffs.append("env: \(entry.split(separator: "=", maxSplits: 1).first ?? "") missing or different")
+        }
+        let host = inspect["HostConfig"] as? [String: Any] ?? [:]
+        if !((host["CapDrop"] as? [String]) ?? []).contains(where: { $0.uppercased() == "ALL" || $0.uppercased() == "CAP_ALL" }) {
+            diffs.append("capabilities: not all dropped (CapDrop \((host["CapDrop"] as? [String]) ?? []))")
+        }
+        if !((host["CapAdd"] as? [String]) ?? []).isEmpty { diffs.append("capabilities: adds \((host["CapAdd"] as? [String]) ?? [])") }
+        if !((host["SecurityOpt"] as? [String]) ?? []).contains(where: { $0 == "no-new-privileges" || $0 == "no-new-privileges:true" }) {
+            diffs.append("security: no-new-privileges not set")
+        }
+        if host["Privileged"] as? Bool == true { diffs.append("security: privileged") }
+        if (host["PidsLimit"] as? Int) != pidsLimit { diffs.append("pids limit: \(host["PidsLimit"].map { "\($0)" } ?? "none") ≠ \(pidsLimit)") }
+        if (host["Memory"] as? NSNumber)?.int64Value != memoryBytes {
+            diffs.append("memory limit: \(host["Memory"].map { "\($0)" } ?? "none") ≠ \(memoryBytes)")
         }
         let labels = config["Labels"] as? [String: String] ?? [:]
         if labels[Self.managedLabel] != "true" { diffs.append("labels: not managed by forge-hooks") }

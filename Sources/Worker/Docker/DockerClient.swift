@@ -185,12 +185,16 @@ final class DockerClient: Sendable {
         let running: Bool
         let exitCode: Int?
         let pid: Int
+        /// The full id of the exec's container.
+        let containerID: String?
     }
 
     func inspectExec(_ id: String) async throws(DockerError) -> ExecState {
         let reply = try await expect([200], .GET, "/exec/\(id)/json")
         let json = reply.json ?? [:]
-        return ExecState(running: json["Running"] as? Bool ?? false, exitCode: json["ExitCode"] as? Int, pid: json["Pid"] as? Int ?? 0)
+        return ExecState(
+            running: json["Running"] as? Bool ?? false, exitCode: json["ExitCode"] as? Int, pid: json["Pid"] as? Int ?? 0,
+            containerID: json["ContainerID"] as? String)
     }
 
     /// Runs a short command to completion and returns (exit code, stdout+stderr lines).

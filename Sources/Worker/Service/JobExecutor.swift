@@ -37,6 +37,12 @@ struct JobExecutor: Sendable {
             }
             var resume = try await queue.sessionID(for: job.session)
             var warnings: [String] = []
+            if let stored = resume, !AgentSessionID.isValid(stored) {
+                // Written by hand or by an older worker: never let it reach a file name or a CLI argument.
+                warnings.append("stored session id '\(StreamJSONParser.bounded(stored, 80))' is not a UUID; dropped it and started a fresh session")
+                try await queue.dropSession(job.session)
+                resume = nil
+            }
             let transcripts = TranscriptStore(queue: queue)
             if let sessionID = resume {
                 switch try await transcripts.restore(session: job.session, sessionID: sessionID, agent: agent, cwd: cwd.container) {
@@ -80,6 +86,18 @@ struct JobExecutor: Sendable {
                 ("result", String((outcome.parsed.result ?? "").prefix(2000))),
             ]
             if outcome.timedOut { fields.append(("timed_out", "true")) }
+            if let rejected = outcome.parsed.rejectedSessionID {
+                warnings.append("the agent reported a session id that is not a UUID ('\(rejected)'); ignored")
+            }
+            if let why = outcome.containmentWarning { warnings.append(why) }
+            if outcome.leftoversKilled > 0 {
+                warnings.append("killed \(outcome.leftoversKilled) process(es) the agent left running after it exited")
+                fields.append(("leftovers_killed", String(outcome.leftoversKilled)))
+            }
+            if outcome.droppedLogLines > 0 {
+                warnings.append(
+                    "output over queue.log_max_bytes was not stored: \(outcome.droppedLogLines) line(s), \(outcome.droppedLogBytes) bytes")
+            }
             let sessionID = outcome.parsed.sessionID ?? (outcome.parsed.sawResult ? (resume ?? newSession) : nil)
             if let sessionID {
                 do {
@@ -92,7 +110,9 @@ struct JobExecutor: Sendable {
                     warnings.append("transcript not shipped: \(error)")
                 }
             }
-            if !warnings.isEmpty { fields.append(("warning", warnings.joined(separator: "\n"))) }
+            if !warnings.isEmpty {
+                fields.append(("warning", warnings.map { StreamJSONParser.bounded($0, 1000) }.prefix(10).joined(separator: "\n")))
+            }
             let result: JobQueue.Outcome = outcome.succeeded ? .succeeded : .failed(error: outcome.errorSummary, retryable: true)
             await finish(job, result, sessionID: sessionID, fields: fields, log: log)
             log.info(
@@ -103,7 +123,7 @@ struct JobExecutor: Sendable {
                 ])
         } catch {
             log.error("job failed before the agent could finish: \(error)")
-            await finish(job, .failed(error: "\(error)", retryable: true), log: log)
+            await finish(job, .failed(error: StreamJSONParser.bounded("\(error)", 2000), retryable: true), log: log)
         }
     }
 
