@@ -48,8 +48,9 @@ func printJSON(_ value: Any) throws {
 }
 
 /// A plain aligned table for terminals.
+/// Cells are made terminal-safe: they hold forge and agent text.
 func printTable(_ header: [String], _ rows: [[String]]) {
-    let all = [header] + rows
+    let all = [header] + rows.map { $0.map { TerminalText.safe($0) } }
     let widths = header.indices.map { i in all.map { $0.indices.contains(i) ? $0[i].count : 0 }.max() ?? 0 }
     for (n, row) in all.enumerated() {
         print(row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }.joined(separator: "  "))

@@ -25,22 +25,23 @@ extension Hooksctl {
                     return
                 }
                 for key in fields.keys.sorted() where key != "prompt" {
-                    print("\(key.padding(toLength: 16, withPad: " ", startingAt: 0)) \(fields[key]!)")
+                    print("\(TerminalText.safe(key).padding(toLength: 16, withPad: " ", startingAt: 0)) \(TerminalText.safe(fields[key]!))")
                 }
-                print("prompt           \(fields["prompt"]?.replacingOccurrences(of: "\n", with: "\n                 ") ?? "")")
+                let prompt = TerminalText.safe(fields["prompt"] ?? "", keepNewlines: true)
+                print("prompt           \(prompt.replacingOccurrences(of: "\n", with: "\n                 "))")
                 print("--- log (\(keys.log(id))) ---")
-                log.forEach { print($0) }
+                log.forEach { print(TerminalText.safe($0)) }
                 guard follow else { return }
                 var seen = try await redis.send("LLEN", keys.log(id)).int ?? 0
                 while true {
                     let status = try await redis.send("HGET", keys.job(id), "status").string ?? ""
                     let length = try await redis.send("LLEN", keys.log(id)).int ?? 0
                     if length > seen {
-                        (try await redis.send("LRANGE", keys.log(id), String(seen), "-1").strings ?? []).forEach { print($0) }
+                        (try await redis.send("LRANGE", keys.log(id), String(seen), "-1").strings ?? []).forEach { print(TerminalText.safe($0)) }
                         seen = length
                     }
                     if !["running", "queued", "waiting"].contains(status) {
-                        print("--- job \(status) ---")
+                        print("--- job \(TerminalText.safe(status)) ---")
                         return
                     }
                     try await Task.sleep(for: .milliseconds(250))

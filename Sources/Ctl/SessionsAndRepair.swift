@@ -51,7 +51,7 @@ extension Hooksctl {
                 try await withRedis(connection) { redis, keys in
                     let queue = JobQueue(redis: redis, keys: keys)
                     if try await queue.dropSession(key) {
-                        print("dropped \(key)")
+                        print("dropped \(TerminalText.safe(key))")
                     } else {
                         FileHandle.standardError.write(Data("error: no session '\(key)' (see `hooksctl sessions`)\n".utf8))
                         throw ExitCode(1)

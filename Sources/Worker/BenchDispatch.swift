@@ -19,15 +19,8 @@ extension WorkerCommand {
         func run() async throws {
             let (config, logger) = try common.load()
             guard var settings = config.agents[agent] else { throw ValidationError("no agent '\(agent)' in \(common.config)") }
-            let redis = RedisClient(configuration: config.redisConfiguration, connections: 2)
-            defer { redis.shutdown() }
-            let prefix = "bench-\(UUID().uuidString.prefix(6).lowercased())"
-            let queue = JobQueue(redis: redis, keys: KeySchema(prefix: prefix), settings: config.queue)
-            let docker = try common.docker()
-            var quiet = logger
-            quiet.logLevel = .warning
-            let reconciler = ContainerReconciler(docker: docker, containerPrefix: prefix, hostID: "bench", logger: quiet)
-            let runner = AgentRunner(docker: docker, queue: queue, logger: quiet)
+            let rig = BenchRig(config: config, logger: logger, docker: try common.docker())
+            let (queue, reconciler, runner) = (rig.queue, rig.reconciler, rig.runner)
 
             func measure(_ n: Int, drifting: Bool) async throws -> [Double] {
                 var samples: [Double] = []
@@ -68,13 +61,10 @@ extension WorkerCommand {
                         format: "  drift (recreate each job): n=%3d  p50 %7.1f ms  p99 %7.1f ms", driftSamples.count, pct(driftSamples, 0.5),
                         pct(driftSamples, 0.99)))
             } catch {
-                try? await docker.removeContainer("\(prefix)-\(agent)")
-                await docker.shutdown()
+                try? await rig.tearDown(agent: agent, keys: false)
                 throw error
             }
-            try? await docker.removeContainer("\(prefix)-\(agent)")
-            await docker.shutdown()
-            try await redis.deleteKeys(matching: "\(prefix):*")
+            try await rig.tearDown(agent: agent, keys: true)
         }
     }
 }

@@ -9,7 +9,7 @@ struct WorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "Worker",
         abstract: "Runs agent jobs from Redis in each agent's Docker container, and repairs agent containers.",
-        subcommands: [Run.self, SmokeCheck.self, AgentEnv.self, Containers.self, BenchDispatch.self, BenchTranscripts.self],
+        subcommands: [Run.self, SmokeCheck.self, AgentEnv.self, Containers.self, BenchDispatch.self, BenchTranscripts.self, BenchOutput.self],
         defaultSubcommand: Run.self)
 }
 

@@ -28,7 +28,11 @@ import Testing
                     ].sorted())
             #expect(!mounts.contains { $0.contains("docker.sock") })
             let config = inspect["Config"] as? [String: Any] ?? [:]
-            #expect(config["User"] as? String == "1000:1000")
+            // The keeper is not the agent's uid; the agent's execs are (checked by every run: the stub refuses root).
+            #expect(config["User"] as? String == "65534:65534")
+            let host = inspect["HostConfig"] as? [String: Any] ?? [:]
+            #expect(host["CapDrop"] as? [String] == ["ALL"] && host["PidsLimit"] as? Int == agent.pidsLimit && host["Init"] as? Bool == true)
+            #expect((host["SecurityOpt"] as? [String] ?? []).contains("no-new-privileges"))
             #expect((config["Env"] as? [String] ?? []).contains("CLAUDE_CONFIG_DIR=\(agent.configDir)"))
             #expect((config["Labels"] as? [String: String])?["forge-hooks.agent"] == "dev")
             for path in [agent.credentialsDir, agent.credentialsDir + "/projects", agent.credentialsDir + "/session-env", agent.workDir] {

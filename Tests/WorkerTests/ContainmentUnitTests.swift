@@ -173,6 +173,24 @@ import Testing
         }
     }
 
+    @Test func agentDirectoriesMustNotOverlap() throws {
+        _ = try AppConfig.parse(
+            yaml:
+                "agents: {a: {image: i, credentials_dir: /srv/a/config, work_dir: /srv/a/work}, b: {image: i, credentials_dir: /srv/b/config, work_dir: /srv/b/work}}",
+            file: "t.yaml", environment: [:])
+        for yaml in [
+            "agents: {a: {image: i, credentials_dir: /srv/a/work/config, work_dir: /srv/a/work}}",
+            "agents: {a: {image: i, credentials_dir: /srv/a/config, work_dir: /srv/w}, b: {image: i, credentials_dir: /srv/b/config, work_dir: /srv/w/}}",
+            "agents: {a: {image: i, credentials_dir: /srv/a/config, work_dir: /srv/a/work}, b: {image: i, credentials_dir: /srv/a/work/b, work_dir: /srv/b/work}}",
+        ] {
+            #expect {
+                try AppConfig.parse(yaml: yaml, file: "t.yaml", environment: [:])
+            } throws: { error in
+                "\(error)".contains("overlap")
+            }
+        }
+    }
+
     @Test func limitsParseAndAreValidated() throws {
         let config = try AppConfig.parse(yaml: "agents: {dev: {image: i, memory: 2g, pids_limit: 256}}", file: "t.yaml", environment: [:])
         #expect(config.agents["dev"]?.memoryBytes == 2 << 30 && config.agents["dev"]?.pidsLimit == 256)

@@ -48,9 +48,16 @@ import Testing
     }
 
     /// The worker still runs an ordinary job afterwards.
-    static func stillServes(_ env: WorkerEnvironment, number: Int = 99) async throws {
-        try await env.enqueue("an ordinary job", number: number)
-        let job = try await env.runNext(env.executor())
+    static func stillServes(_ env: WorkerEnvironment, number: Int = 99, worker: Bool = false) async throws {
+        let id = try await env.enqueue("an ordinary job", number: number)
+        if worker {
+            try await WorkerProcessTests.waitFor("an ordinary job after the attack") {
+                ["succeeded", "failed", "dead"].contains(try await env.queue.job(id)?["status"] ?? "")
+            }
+        } else {
+            _ = try await env.runNext(env.executor())
+        }
+        let job = try await env.queue.job(id) ?? [:]
         #expect(job["status"] == "succeeded", "the worker stopped serving: \(job)")
     }
 
@@ -119,7 +126,7 @@ import Testing
             try await env.enqueue(prompt, number: 31)
             let job = try await env.runNext(env.executor())
             #expect(job["status"] == "succeeded", "\(job)")
-            #expect(job["result"]?.hasSuffix("[--][\(prompt)]") == true, "\(job["result"] ?? "")")
+            #expect(job["result"]?.hasSuffix("[--][\(prompt)\n]") == true, "\(job["result"] ?? "")")
         }
     }
 
@@ -140,6 +147,31 @@ import Testing
             #expect(finished["leftovers_killed"] == "1", "\(finished)")
             #expect(try await Self.processes(env).filter { $0.contains("sleep 3600") }.isEmpty, "a leftover survived its run")
             try await Self.stillServes(env)
+        }
+    }
+
+    /// Code an agent managed to run outside its run's cgroup — what writing into another process's memory would give
+    /// it — is found and killed at the end of the next run. The container's own processes are not the agent's uid, so
+    /// they offer no such foothold.
+    @Test func anAgentProcessOutsideEveryRunCgroupIsKilled() async throws {
+        try await WorkerEnvironment.with { env in
+            try await env.enqueue("first", number: 71)
+            _ = try await env.runNext(env.executor())
+            let container = try #require(try await env.containerID())
+            let inspect = try #require(try await env.docker.inspectContainer(container))
+            #expect((inspect["Config"] as? [String: Any])?["User"] as? String == "65534:65534")
+            // A stray of the agent's uid in the container's own cgroup, as an injected process would be.
+            let exec = try await env.docker.createExec(
+                container: container, command: ["sh", "-c", "sleep 777 </dev/null >/dev/null 2>&1 &"], user: env.agent().user, workingDir: nil,
+                env: [])
+            try await env.docker.startExec(exec) { _ in }
+            #expect(try await Self.processes(env).contains { $0.contains("sleep 777") })
+            try await env.enqueue("next", number: 72)
+            let job = try await env.runNext(env.executor())
+            #expect(job["status"] == "succeeded", "\(job)")
+            #expect(job["warning"]?.contains("outside every run's cgroup") == true, "\(job)")
+            #expect(!(try await Self.processes(env).contains { $0.contains("sleep 777") }), "the stray survived")
+            #expect(try await Self.processes(env).contains { $0.contains("sleep infinity") }, "the keeper was killed")
         }
     }
 
@@ -165,8 +197,60 @@ import Testing
             #expect(log.contains { $0.contains("[forge-hooks] log truncated") })
             #expect(
                 log.last?.contains("\"type\":\"result\"") == true || log.dropLast().last?.contains("\"type\":\"result\"") == true, "\(log.suffix(2))")
-            let memory = try await env.client.send("MEMORY", "USAGE", "hooks:log:\(id)").int ?? 0
+            let memory = try await env.client.send("MEMORY", "USAGE", "hooks:log:\(id)", "SAMPLES", "0").int ?? 0
             #expect(memory < 1 << 20, "the log takes \(memory) bytes in Redis")
+        }
+    }
+
+    /// The real Worker binary's resident memory while an agent prints one 256 MiB line and then 128 MiB of lines:
+    /// it stays within ~30 MB of what the worker holds idle.
+    @Test func theWorkerBinaryStaysSmallWhileAnAgentFloodsIt() async throws {
+        try await WorkerEnvironment.with { env in
+            let worker = try WorkerProcessTests.startWorker(env, id: "rss", concurrency: 1)
+            defer { worker.terminate() }
+            let warm = try await env.enqueue("warm up", number: 61)
+            try await WorkerProcessTests.waitFor("the warm-up job") { try await env.queue.job(warm)?["status"] == "succeeded" }
+            let idle = Self.residentBytes(worker.pid)
+            let peak = PeakSampler(pid: worker.pid)
+            let flood = try await env.enqueue("spam STUB_LONG_LINE=256 STUB_FLOOD=128", number: 62)
+            try await WorkerProcessTests.waitFor("the flood job", timeout: .seconds(120)) {
+                ["succeeded", "failed", "dead"].contains(try await env.queue.job(flood)?["status"] ?? "")
+            }
+            let highest = await peak.stop()
+            let job = try #require(try await env.queue.job(flood))
+            #expect(job["status"] == "succeeded", "\(job)")
+            print("worker RSS while flooded: idle \(idle >> 20) MiB, peak \(highest >> 20) MiB")
+            #expect(idle > 0 && highest > 0)
+            #expect(highest - idle < 30 << 20, "idle \(idle >> 20) MiB, peak \(highest >> 20) MiB")
+            let logBytes = try await env.client.send("MEMORY", "USAGE", "hooks:log:\(flood)", "SAMPLES", "0").int ?? 0
+            #expect(logBytes < 4 << 20, "the job's log takes \(logBytes) bytes in Redis")
+            try await Self.stillServes(env, number: 63, worker: true)
+        }
+    }
+
+    /// VmRSS of a process, in bytes (0 if unreadable).
+    static func residentBytes(_ pid: pid_t) -> Int {
+        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return 0 }
+        return (Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0) * 1024
+    }
+
+    /// Samples a process's VmRSS every 10 ms until stopped; returns the highest.
+    final class PeakSampler: @unchecked Sendable {
+        private let task: Task<Int, Never>
+        init(pid: pid_t) {
+            task = Task.detached {
+                var highest = 0
+                while !Task.isCancelled {
+                    highest = max(highest, HostileAgentTests.residentBytes(pid))
+                    try? await Task.sleep(for: .milliseconds(10))
+                }
+                return highest
+            }
+        }
+        func stop() async -> Int {
+            task.cancel()
+            return await task.value
         }
     }
 }

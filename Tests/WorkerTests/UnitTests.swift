@@ -97,13 +97,22 @@ import Testing
         #expect(p.rejectedSessionID == "../../../../tmp/x")
     }
 
+    @Test func boundsCountBytesNotCharacters() {
+        // One Character: "a" and 100,000 combining acute accents (200,001 bytes).
+        let zalgo = "a" + String(repeating: "\u{301}", count: 100_000)
+        #expect(zalgo.count == 1)
+        let cut = StreamJSONParser.bounded(zalgo, 1000)
+        #expect(cut.utf8.count < 1100 && cut.hasSuffix("[cut at 1000 bytes]"))
+        #expect(StreamJSONParser.bounded("short", 1000) == "short")
+    }
+
     @Test func resultAndErrorsAreBounded() {
         var p = StreamJSONParser()
         let huge = String(repeating: "r", count: 100_000)
         let errors = (0..<50).map { _ in "\"" + String(repeating: "e", count: 5000) + "\"" }.joined(separator: ",")
         p.consume(#"{"type":"result","subtype":"error","is_error":true,"result":"\#(huge)","errors":[\#(errors)]}"#)
-        #expect(p.result!.count < StreamJSONParser.resultMaxCharacters + 100 && p.result!.hasSuffix("characters]"))
-        #expect(p.errors.count == 10 && p.errors.allSatisfy { $0.count < 1100 })
+        #expect(p.result!.utf8.count < StreamJSONParser.resultMaxCharacters + 100 && p.result!.hasSuffix("bytes]"))
+        #expect(p.errors.count == 10 && p.errors.allSatisfy { $0.utf8.count < 1100 })
     }
 
     @Test func successSubtypeWithIsErrorIsAFailure() {
@@ -133,13 +142,15 @@ import Testing
 
     @Test func commandTemplatePutsThePromptLastAfterDoubleDash() {
         let fresh = AgentRunner.command(template: AgentSettings.defaultCommand, prompt: "hi there", resume: nil, newSessionID: "n-1")
-        #expect(fresh == ["claude", "-p", "--output-format", "stream-json", "--verbose", "--session-id", "n-1", "--", "hi there"])
-        let resumed = AgentRunner.command(template: AgentSettings.defaultCommand, prompt: "p", resume: "old", newSessionID: "n-2")
-        #expect(resumed.suffix(4) == ["--resume", "old", "--", "p"])
+        #expect(fresh == ["claude", "-p", "--output-format", "stream-json", "--verbose", "--session-id", "n-1", "--", "hi there\n"])
+        let resumed = AgentRunner.command(template: AgentSettings.defaultCommand, prompt: "p\n", resume: "old", newSessionID: "n-2")
+        #expect(resumed.suffix(4) == ["--resume", "old", "--", "p\n"])
         // Forge text that looks like options is still one argument behind `--`.
         let hostile = "--dangerously-skip-permissions --settings /tmp/evil.json"
         let command = AgentRunner.command(template: AgentSettings.defaultCommand, prompt: hostile, resume: nil, newSessionID: "n")
-        #expect(command.suffix(2) == ["--", hostile] && command.filter { $0.hasPrefix("--dangerously") }.count == 1)
+        #expect(command.suffix(2) == ["--", hostile + "\n"] && command.filter { $0.hasPrefix("--dangerously") }.count == 1)
+        // A prompt that is exactly a subcommand's name (`update`, `mcp`) never equals it.
+        #expect(AgentRunner.command(template: AgentSettings.defaultCommand, prompt: "update", resume: nil, newSessionID: "n").last == "update\n")
     }
 }
 
@@ -147,7 +158,7 @@ import Testing
     static let agent = AgentSettings(name: "dev", image: "agent:1", credentialsDir: "/srv/dev/config", workDir: "/srv/dev/work")
 
     static func inspect(
-        running: Bool = true, image: String = "sha256:aaa", user: String = "1000:1000", env: [String]? = nil,
+        running: Bool = true, image: String = "sha256:aaa", user: String = ContainerSpec.keeperUser, env: [String]? = nil,
         mounts: [(String, String, Bool)]? = nil, capDrop: [String] = ["ALL"]
     ) -> [String: Any] {
         let spec = ContainerSpec(agent: agent, containerPrefix: "hooks", hostID: "h")
@@ -160,7 +171,7 @@ import Testing
             ] as [String: Any],
             "HostConfig": [
                 "CapDrop": capDrop, "SecurityOpt": ["no-new-privileges"], "PidsLimit": spec.pidsLimit, "Memory": spec.memoryBytes,
-                "Privileged": false,
+                "Privileged": false, "Init": true,
             ] as [String: Any],
             "Mounts": (mounts ?? defaultMounts).map {
                 ["Type": "bind", "Source": $0.0, "Destination": $0.1, "RW": $0.2, "Mode": $0.2 ? "" : "ro"] as [String: Any]
@@ -184,7 +195,7 @@ import Testing
         let binds = spec.binds.map { ($0.source, $0.target, !$0.readOnly) }
         #expect(spec.differences(inspect: Self.inspect(running: false), imageID: "sha256:aaa").first?.hasPrefix("not running") == true)
         #expect(spec.differences(inspect: Self.inspect(), imageID: "sha256:bbb").first?.hasPrefix("image: runs") == true)
-        #expect(spec.differences(inspect: Self.inspect(user: "1000"), imageID: "sha256:aaa") == ["user: '1000' ≠ '1000:1000'"])
+        #expect(spec.differences(inspect: Self.inspect(user: "1000:1000"), imageID: "sha256:aaa") == ["user: '1000:1000' ≠ '65534:65534'"])
         #expect(
             spec.differences(inspect: Self.inspect(env: ["HOME=/home/claude"]), imageID: "sha256:aaa") == [
                 "env: CLAUDE_CONFIG_DIR missing or different"
@@ -209,7 +220,8 @@ import Testing
         let host = try #require(spec.createBody["HostConfig"] as? [String: Any])
         #expect(host["CapDrop"] as? [String] == ["ALL"] && host["SecurityOpt"] as? [String] == ["no-new-privileges"])
         #expect(host["PidsLimit"] as? Int == 1024 && host["Memory"] as? Int64 == 8 << 30 && host["Privileged"] as? Bool == false)
-        #expect(spec.createBody["User"] as? String == "1000:1000")
+        // The keeper (init, sleep) is not the agent's uid, so an agent cannot write into its memory.
+        #expect(spec.createBody["User"] as? String == "65534:65534" && host["Init"] as? Bool == true)
         let mounts = try #require(host["Mounts"] as? [[String: Any]])
         #expect(!mounts.contains { ($0["Source"] as? String)?.contains("docker.sock") == true })
         #expect(mounts.first?["ReadOnly"] as? Bool == true)
@@ -227,6 +239,19 @@ import Testing
         doc["HostConfig"] = host
         let diffs = spec.differences(inspect: doc, imageID: "sha256:aaa")
         #expect(diffs.count == 4, "\(diffs)")
+        host = Self.inspect()["HostConfig"] as! [String: Any]
+        host["SecurityOpt"] = ["no-new-privileges", "seccomp=unconfined"]
+        host["Init"] = false
+        host["PidMode"] = "host"
+        host["Devices"] = [["PathOnHost": "/dev/kmsg"]]
+        doc = Self.inspect()
+        doc["HostConfig"] = host
+        doc["Mounts"] = (doc["Mounts"] as! [[String: Any]]) + [["Type": "volume", "Name": "sock", "Destination": "/var/run/docker.sock", "RW": true]]
+        #expect(
+            spec.differences(inspect: doc, imageID: "sha256:aaa") == [
+                "security: seccomp=unconfined", "init: not set (orphans would not be reaped)", "devices: host devices passed in",
+                "namespaces: PidMode is host", "mount not desired: volume sock at /var/run/docker.sock",
+            ])
         #expect(diffs.contains { $0.hasPrefix("security: no-new-privileges") } && diffs.contains { $0.hasPrefix("pids limit") })
         #expect(diffs.contains { $0.hasPrefix("memory limit") } && diffs.contains { $0.contains("SYS_ADMIN") })
     }

@@ -78,6 +78,7 @@ public struct AppConfig: Sendable {
             }
             agents[name] = try AgentSettings(name: name, node)
         }
+        try Self.checkDisjointRoots(agents, node: root.child("agents"))
         var bots = Set(try root.child("bots").strings().map { $0.lowercased() })
         for agent in agents.values { if let bot = agent.botLogin { bots.insert(bot.lowercased()) } }
 
@@ -96,6 +97,27 @@ public struct AppConfig: Sendable {
 
     public var redisConfiguration: RedisConfiguration { try! RedisConfiguration(url: redisURL) }
     public var keys: KeySchema { KeySchema(prefix: keyPrefix) }
+
+    /// Agents' credentials and work dirs must neither coincide nor nest: everything inside a work dir (and inside a
+    /// credentials dir's `projects/`) belongs to an agent, which could swap a nested root for a symlink that root's
+    /// chown and Docker's bind would then follow.
+    static func checkDisjointRoots(_ agents: [String: AgentSettings], node: ConfigNode) throws(ConfigError) {
+        func normalized(_ path: String) -> String {
+            var p = (path as NSString).standardizingPath
+            while p.count > 1 && p.hasSuffix("/") { p.removeLast() }
+            return p
+        }
+        let roots = agents.sorted { $0.key < $1.key }.flatMap { name, agent in
+            [(name, "credentials_dir", normalized(agent.credentialsDir)), (name, "work_dir", normalized(agent.workDir))]
+        }
+        for (i, a) in roots.enumerated() {
+            for b in roots[(i + 1)...] where a.2 == b.2 || a.2.hasPrefix(b.2 + "/") || b.2.hasPrefix(a.2 + "/") {
+                throw node.child(a.0).child(a.1).error(
+                    "\(a.2) and agents.\(b.0).\(b.1) (\(b.2)) overlap: give every agent's credentials_dir and work_dir their own, "
+                        + "non-nested directories (an agent owns what is inside its dirs and could redirect a nested one)")
+            }
+        }
+    }
 
     static func queueSettings(_ node: ConfigNode) throws(ConfigError) -> QueueSettings {
         _ = try node.mapping(allowed: [

@@ -25,6 +25,8 @@ struct AgentRunner: Sendable {
         var killedProcesses = 0
         /// Processes the run left behind after its agent exited, killed with the run's cgroup.
         var leftoversKilled = 0
+        /// Processes of the agent's uid found outside every run's cgroup after this run, and killed.
+        var straysKilled = 0
         /// Output the job's log did not store (over `queue.log_max_bytes`).
         var droppedLogLines = 0
         var droppedLogBytes = 0
@@ -45,8 +47,10 @@ struct AgentRunner: Sendable {
             if aborted != nil { return "stopped by worker shutdown" }
             if let containmentFailed { return "the run could not be contained, so the agent was not started: \(containmentFailed)" }
             if let first = parsed.errors.first { return first }
-            if parsed.isError == true, let r = parsed.result { return String(r.prefix(500)) }
-            if let last = stderrTail.last(where: { !$0.isEmpty }) { return "exit \(exitCode.map(String.init) ?? "?"): \(last.prefix(500))" }
+            if parsed.isError == true, let r = parsed.result { return StreamJSONParser.bounded(r, 500) }
+            if let last = stderrTail.last(where: { !$0.isEmpty }) {
+                return "exit \(exitCode.map(String.init) ?? "?"): \(StreamJSONParser.bounded(last, 500))"
+            }
             if !parsed.sawResult { return "exit \(exitCode.map(String.init) ?? "?") without a result line" }
             return "exit \(exitCode.map(String.init) ?? "?")"
         }
@@ -56,27 +60,32 @@ struct AgentRunner: Sendable {
     /// `--session-id <new id>`, then `--` and the prompt as the very last argument.
     ///
     /// The prompt is text any forge user can write. After `--` the CLI's option parser takes it as the positional
-    /// prompt whatever it starts with, so `--settings …` or `--dangerously-skip-permissions` in a comment is just text.
+    /// prompt whatever it starts with, so `--settings …` or `--dangerously-skip-permissions` in a comment is just text,
+    /// and it always ends with a newline, so it is never taken for a subcommand either.
     /// (Config validation guarantees `{{prompt}}` is one whole argument and the template has no `--` of its own.)
     static func command(template: [String], prompt: String, resume: String?, newSessionID: String) -> [String] {
         var command = template.filter { $0 != AgentSettings.promptPlaceholder }
         if let resume { command += ["--resume", resume] } else { command += ["--session-id", newSessionID] }
-        return command + ["--", prompt]
+        // The CLI's parser (commander) still matches the first operand after `--` against its subcommands: a prompt
+        // that is exactly `update` or `mcp` would run one. Ending it with a newline means it never equals a name.
+        return command + ["--", prompt.hasSuffix("\n") ? prompt : prompt + "\n"]
     }
 
     /// Kills what an earlier attempt of this job left running in the container (its worker died mid-run), so two
-    /// agents never work on the same job at once: the attempt's run cgroups, and any process carrying its marker.
-    /// Returns how many processes were killed.
+    /// agents never work on the same job at once: the attempt's run cgroups and any agent-uid process outside every
+    /// run cgroup, or — where runs are not contained — every process carrying the job's marker. Returns how many
+    /// processes were killed.
     func killLeftovers(jobID: String, agent: AgentSettings, container: String) async -> Int {
-        var killed = 0
         if case .success(let (hierarchy, directory)) = await containment(container: container) {
             let prefix = String(RunCgroup.marker(jobID: jobID).split(separator: ".").first ?? "") + "."
-            killed +=
+            let uid = agent.uid
+            return
                 (try? await Offload.run {
                     RunCgroup.existing(under: directory, hierarchy: hierarchy, markerPrefix: prefix).reduce(0) { $0 + $1.killAll() }
+                        + RunCgroup.killStrays(under: directory, uid: uid)
                 }) ?? 0
         }
-        return killed + (await kill(pattern: "^FORGE_HOOKS_RUN=\(jobID)\\.", container: container, user: agent.user))
+        return await kill(pattern: "^FORGE_HOOKS_RUN=\(jobID)\\.", container: container, user: agent.user)
     }
 
     /// Whether runs in this container can be put in cgroups: the hierarchy and the container's cgroup directory, or
@@ -101,8 +110,11 @@ struct AgentRunner: Sendable {
         var outcome = Outcome()
         let base = Self.command(template: agent.command, prompt: prompt, resume: resume, newSessionID: newSessionID)
         var hierarchy: RunCgroup.Hierarchy?
+        var containerDirectory: String?
         switch await containment(container: container) {
-        case .success(let (h, _)): hierarchy = h
+        case .success(let (h, directory)):
+            hierarchy = h
+            containerDirectory = directory
         case .failure(let why):
             outcome.containmentWarning =
                 "this run was not put in its own cgroup (\(why)); a process the agent detaches can escape the timeout kill"
@@ -154,19 +166,38 @@ struct AgentRunner: Sendable {
         case .streamFailed(let message): logger.warning("lost the agent's output stream", metadata: ["job.id": "\(jobID)", "error": "\(message)"])
         }
         let cgroup = adopted.get()
+        let contained = cgroup != nil
         if outcome.timedOut || outcome.aborted != nil || outcome.containmentFailed != nil {
             if let cgroup { outcome.killedProcesses += (try? await Offload.run { cgroup.killAll() }) ?? 0 }
-            outcome.killedProcesses += await kill(pattern: "^FORGE_HOOKS_RUN=\(marker)$", container: container, user: agent.user)
         }
         // The exit code arrives once the process is gone.
-        var state = try await docker.inspectExec(exec)
+        var state = DockerClient.ExecState(running: true, exitCode: nil, pid: 0, containerID: nil)
         let deadline = ContinuousClock.now + .seconds(10)
-        while state.running && ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(25))
-            state = try await docker.inspectExec(exec)
+        repeat {
+            if let next = try? await docker.inspectExec(exec) { state = next }
+            if state.running { try? await Task.sleep(for: .milliseconds(25)) }
+        } while state.running && ContinuousClock.now < deadline
+        // Whatever the run started and left behind dies with it: the container is long-lived and shared. Uncontained,
+        // the environment marker is all there is to find it by (a process that cleared its environment escapes).
+        if let cgroup {
+            outcome.leftoversKilled = (try? await Offload.run { cgroup.killAll() }) ?? 0
+        } else {
+            let killed = await kill(pattern: "^FORGE_HOOKS_RUN=\(marker)$", container: container, user: agent.user)
+            if outcome.timedOut || outcome.aborted != nil || outcome.containmentFailed != nil {
+                outcome.killedProcesses += killed
+            } else {
+                outcome.leftoversKilled = killed
+            }
         }
-        // Whatever the run started and left behind dies with it: the container is long-lived and shared.
-        if let cgroup { outcome.leftoversKilled = (try? await Offload.run { cgroup.killAll() }) ?? 0 }
+        // Anything of the agent's uid outside every run cgroup got there by injecting into a process that was not in one.
+        if contained, let containerDirectory {
+            let uid = agent.uid
+            let strays = (try? await Offload.run { RunCgroup.killStrays(under: containerDirectory, uid: uid) }) ?? 0
+            if strays > 0 {
+                outcome.straysKilled = strays
+                logger.warning("killed agent processes found outside every run cgroup", metadata: ["job.id": "\(jobID)", "count": "\(strays)"])
+            }
+        }
         outcome.exitCode = state.exitCode
         outcome.duration = ContinuousClock.now - started
         let (parsed, stderr, firstAt) = await sink.finish()
@@ -241,6 +272,7 @@ final class AdoptedCgroup: @unchecked Sendable {
 /// 20 lines of 1,000 characters. The parser sees each line up to the demuxer's cap.
 actor OutputSink {
     static let logLineMaxBytes = 64 << 10
+    static let lineOverheadBytes = 64
 
     let queue: JobQueue
     let jobID: String
@@ -284,7 +316,8 @@ actor OutputSink {
             let cut = line.utf8.count - Self.logLineMaxBytes
             line = String(decoding: line.utf8.prefix(Self.logLineMaxBytes), as: UTF8.self) + " … [log line cut: \(cut) more bytes not stored]"
         }
-        let size = line.utf8.count
+        // Each stored line costs Redis more than its bytes: charge an overhead, so a flood of empty lines is bounded too.
+        let size = line.utf8.count + Self.lineOverheadBytes
         if storedBytes + size > maxBytes && !always {
             if droppedLines == 0 {
                 let note =
@@ -294,7 +327,7 @@ actor OutputSink {
                 pendingBytes += note.utf8.count
             }
             droppedLines += 1
-            droppedBytes += size
+            droppedBytes += line.utf8.count
             return
         }
         storedBytes += size

@@ -73,10 +73,47 @@ struct RunCgroup: Sendable {
     /// The agent command wrapped so it starts only once its shell sits in the run cgroup named after `marker`. The
     /// wrapper forks nothing before that (only shell built-ins), so no process of the run is born outside.
     static func wrap(_ command: [String], marker: String) -> [String] {
-        let script =
-            "until { ok=; while IFS= read -r l; do case $l in *'/\(namePrefix)\(marker)') ok=1;; esac; done < /proc/$$/cgroup; [ -n \"$ok\" ]; }; "
+        ["/bin/sh", "-c", script(marker: marker), wrapperName] + command
+    }
+
+    static let wrapperName = "forge-hooks-run"
+
+    static func script(marker: String) -> String {
+        "until { ok=; while IFS= read -r l; do case $l in *'/\(namePrefix)\(marker)') ok=1;; esac; done < /proc/$$/cgroup; [ -n \"$ok\" ]; }; "
             + "do kill -STOP $$; done; exec \"$@\""
-        return ["/bin/sh", "-c", script, "forge-hooks-run"] + command
+    }
+
+    /// Whether `pid` runs exactly the wrapper (waiting to be adopted): it only reads its cgroup and stops itself, and
+    /// it can run the agent only inside a run cgroup, which nobody but the worker can make.
+    static func isWaitingWrapper(_ pid: Int32) -> Bool {
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+        let args = data.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+        guard args.count >= 4, args[0] == "/bin/sh", args[1] == "-c", args[3] == wrapperName,
+            let start = args[2].range(of: "*'/\(namePrefix)"), let end = args[2].range(of: "') ok=1;;")
+        else { return false }
+        let marker = String(args[2][start.upperBound..<end.lowerBound])
+        return args[2] == script(marker: marker)
+    }
+
+    /// Kills the processes of `uid` in the container's own cgroup — outside every run cgroup — except wrappers waiting
+    /// to be adopted. The container's keeper runs as another uid and execs of the worker's own (kill helpers, ps) as
+    /// root, so an agent-uid process there got out of a run (e.g. by writing into another process's memory). Returns
+    /// how many were killed. Blocking; call it off the cooperative pool.
+    static func killStrays(under containerDirectory: String, uid: UInt32) -> Int {
+        let text = (try? String(contentsOfFile: containerDirectory + "/cgroup.procs", encoding: .utf8)) ?? ""
+        var killed = 0
+        for pid in text.split(separator: "\n").compactMap({ Int32($0) }) where processUID(pid) == uid && !isWaitingWrapper(pid) {
+            if Foundation.kill(pid, SIGKILL) == 0 { killed += 1 }
+        }
+        return killed
+    }
+
+    /// The real uid of `pid` on the host, from `/proc/<pid>/status`.
+    static func processUID(_ pid: Int32) -> UInt32? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Uid:") })
+        else { return nil }
+        return line.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().first.flatMap { UInt32($0) }
     }
 
     /// A marker safe as a cgroup name: the job id's `[a-z0-9-]` characters plus a random suffix.
@@ -135,6 +172,13 @@ struct RunCgroup: Sendable {
             return .failure(.system(message))
         }
         Foundation.kill(pid_t(pid), SIGCONT)
+        // A sibling process of the same uid may have stopped the wrapper again between its look and our move: while it
+        // still runs the wrapper and is stopped, wake it (bounded: 200 ms).
+        for _ in 0..<100 {
+            guard isWaitingWrapper(Int32(pid)) else { break }
+            if processState(pid) == "T" { Foundation.kill(pid_t(pid), SIGCONT) }
+            usleep(2000)
+        }
         return .success(cgroup)
     }
 
@@ -174,6 +218,7 @@ struct RunCgroup: Sendable {
                     _ = write("cgroup.kill", "1")
                 } else {
                     _ = write("cgroup.freeze", "1")
+                    for _ in 0..<50 where !(read("cgroup.events") ?? "").contains("frozen 1") { usleep(2000) }
                     for pid in pids { if Foundation.kill(pid, SIGKILL) == 0 { killed.insert(pid) } }
                     _ = write("cgroup.freeze", "0")
                 }

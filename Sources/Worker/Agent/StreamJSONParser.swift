@@ -37,11 +37,21 @@ struct StreamJSONParser: Sendable {
         errors = ((object["errors"] as? [Any]) ?? []).prefix(10).map { Self.bounded("\($0)", 1000) }
     }
 
-    /// How much of the result text is kept (the job record stores less).
+    /// How much of the result text is kept, in bytes (the job record stores less).
     static let resultMaxCharacters = 16 * 1024
 
-    /// At most `limit` characters, with a marker when cut.
+    /// At most `limit` UTF-8 bytes (cut on a scalar boundary), with a marker when cut. Bytes, not characters: one
+    /// `Character` can hold a megabyte of combining marks.
     static func bounded(_ text: String, _ limit: Int) -> String {
-        text.count <= limit ? text : text.prefix(limit) + "… [cut at \(limit) characters]"
+        guard text.utf8.count > limit else { return text }
+        var scalars = String.UnicodeScalarView()
+        var used = 0
+        for scalar in text.unicodeScalars {
+            let size = UTF8.width(scalar)
+            if used + size > limit { break }
+            scalars.append(scalar)
+            used += size
+        }
+        return String(scalars) + "… [cut at \(limit) bytes]"
     }
 }

@@ -15,10 +15,15 @@ struct ContainerSpec: Sendable, Equatable {
     static let agentLabel = "forge-hooks.agent"
     static let hostLabel = "forge-hooks.host"
     static let specLabel = "forge-hooks.spec"
+    /// The user of the container's own processes (init, `sleep infinity`): not the agent's uid. Processes of one uid can
+    /// ptrace and write each other's memory; were the keeper the agent's uid, an agent could inject code into it and
+    /// run outside every run's cgroup, for good. Agent runs get the agent's uid on each exec instead.
+    static let keeperUser = "65534:65534"
 
     let name: String
     let agent: String
     let image: String
+    /// The container's user (the keeper); agent execs run as the agent's `uid:gid`.
     let user: String
     let environment: [String: String]
     let binds: [Bind]
@@ -31,7 +36,7 @@ struct ContainerSpec: Sendable, Equatable {
         self.agent = agent.name
         self.name = "\(containerPrefix)-\(agent.name)"
         self.image = agent.image
-        self.user = agent.user
+        self.user = Self.keeperUser
         var env = agent.environment
         env["CLAUDE_CONFIG_DIR"] = agent.configDir
         env["HOME"] = env["HOME"] ?? "/home/claude"
@@ -101,12 +106,25 @@ struct ContainerSpec: Sendable, Equatable {
             diffs.append("security: no-new-privileges not set")
         }
         if host["Privileged"] as? Bool == true { diffs.append("security: privileged") }
+        for opt in (host["SecurityOpt"] as? [String]) ?? [] where opt.contains("unconfined") || opt.hasPrefix("systempaths") {
+            diffs.append("security: \(opt)")
+        }
+        if host["Init"] as? Bool != true { diffs.append("init: not set (orphans would not be reaped)") }
+        if !((host["Devices"] as? [Any]) ?? []).isEmpty { diffs.append("devices: host devices passed in") }
+        for key in ["PidMode", "IpcMode", "UsernsMode", "UTSMode"] where (host[key] as? String) == "host" {
+            diffs.append("namespaces: \(key) is host")
+        }
         if (host["PidsLimit"] as? Int) != pidsLimit { diffs.append("pids limit: \(host["PidsLimit"].map { "\($0)" } ?? "none") ≠ \(pidsLimit)") }
         if (host["Memory"] as? NSNumber)?.int64Value != memoryBytes {
             diffs.append("memory limit: \(host["Memory"].map { "\($0)" } ?? "none") ≠ \(memoryBytes)")
         }
         let labels = config["Labels"] as? [String: String] ?? [:]
         if labels[Self.managedLabel] != "true" { diffs.append("labels: not managed by forge-hooks") }
+        for m in inspect["Mounts"] as? [[String: Any]] ?? [] where (m["Type"] as? String) != "bind" {
+            diffs.append(
+                "mount not desired: \(m["Type"] as? String ?? "?") \(m["Name"] as? String ?? m["Source"] as? String ?? "") at \(m["Destination"] as? String ?? "?")"
+            )
+        }
         let mounts = (inspect["Mounts"] as? [[String: Any]] ?? []).compactMap { m -> Bind? in
             guard (m["Type"] as? String) == "bind" else { return nil }
             return Bind(source: m["Source"] as? String ?? "", target: m["Destination"] as? String ?? "", readOnly: !(m["RW"] as? Bool ?? true))

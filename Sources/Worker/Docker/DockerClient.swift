@@ -197,11 +197,26 @@ final class DockerClient: Sendable {
             containerID: json["ContainerID"] as? String)
     }
 
-    /// Runs a short command to completion and returns (exit code, stdout+stderr lines).
-    func run(container: String, command: [String], user: String = "0:0") async throws -> (Int, [String]) {
+    /// Runs a short command to completion and returns (exit code, its last output lines: at most 100, each at most
+    /// 1,000 bytes). Gives up after `timeout` — a process of the agent's uid can stop a helper it could signal, and
+    /// must not hang the caller — leaving the helper to the container.
+    func run(container: String, command: [String], user: String = "0:0", timeout: Duration = .seconds(15)) async throws -> (Int, [String]) {
         let exec = try await createExec(container: container, command: command, user: user, workingDir: nil, env: [])
         let collected = LineCollector()
-        try await startExec(exec) { lines in await collected.add(lines.map(\.1)) }
+        let finished = try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                try await self.startExec(exec) { lines in await collected.add(lines.map(\.1)) }
+                return true
+            }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return false
+            }
+            let first = try await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+        guard finished else { throw DockerError(status: 0, message: "did not finish within \(timeout)", operation: "exec \(command.first ?? "")") }
         var state = try await inspectExec(exec)
         var tries = 0
         while state.running && tries < 50 {
@@ -213,7 +228,11 @@ final class DockerClient: Sendable {
     }
 }
 
+/// The last lines of a helper's output, bounded in count and size.
 actor LineCollector {
     private(set) var lines: [String] = []
-    func add(_ more: [String]) { lines += more }
+    func add(_ more: [String]) {
+        lines += more.map { $0.utf8.count > 1000 ? String(decoding: $0.utf8.prefix(1000), as: UTF8.self) : $0 }
+        if lines.count > 100 { lines.removeFirst(lines.count - 100) }
+    }
 }

@@ -61,7 +61,8 @@ struct JobExecutor: Sendable {
             var outcome = try await runner.run(
                 jobID: job.id, agent: agent, container: container.containerID, workingDir: cwd.container, prompt: job["prompt"] ?? "",
                 resume: resume, newSessionID: newSession, control: control)
-            if let stale = resume, outcome.resumeNotFound, outcome.aborted == nil {
+            // Not after a timeout: an agent that prints the not-found line could otherwise buy itself a second full run.
+            if let stale = resume, outcome.resumeNotFound, outcome.aborted == nil, !outcome.timedOut {
                 let warning =
                     "session \(stale) was not found by the agent CLI (transcript missing under projects/ for \(cwd.container)); started a fresh session"
                 log.warning("\(warning)")
@@ -83,7 +84,7 @@ struct JobExecutor: Sendable {
                 ("exit_code", outcome.exitCode.map(String.init) ?? ""), ("duration_ms", String(Int(outcome.duration.seconds * 1000))),
                 ("result_subtype", outcome.parsed.subtype ?? ""), ("is_error", outcome.parsed.isError.map { $0 ? "true" : "false" } ?? ""),
                 ("cost_usd", outcome.parsed.costUSD.map { String($0) } ?? ""), ("num_turns", outcome.parsed.numTurns.map(String.init) ?? ""),
-                ("result", String((outcome.parsed.result ?? "").prefix(2000))),
+                ("result", StreamJSONParser.bounded(outcome.parsed.result ?? "", 2000)),
             ]
             if outcome.timedOut { fields.append(("timed_out", "true")) }
             if let rejected = outcome.parsed.rejectedSessionID {
@@ -93,6 +94,10 @@ struct JobExecutor: Sendable {
             if outcome.leftoversKilled > 0 {
                 warnings.append("killed \(outcome.leftoversKilled) process(es) the agent left running after it exited")
                 fields.append(("leftovers_killed", String(outcome.leftoversKilled)))
+            }
+            if outcome.straysKilled > 0 {
+                warnings.append(
+                    "killed \(outcome.straysKilled) process(es) of the agent's uid running outside every run's cgroup (an escape attempt?)")
             }
             if outcome.droppedLogLines > 0 {
                 warnings.append(
