@@ -89,6 +89,17 @@ import Testing
         #expect(p.rejectedSessionID == nil)
     }
 
+    @Test func onlyLinesThatCanBeSystemOrResultAreParsed() {
+        #expect(StreamJSONParser.mayCarryTypeOfInterest(#"{"type": "result", "x": 1}"#))
+        #expect(StreamJSONParser.mayCarryTypeOfInterest(#"{"type":"system","subtype":"init"}"#))
+        #expect(!StreamJSONParser.mayCarryTypeOfInterest(#"{"type":"assistant","message":"the results are in"}"#))
+        #expect(!StreamJSONParser.mayCarryTypeOfInterest(#"{"type":"user","a":"resul"#))
+        // Whitespace between key and value still parses; the scan only decides whether to parse at all.
+        var p = StreamJSONParser()
+        p.consume(#"{ "type" : "result", "subtype" : "success", "is_error" : false, "num_turns" : 2 }"#)
+        #expect(p.sawResult && p.numTurns == 2)
+    }
+
     @Test func aSessionIDThatIsNotAUUIDIsRefusedAndReported() {
         var p = StreamJSONParser()
         p.consume(#"{"type":"system","subtype":"init","session_id":"../../../../tmp/x"}"#)

@@ -138,9 +138,10 @@ struct AgentRunner: Sendable {
                     return Task.isCancelled ? nil : .streamFailed("\(error)")
                 }
             }
-            if let hierarchy {
+            if let hierarchy, let containerDirectory {
                 group.addTask {
-                    switch await Self.adopt(exec: exec, marker: marker, hierarchy: hierarchy, docker: docker) {
+                    switch await Self.adopt(exec: exec, marker: marker, hierarchy: hierarchy, containerDirectory: containerDirectory, docker: docker)
+                    {
                     case .success(let cgroup):
                         adopted.set(cgroup)
                         return nil
@@ -208,21 +209,30 @@ struct AgentRunner: Sendable {
         return outcome
     }
 
-    /// Waits for the exec's host pid, then moves the stopped wrapper into its run cgroup.
-    private static func adopt(exec: String, marker: String, hierarchy: RunCgroup.Hierarchy, docker: DockerClient) async -> Result<
-        RunCgroup, RunCgroup.SetupError
-    > {
+    /// Finds the exec's stopped wrapper, then moves it into its run cgroup.
+    ///
+    /// The wrapper is looked for in the container's own `cgroup.procs` on the host (a local read every 2 ms) by its
+    /// exact command line with this run's marker, and confirmed against the exec's `Pid` from Docker once it is there.
+    /// Polling Docker instead slowed the exec start itself (about +20 ms at 5 ms intervals, +60 ms at 2 ms).
+    private static func adopt(
+        exec: String, marker: String, hierarchy: RunCgroup.Hierarchy, containerDirectory: String, docker: DockerClient
+    ) async -> Result<RunCgroup, RunCgroup.SetupError> {
         let deadline = ContinuousClock.now + .seconds(10)
+        var lastDockerLook = ContinuousClock.now
         while ContinuousClock.now < deadline {
-            guard let state = try? await docker.inspectExec(exec) else { return .failure(.system("cannot inspect exec \(exec.prefix(12))")) }
-            if state.pid > 0, let container = state.containerID {
-                return (try? await Offload.run { RunCgroup.adopt(pid: state.pid, marker: marker, hierarchy: hierarchy, containerID: container) })
-                    ?? .failure(.system("cgroup set-up did not run"))
+            let found = (try? await Offload.run { RunCgroup.waitingWrapper(under: containerDirectory, marker: marker) }) ?? nil
+            if found != nil || ContinuousClock.now - lastDockerLook > .milliseconds(250) {
+                lastDockerLook = .now
+                guard let state = try? await docker.inspectExec(exec) else { return .failure(.system("cannot inspect exec \(exec.prefix(12))")) }
+                if !state.running && state.exitCode != nil { return .failure(.system("the exec ended before it could be contained")) }
+                if state.pid > 0, let container = state.containerID, found == nil || found == Int32(state.pid) {
+                    return (try? await Offload.run { RunCgroup.adopt(pid: state.pid, marker: marker, hierarchy: hierarchy, containerID: container) })
+                        ?? .failure(.system("cgroup set-up did not run"))
+                }
             }
-            if !state.running && state.exitCode != nil { return .failure(.system("the exec ended before it could be contained")) }
             do { try await Task.sleep(for: .milliseconds(5)) } catch { return .failure(.system("cancelled")) }
         }
-        return .failure(.system("the exec's pid did not appear within 10 s"))
+        return .failure(.system("the exec's wrapper did not appear within 10 s"))
     }
 
     /// SIGKILLs every process in the container that carries this run's marker in its environment (the agent and all

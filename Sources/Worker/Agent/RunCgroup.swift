@@ -85,14 +85,20 @@ struct RunCgroup: Sendable {
 
     /// Whether `pid` runs exactly the wrapper (waiting to be adopted): it only reads its cgroup and stops itself, and
     /// it can run the agent only inside a run cgroup, which nobody but the worker can make.
-    static func isWaitingWrapper(_ pid: Int32) -> Bool {
+    static func isWaitingWrapper(_ pid: Int32, marker expected: String? = nil) -> Bool {
         guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
         let args = data.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
         guard args.count >= 4, args[0] == "/bin/sh", args[1] == "-c", args[3] == wrapperName,
             let start = args[2].range(of: "*'/\(namePrefix)"), let end = args[2].range(of: "') ok=1;;")
         else { return false }
         let marker = String(args[2][start.upperBound..<end.lowerBound])
-        return args[2] == script(marker: marker)
+        return (expected == nil || marker == expected) && args[2] == script(marker: marker)
+    }
+
+    /// The pid of the stopped wrapper of the run `marker` in the container's own cgroup, if it is there yet.
+    static func waitingWrapper(under containerDirectory: String, marker: String) -> Int32? {
+        let text = (try? String(contentsOfFile: containerDirectory + "/cgroup.procs", encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").compactMap { Int32($0) }.first { processState(Int($0)) == "T" && isWaitingWrapper($0, marker: marker) }
     }
 
     /// Kills the processes of `uid` in the container's own cgroup — outside every run cgroup — except wrappers waiting

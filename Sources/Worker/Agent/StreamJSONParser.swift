@@ -18,7 +18,10 @@ struct StreamJSONParser: Sendable {
     static let noConversation = "No conversation found with session ID"
 
     mutating func consume(_ line: String) {
-        guard line.first == "{", let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return }
+        // Only `system` and `result` lines carry what is read here; most lines are neither, and a full JSON parse of
+        // each would cost more than the rest of the output path.
+        guard line.utf8.first == UInt8(ascii: "{"), Self.mayCarryTypeOfInterest(line) else { return }
+        guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return }
         let type = object["type"] as? String
         if let sid = object["session_id"] as? String, !sid.isEmpty, type == "system" || type == "result" {
             if AgentSessionID.isValid(sid) {
@@ -35,6 +38,24 @@ struct StreamJSONParser: Sendable {
         numTurns = (object["num_turns"] as? NSNumber)?.intValue
         result = (object["result"] as? String).map { Self.bounded($0, Self.resultMaxCharacters) }
         errors = ((object["errors"] as? [Any]) ?? []).prefix(10).map { Self.bounded("\($0)", 1000) }
+    }
+
+    private static let result = Array("\"result\"".utf8)
+    private static let system = Array("\"system\"".utf8)
+
+    /// Whether the line holds a `"result"` or `"system"` token at all (a cheap scan before the parse).
+    static func mayCarryTypeOfInterest(_ line: String) -> Bool {
+        var line = line
+        return line.withUTF8 { bytes in
+            guard var p = bytes.baseAddress else { return false }
+            let end = p + bytes.count
+            while end - p >= 8, let q = memchr(p, Int32(UInt8(ascii: "\"")), end - p) {
+                let at = UnsafePointer(q.assumingMemoryBound(to: UInt8.self))
+                if end - at >= 8 && at[7] == UInt8(ascii: "\"") && (memcmp(at, result, 8) == 0 || memcmp(at, system, 8) == 0) { return true }
+                p = at + 1
+            }
+            return false
+        }
     }
 
     /// How much of the result text is kept, in bytes (the job record stores less).
