@@ -102,20 +102,8 @@ extension Hooksctl {
 
         func run() async throws {
             try await withRedis(connection) { redis, keys in
-                let ids = try await redis.send("ZRANGE", keys.jobIndex, "0", "-1").strings ?? []
-                var purged = 0
-                for chunk in stride(from: 0, to: ids.count, by: 500).map({ Array(ids[$0..<min($0 + 500, ids.count)]) }) {
-                    let statuses = try await redis.pipeline(chunk.map { RedisCommand("HGET", keys.job($0), "status") })
-                    var commands: [RedisCommand] = []
-                    for (id, status) in zip(chunk, statuses) {
-                        let s = status.string
-                        guard s == nil || s == "succeeded" || (dead && s == "dead") else { continue }
-                        commands += [RedisCommand("DEL", keys.job(id), keys.log(id)), RedisCommand("ZREM", keys.jobIndex, id)]
-                        if s == "dead" { commands.append(RedisCommand("LREM", keys.dead, "0", id)) }
-                        if s != nil { purged += 1 }
-                    }
-                    _ = try await redis.pipeline(commands)
-                }
+                // In the queue core: each record's status is checked in the same step as its deletion.
+                let purged = try await JobQueue(redis: redis, keys: keys, settings: QueueSettings()).purgeFinished(includeDead: dead)
                 print("purged \(purged) finished job record(s)")
             }
         }

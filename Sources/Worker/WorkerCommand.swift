@@ -45,8 +45,10 @@ struct CommonOptions: ParsableArguments {
 
     var resolvedHostID: String { hostID ?? ProcessInfo.processInfo.hostName }
 
-    func docker() throws -> DockerClient {
-        DockerClient(socketPath: try DockerClient.socketPath(environment: ProcessInfo.processInfo.environment))
+    /// - Parameter streams: exec streams this process may hold at once (its slots); the connection pool gets room for
+    ///   them plus control calls.
+    func docker(streams: Int = 2) throws -> DockerClient {
+        DockerClient(socketPath: try DockerClient.socketPath(environment: ProcessInfo.processInfo.environment), streams: streams)
     }
 }
 
@@ -88,7 +90,7 @@ extension WorkerCommand {
                 logger.critical("\(error)")
                 throw ExitCode(69)
             }
-            let docker = try common.docker()
+            let docker = try common.docker(streams: slots)
             do {
                 try await docker.ping()
             } catch {

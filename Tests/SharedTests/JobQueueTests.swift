@@ -197,6 +197,77 @@ import Testing
         #expect(try await queue.reserveAny(worker: "w", agents: ["dev"])?.id == waitingBehind.id)
     }
 
+    /// Reproduced deadlock: J1 fails (retry pending), J2 of the same session parks behind it, the operator re-queues
+    /// J1. J1 must keep its place, run, and hand the session to J2.
+    @Test func requeueOfAFailedJobKeepsItsPlaceAndTheSessionDrains() async throws {
+        let j1 = Self.job(number: 31)
+        let j2 = Self.job(number: 31)
+        _ = try await queue.enqueue([j1])
+        _ = try await queue.enqueue([j2])
+        let r1 = try #require(try await queue.reserveAny(worker: "w", agents: ["dev"]))
+        #expect(try await queue.finish(r1, worker: "w", outcome: .failed(error: "x", retryable: true)) != .dead)
+        #expect(try await queue.reserveAny(worker: "w", agents: ["dev"]) == nil)  // J2 parks behind the failed J1
+        #expect(try await queue.job(j2.id)?["status"] == "waiting")
+        #expect(try await queue.requeue(j1.id) == .queued(agent: "dev"))
+        let again = try #require(try await queue.reserveAny(worker: "w", agents: ["dev"]))
+        #expect(again.id == j1.id, "the re-queued job must run first, not park behind its successor")
+        _ = try await queue.finish(again, worker: "w", outcome: .succeeded)
+        let next = try #require(try await queue.reserveAny(worker: "w", agents: ["dev"]))
+        #expect(next.id == j2.id)
+        _ = try await queue.finish(next, worker: "w", outcome: .succeeded)
+        #expect(try await queue.redis.send("EXISTS", keys.pending(j1.session.description)).int == 0, "the session did not drain")
+    }
+
+    /// A holder whose record vanished (deleted by hand) must not block its session: the parked successor runs.
+    @Test func aVanishedHolderDoesNotBlockItsSession() async throws {
+        // While it runs: finish of the vanished record hands the session on.
+        let a1 = Self.job(number: 32)
+        let a2 = Self.job(number: 32)
+        _ = try await queue.enqueue([a1])
+        _ = try await queue.enqueue([a2])
+        let r1 = try #require(try await queue.reserveAny(worker: "w", agents: ["dev"]))
+        #expect(try await queue.reserveAny(worker: "w", agents: ["dev"]) == nil)
+        try await queue.redis.send("DEL", keys.job(a1.id))
+        #expect(try await queue.finish(r1, worker: "w", outcome: .succeeded) == .lost(currentStatus: "", currentWorker: ""))
+        #expect(try await queue.reserveAny(worker: "w", agents: ["dev"])?.id == a2.id)
+
+        // Parked behind a failed job whose record is then deleted: the maintenance sweep repairs the session.
+        let b1 = Self.job(number: 33)
+        let b2 = Self.job(number: 33)
+        _ = try await queue.enqueue([b1])
+        _ = try await queue.enqueue([b2])
+        let rb = try #require(try await queue.reserveAny(worker: "w", agents: ["dev"]))
+        #expect(rb.id == b1.id)
+        _ = try await queue.finish(rb, worker: "w", outcome: .failed(error: "x", retryable: true))
+        #expect(try await queue.reserveAny(worker: "w", agents: ["dev"]) == nil)
+        try await queue.redis.send("DEL", keys.job(b1.id))
+        try await queue.sweep()
+        #expect(try await queue.job(b2.id)?["status"] == "queued")
+        #expect(try await queue.reserveAny(worker: "w", agents: ["dev"])?.id == b2.id)
+
+        // A queued successor claimed after its holder vanished does not park behind the ghost.
+        let c1 = Self.job(number: 34)
+        let c2 = Self.job(number: 34)
+        _ = try await queue.enqueue([c1, c2])
+        try await queue.redis.send("DEL", keys.job(c1.id))
+        try await queue.redis.send("LREM", keys.queue("dev"), "0", c1.id)
+        #expect(try await queue.reserveAny(worker: "w", agents: ["dev"])?.id == c2.id)
+    }
+
+    /// Purge deletes only finished records, checked in the same step, and never leaves a session blocked.
+    @Test func purgeIsAtomicWithTheSessionOrder() async throws {
+        let done = Self.job(number: 35)
+        let pending = Self.job(number: 36)
+        _ = try await queue.enqueue([done, pending])
+        let r = try #require(try await queue.reserveAny(worker: "w", agents: ["dev"]))
+        #expect(r.id == done.id)
+        _ = try await queue.finish(r, worker: "w", outcome: .succeeded)
+        #expect(try await queue.purgeFinished(includeDead: true) == 1)
+        let purgedRecord = try await queue.job(done.id)
+        let keptRecord = try await queue.job(pending.id)
+        #expect(purgedRecord == nil && keptRecord != nil)
+    }
+
     @Test func releaseGivesTheJobBackWithoutCountingTheAttempt() async throws {
         let j = Self.job()
         _ = try await queue.enqueue([j])

@@ -106,6 +106,23 @@ import Testing
         }
     }
 
+    /// Two worker processes on one host find the container missing at once: one creates it, the other gets 409 and
+    /// must adopt it (starting it if need be) instead of failing its job.
+    @Test func twoWorkersRacingToCreateBothEndUpWithTheSameContainer() async throws {
+        try await WorkerEnvironment.with { env in
+            for round in 0..<3 {
+                let (a, b) = (env.reconciler(), env.reconciler())
+                async let first = a.ensure(env.agent())
+                async let second = b.ensure(env.agent())
+                let (one, two) = try await (first, second)
+                #expect(one.containerID == two.containerID, "round \(round)")
+                let state = try await env.docker.inspectContainer(one.containerID)?["State"] as? [String: Any]
+                #expect(state?["Running"] as? Bool == true, "round \(round)")
+                try await env.docker.removeContainer(one.containerID)
+            }
+        }
+    }
+
     @Test func stoppedContainerIsStartedNotRecreated() async throws {
         try await WorkerEnvironment.with() { env in
             let reconciler = env.reconciler()

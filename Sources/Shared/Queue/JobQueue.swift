@@ -145,7 +145,7 @@ public struct JobQueue: Sendable {
             keys.prefix, worker, job.id, String(job.attempt), tag,
             String(Timestamp.milliseconds(now)), Timestamp.iso(now),
             String(max(1, Int(settings.retention.seconds))), String(Int(settings.deadRetention.seconds)),
-            String(Timestamp.milliseconds(due)), sessionID ?? "", String(fields.count),
+            String(Timestamp.milliseconds(due)), sessionID ?? "", job.session, String(fields.count),
         ]
         for (k, v) in fields { args += [k, v] }
         let reply = try await redis.evaluate(QueueScripts.finish, arguments: args)
@@ -162,7 +162,8 @@ public struct JobQueue: Sendable {
     /// Returns false if this worker no longer held it.
     @discardableResult
     public func release(_ job: ReservedJob, worker: String, reason: String) async throws(RedisError) -> Bool {
-        let reply = try await redis.evaluate(QueueScripts.release, arguments: [keys.prefix, worker, job.id, String(job.attempt), reason])
+        let reply = try await redis.evaluate(
+            QueueScripts.release, arguments: [keys.prefix, worker, job.id, String(job.attempt), reason, job.session])
         return reply.strings?.first == "ok"
     }
 
@@ -251,6 +252,7 @@ public struct JobQueue: Sendable {
             }
         }
         _ = try await redis.pipeline(commands)
+        try await repairSessions()
         // Dead ids whose record expired are dropped from the dead list (oldest are at the tail).
         let tail = try await redis.send("LRANGE", keys.dead, "-100", "-1").strings ?? []
         if !tail.isEmpty {
@@ -259,6 +261,41 @@ public struct JobQueue: Sendable {
             if !gone.isEmpty { _ = try await redis.pipeline(gone.map { RedisCommand("LREM", keys.dead, "1", $0) }) }
         }
         return idle
+    }
+
+    /// Hands on every session whose lowest pending job's record is gone — deleted by hand, or lost with Redis data —
+    /// so the jobs parked behind it run. Scans the `pending:*` keys (one SCAN pass); each repair is one script.
+    /// Returns how many sessions were looked at.
+    @discardableResult
+    public func repairSessions() async throws(RedisError) -> Int {
+        var cursor = "0"
+        var sessions: [String] = []
+        let pattern = keys.pendingPattern
+        repeat {
+            let reply = try await redis.send("SCAN", cursor, "MATCH", pattern, "COUNT", "1000").array ?? []
+            cursor = reply.first?.string ?? "0"
+            sessions += (reply.dropFirst().first?.strings ?? []).map { String($0.dropFirst(keys.pending("").count)) }
+        } while cursor != "0"
+        guard !sessions.isEmpty else { return 0 }
+        let lows = try await redis.pipeline(sessions.map { RedisCommand("ZRANGE", keys.pending($0), "0", "0") })
+        let candidates = zip(sessions, lows).compactMap { session, low in low.strings?.first.map { (session, $0) } }
+        let exists = try await redis.pipeline(candidates.map { RedisCommand("EXISTS", keys.job($0.1)) })
+        for ((session, _), present) in zip(candidates, exists) where present.int == 0 {
+            _ = try await redis.evaluate(QueueScripts.wakeSession, arguments: [keys.prefix, session])
+        }
+        return sessions.count
+    }
+
+    /// Deletes finished job records (succeeded; with `includeDead` also dead ones) and their logs. Each record's status
+    /// is checked in the same atomic step as its deletion. Returns how many records were deleted.
+    public func purgeFinished(includeDead: Bool) async throws(RedisError) -> Int {
+        let ids = try await redis.send("ZRANGE", keys.jobIndex, "0", "-1").strings ?? []
+        var purged = 0
+        for start in stride(from: 0, to: ids.count, by: 500) {
+            let chunk = Array(ids[start..<min(start + 500, ids.count)])
+            purged += try await redis.evaluate(QueueScripts.purge, arguments: [keys.prefix, includeDead ? "1" : "0"] + chunk).int ?? 0
+        }
+        return purged
     }
 
     // MARK: Sessions and logs

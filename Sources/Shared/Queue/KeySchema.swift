@@ -28,6 +28,12 @@ public struct KeySchema: Sendable, Equatable {
     public var delayed: String { "\(prefix):delayed" }
     /// zset — job id → enqueue sequence, for each session with unfinished jobs; the lowest may run.
     public func pending(_ session: String) -> String { "\(prefix):pending:\(session)" }
+    /// A SCAN/KEYS pattern matching every `pending:*` key (glob characters in the prefix escaped); the session is what
+    /// follows its last character but the `*`.
+    public var pendingPattern: String {
+        let escaped = prefix.map { "*?[]\\".contains($0) ? "\\\($0)" : String($0) }.joined()
+        return "\(escaped):pending:*"
+    }
     /// string — global enqueue sequence (orders jobs within a session).
     public var sequence: String { "\(prefix):seq" }
     /// string with a TTL — a delivery id already accepted → its job ids (dedup).

@@ -59,11 +59,12 @@ enum QueueScripts {
             return {'skipped', id, status}
           end
           local pk = p .. ':pending:' .. session
-          local low
-          while true do
+          local low = redis.call('ZRANGE', pk, 0, 0)[1]
+          if low and low ~= id and redis.call('EXISTS', jobkey(low)) == 0 then
+            -- The holder's record is gone (deleted by hand, lost): drop it and hand the session on, so a successor
+            -- parked behind it is woken rather than left waiting for a job that will never finish.
+            wake(session)
             low = redis.call('ZRANGE', pk, 0, 0)[1]
-            if not low or low == id or redis.call('EXISTS', jobkey(low)) == 1 then break end
-            redis.call('ZREM', pk, low)
           end
           if low and low ~= id and redis.call('ZSCORE', pk, id) then
             redis.call('LREM', proc, 1, id)
@@ -154,16 +155,25 @@ enum QueueScripts {
     /// Records the end of an attempt — only if this worker still holds this attempt (a worker that lost its lease
     /// must not overwrite the result of the attempt that replaced it).
     /// ARGV: prefix, worker, id, attempt, outcome (succeeded|retry|dead), nowMs, nowIso, retentionSec, deadTtlSec,
-    ///       retryDueMs, sessionId ('' = none), fieldCount, field, value…
+    ///       retryDueMs, sessionId ('' = none), session key (to hand on if the record vanished), fieldCount, field, value…
     /// → {'ok', status} | {'lost', currentStatus, currentWorker, currentAttempt}
     static let finish = RedisScript(
         name: "finish",
         source: helpers + "\n" + """
             local worker, id, attempt, outcome = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
             local nowMs, nowIso, retention, deadTtl, dueMs, sid = ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
-            local n = tonumber(ARGV[12])
+            local knownSession, n = ARGV[12], tonumber(ARGV[13])
             local jk = jobkey(id)
             local st, w, a, session = unpack(redis.call('HMGET', jk, 'status', 'worker', 'attempts', 'session'))
+            if not st then
+              -- The record vanished under the run: its session must not stay blocked behind it.
+              redis.call('LREM', p .. ':processing:' .. worker, 1, id)
+              if knownSession ~= '' then
+                redis.call('ZREM', p .. ':pending:' .. knownSession, id)
+                wake(knownSession)
+              end
+              return {'lost', '', '', ''}
+            end
             if st ~= 'running' or w ~= worker or a ~= attempt then
               redis.call('LREM', p .. ':processing:' .. worker, 1, id)
               return {'lost', st or '', w or '', a or ''}
@@ -172,8 +182,8 @@ enum QueueScripts {
             if n > 0 then
               local fields = {}
               for k = 0, n - 1 do
-                table.insert(fields, ARGV[13 + 2 * k])
                 table.insert(fields, ARGV[14 + 2 * k])
+                table.insert(fields, ARGV[15 + 2 * k])
               end
               redis.call('HSET', jk, unpack(fields))
             end
@@ -201,14 +211,18 @@ enum QueueScripts {
             """)
 
     /// Graceful shutdown: gives a running job back to the front of its queue without counting the attempt.
-    /// ARGV: prefix, worker, id, attempt, reason → {'ok'} | {'lost'}
+    /// ARGV: prefix, worker, id, attempt, reason, session key → {'ok'} | {'lost'}
     static let release = RedisScript(
         name: "release",
         source: helpers + "\n" + """
-            local worker, id, attempt, reason = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+            local worker, id, attempt, reason, knownSession = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
             local jk = jobkey(id)
             redis.call('LREM', p .. ':processing:' .. worker, 1, id)
             local st, w, a, agent = unpack(redis.call('HMGET', jk, 'status', 'worker', 'attempts', 'agent'))
+            if not st and knownSession and knownSession ~= '' then
+              redis.call('ZREM', p .. ':pending:' .. knownSession, id)
+              wake(knownSession)
+            end
             if st ~= 'running' or w ~= worker or a ~= attempt then return {'lost'} end
             redis.call('HINCRBY', jk, 'attempts', -1)
             redis.call('HSET', jk, 'status', 'queued', 'note', reason)
@@ -279,8 +293,8 @@ enum QueueScripts {
             return out
             """)
 
-    /// Operator action: a dead (or failed, waiting for its retry) job goes back on its queue with fresh attempts and
-    /// a new place at the end of its session's order. ARGV: prefix, id, nowIso → {'queued', agent} | {'refused', status} | {'missing'}
+    /// Operator action: a dead (or failed, waiting for its retry) job goes back on its queue with fresh attempts. A
+    /// dead job takes a new place at the end of its session's order; a failed one keeps its place. ARGV: prefix, id, nowIso → {'queued', agent} | {'refused', status} | {'missing'}
     static let requeue = RedisScript(
         name: "requeue",
         source: """
@@ -293,11 +307,50 @@ enum QueueScripts {
             redis.call('ZREM', p .. ':delayed', id)
             redis.call('PERSIST', jk)
             redis.call('PERSIST', p .. ':log:' .. id)
-            local seq = redis.call('INCR', p .. ':seq')
+            local pk = p .. ':pending:' .. session
+            local seq = redis.call('ZSCORE', pk, id)
+            if st == 'dead' or not seq then
+              -- A dead job left its session's order (its successors ran on): it queues up again at the end.
+              seq = redis.call('INCR', p .. ':seq')
+              redis.call('ZADD', pk, seq, id)
+            end
+            -- A failed job keeps its place: successors parked behind it stay parked until it finishes. A new,
+            -- higher place would put a parked successor first with nothing to wake it, and both would wait forever.
             redis.call('HSET', jk, 'status', 'queued', 'attempts', '0', 'requeued_at', now, 'seq', tostring(seq))
             redis.call('HDEL', jk, 'retry_at', 'finished_at', 'worker')
-            redis.call('ZADD', p .. ':pending:' .. session, seq, id)
             redis.call('LPUSH', p .. ':queue:' .. agent, id)
             return {'queued', agent}
+            """)
+
+    /// Hands a session on if its lowest pending job's record is gone (repair). ARGV: prefix, session → 1
+    static let wakeSession = RedisScript(
+        name: "wake-session",
+        source: helpers + "\n" + """
+            wake(ARGV[2])
+            return 1
+            """)
+
+    /// Deletes finished job records and their logs, checking each one's status in the same step, so a job re-queued
+    /// meanwhile is never deleted. ARGV: prefix, includeDead ('1'|'0'), id… → number deleted
+    static let purge = RedisScript(
+        name: "purge",
+        source: helpers + "\n" + """
+            local withDead = ARGV[2] == '1'
+            local n = 0
+            for i = 3, #ARGV do
+              local id = ARGV[i]
+              local st, session = unpack(redis.call('HMGET', jobkey(id), 'status', 'session'))
+              if not st or st == 'succeeded' or (withDead and st == 'dead') then
+                redis.call('DEL', jobkey(id), p .. ':log:' .. id)
+                redis.call('ZREM', p .. ':jobs', id)
+                if st == 'dead' then redis.call('LREM', p .. ':dead', 0, id) end
+                if session then
+                  redis.call('ZREM', p .. ':pending:' .. session, id)
+                  wake(session)
+                end
+                if st then n = n + 1 end
+              end
+            end
+            return n
             """)
 }

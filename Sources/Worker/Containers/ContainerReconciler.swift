@@ -87,22 +87,35 @@ actor ContainerReconciler {
         return Result(containerID: id, changes: changes)
     }
 
-    /// Creates the container; if another worker process on this host created it meanwhile (409), adopts it when it
-    /// matches.
+    /// Creates the container. A 409 means another worker process on this host created it meanwhile: re-inspect and
+    /// use it once it matches — starting it if its creator has not yet (a container created but not started differs
+    /// only in "not running"). A container that keeps differing in anything else is an error naming the difference.
     private static func createOrAdopt(spec: ContainerSpec, imageID: String, docker: DockerClient) async -> Swift.Result<String, Error> {
         do {
             return .success(try await docker.createContainer(name: spec.name, body: spec.createBody))
         } catch {
             guard error.status == 409 else { return .failure(error) }
+        }
+        var last: [String] = []
+        for _ in 0..<50 {
             do {
-                if let current = try await docker.inspectContainer(spec.name), spec.differences(inspect: current, imageID: imageID).isEmpty {
-                    return .success(current["Id"] as? String ?? spec.name)
+                if let current = try await docker.inspectContainer(spec.name), let id = current["Id"] as? String {
+                    last = spec.differences(inspect: current, imageID: imageID)
+                    if last.isEmpty { return .success(id) }
+                    if last.count == 1 && last[0].hasPrefix("not running") {
+                        try await docker.startContainer(id)
+                        continue
+                    }
                 }
             } catch {
-                return .failure(error)
+                // Gone again (its creator recreated it), or a start that raced another: look again.
             }
-            return .failure(error)
+            try? await Task.sleep(for: .milliseconds(100))
         }
+        return .failure(
+            WorkerError(
+                "another worker on this host created \(spec.name) with a different spec (\(last.joined(separator: "; "))): "
+                    + "workers sharing a Docker host must run the same agent configuration"))
     }
 
     /// Removes containers this host owns whose agent is no longer configured. Returns their names.

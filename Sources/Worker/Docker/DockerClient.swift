@@ -20,13 +20,19 @@ final class DockerClient: Sendable {
         return String(host.dropFirst("unix://".count))
     }
 
-    init(socketPath: String) {
+    /// - Parameter streams: how many exec output streams may be open at once (the worker's slots). Each holds one
+    ///   HTTP connection for a whole run, so the pool is sized for all of them plus room for control calls (inspect,
+    ///   create, the timeout kill), which must never queue behind streams.
+    init(socketPath: String, streams: Int = 2) {
         self.socketPath = socketPath
         var config = HTTPClient.Configuration()
         config.timeout = .init(connect: .seconds(5), read: nil)  // exec streams can be silent for minutes
-        config.connectionPool = .init(idleTimeout: .seconds(30))
+        config.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: Self.poolSize(streams: streams))
         self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
     }
+
+    /// Connections for `streams` open exec streams: each stream, its helper calls, and headroom.
+    static func poolSize(streams: Int) -> Int { 2 * max(1, streams) + 8 }
 
     func shutdown() async {
         try? await http.shutdown()
@@ -63,16 +69,32 @@ final class DockerClient: Sendable {
         return request
     }
 
-    /// One API call; the whole answer is read (up to 16 MiB).
+    /// One API call; the whole answer is read (up to 16 MiB) within `timeout`, head and body together.
+    /// AsyncHTTPClient's own timeout ends when the head arrives and the read timeout is off (exec streams are long
+    /// and quiet), so without this a dockerd that stalls after the head would hang the caller forever.
     func call(
         _ method: HTTPMethod, _ path: String, query: [(String, String)] = [], body: [String: Any]? = nil, timeout: Duration = .seconds(60)
     ) async throws(DockerError) -> Reply {
         let operation = "\(method) \(path)"
         do {
             let request = try makeRequest(method, path, query: query, body: body)
-            let response = try await http.execute(request, timeout: .seconds(Int64(timeout.seconds)))
-            let bytes = try await response.body.collect(upTo: 16 << 20)
-            return Reply(status: Int(response.status.code), body: Array(bytes.readableBytesView))
+            let http = self.http
+            return try await withThrowingTaskGroup(of: Reply?.self) { group in
+                group.addTask {
+                    let response = try await http.execute(request, timeout: .seconds(Int64(timeout.seconds)))
+                    let bytes = try await response.body.collect(upTo: 16 << 20)
+                    return Reply(status: Int(response.status.code), body: Array(bytes.readableBytesView))
+                }
+                group.addTask {
+                    try await Task.sleep(for: timeout)
+                    return nil
+                }
+                defer { group.cancelAll() }
+                guard let reply = try await group.next() ?? nil else {
+                    throw DockerError(status: 0, message: "no complete answer within \(timeout) (is dockerd stalled?)", operation: operation)
+                }
+                return reply
+            }
         } catch let error as DockerError {
             throw error
         } catch {
