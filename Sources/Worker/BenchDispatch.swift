@@ -35,7 +35,8 @@ extension WorkerCommand {
                     let container = try await reconciler.ensure(settings)
                     let cwd = try AgentEnvironment.sessionDirectory(settings, repository: "bench/repo", number: 1 + i % 5)
                     let outcome = try await runner.run(
-                        jobID: reserved.id, agent: settings, container: container.containerID, workingDir: cwd.container, prompt: "noop",
+                        fence: JobQueue.Fence(reserved, worker: "bench"), agent: settings, container: container.containerID,
+                        workingDir: cwd.container, prompt: "noop",
                         resume: nil, newSessionID: UUID().uuidString.lowercased(), control: RunControl())
                     _ = try await queue.finish(reserved, worker: "bench", outcome: .succeeded)
                     guard let first = outcome.firstOutputAt, outcome.succeeded else {

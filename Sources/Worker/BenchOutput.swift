@@ -39,7 +39,8 @@ extension WorkerCommand {
                     }
                     let t0 = ContinuousClock.now
                     let outcome = try await runner.run(
-                        jobID: reserved.id, agent: settings, container: container, workingDir: cwd.container, prompt: prompt, resume: nil,
+                        fence: JobQueue.Fence(reserved, worker: "bench"), agent: settings, container: container, workingDir: cwd.container,
+                        prompt: prompt, resume: nil,
                         newSessionID: UUID().uuidString.lowercased(), control: RunControl())
                     let seconds = (ContinuousClock.now - t0).seconds
                     _ = try await queue.finish(reserved, worker: "bench", outcome: .succeeded)

@@ -26,6 +26,11 @@ extension WorkerCommand {
             var agent = AgentSettings(name: "bench", image: "none", credentialsDir: root + "/config", workDir: root + "/work")
             agent.user = "\(getuid()):\(getgid())"
             try AgentEnvironment.sync(agent)
+            // Transcript writes are fenced by a running job: hold one for the whole benchmark.
+            _ = try await queue.enqueue([NewJob(agent: "bench", session: SessionKey(agent: "bench", repository: "bench/repo", number: 1), fields: [])]
+            )
+            guard let held = try await queue.reserveAny(worker: "bench", agents: ["bench"]) else { throw ValidationError("no bench job reserved") }
+            let fence = JobQueue.Fence(held, worker: "bench")
             print("transcript shipping, Redis \(client.configuration.endpointDescription), \(runs) runs each:")
             for size in [100 * 1024, 10 * 1024 * 1024] {
                 let line = "{\"type\":\"assistant\",\"message\":\"" + String(repeating: "x", count: 200) + "\"}\n"
@@ -38,7 +43,7 @@ extension WorkerCommand {
                     let path = TranscriptStore.localPath(agent, cwd: cwd, sessionID: sid)
                     try TranscriptStore.writeOwned(Array((text + "\(i)\n").utf8), agent: agent, cwd: cwd, sessionID: sid)
                     var t = ContinuousClock.now
-                    _ = try await store.save(session: "bench:bench/repo:\(i)", sessionID: sid, agent: agent, cwd: cwd, host: "a")
+                    _ = try await store.save(session: "bench:bench/repo:\(i)", sessionID: sid, agent: agent, cwd: cwd, host: "a", fence: fence)
                     saves.append((ContinuousClock.now - t).seconds * 1000)
                     try FileManager.default.removeItem(atPath: path)  // "another host": no local copy
                     t = ContinuousClock.now
@@ -52,6 +57,7 @@ extension WorkerCommand {
                 print(String(format: "  %-6@ save    p50 %7.2f ms  p99 %7.2f ms", label as NSString, pct(saves, 0.5), pct(saves, 0.99)))
                 print(String(format: "  %-6@ restore p50 %7.2f ms  p99 %7.2f ms", label as NSString, pct(restores, 0.5), pct(restores, 0.99)))
             }
+            try await client.deleteKeys(matching: "\(prefix):*")
         }
     }
 }

@@ -268,6 +268,65 @@ import Testing
         #expect(purgedRecord == nil && keptRecord != nil)
     }
 
+    /// After a job is recovered from a worker whose lease lapsed and runs elsewhere, every write the stale worker
+    /// still makes about it is refused in the same script that checks it.
+    @Test func aStaleWorkersWritesAreFenced() async throws {
+        let j = Self.job(number: 40)
+        _ = try await queue.enqueue([j])
+        let first = try #require(try await queue.reserveAny(worker: "stale", agents: ["dev"]))
+        let stale = JobQueue.Fence(first, worker: "stale")
+        #expect(try await queue.annotate(stale, [("host", "a")]))
+        try await queue.recoverExpired(forcing: "stale")
+        let second = try #require(try await queue.reserveAny(worker: "fresh", agents: ["dev"]))
+        let fresh = JobQueue.Fence(second, worker: "fresh")
+        #expect(second.attempt == 2)
+        try await queue.redis.send("HSET", keys.sessions, j.session.description, "11111111-1111-1111-1111-111111111111")
+        #expect(
+            try await queue.storeTranscript(j.session.description, fields: ["session_id", "new"], data: Array("new".utf8), ttl: 60, fence: fresh))
+
+        #expect(try await queue.annotate(stale, [("host", "b")]) == false)
+        #expect(try await queue.appendLog(stale, lines: ["stale line"]) == false)
+        #expect(try await queue.dropStaleSession(j.session.description, fence: stale) == false)
+        #expect(
+            try await queue.storeTranscript(j.session.description, fields: ["session_id", "old"], data: Array("old".utf8), ttl: 60, fence: stale)
+                == false)
+        #expect(try await queue.lostJobs(worker: "stale", held: [(j.id, 1)]) == [j.id])
+        #expect(try await queue.lostJobs(worker: "fresh", held: [(j.id, 2)]).isEmpty)
+
+        let record = try #require(try await queue.job(j.id))
+        #expect(record["host"] == "a" && record["worker"] == "fresh")
+        #expect(try await queue.redis.send("LLEN", keys.log(j.id)).int == 0)
+        #expect(try await queue.sessionID(for: j.session.description) == "11111111-1111-1111-1111-111111111111")
+        #expect(try await queue.redis.send("HGET", keys.transcript(j.session.description), "data").string == "new")
+        #expect(try await queue.appendLog(fresh, lines: ["fresh line"]))
+        #expect(try await queue.redis.send("LRANGE", keys.log(j.id), "0", "-1").strings == ["fresh line"])
+    }
+
+    /// Ids a live worker lists but does not run — the reply to its BLMOVE or claim was lost — are given back, and a
+    /// worker never deregisters with ids still listed.
+    @Test func strandedIdsOfALiveWorkerAreGivenBack() async throws {
+        let queuedOne = Self.job(number: 41)
+        let runningOne = Self.job(number: 42)
+        let listedAtStop = Self.job(number: 43)
+        _ = try await queue.enqueue([queuedOne, runningOne, listedAtStop])
+        // A BLMOVE whose reply never arrived: the id sits in processing:w, still queued.
+        try await queue.redis.send("LMOVE", keys.queue("dev"), keys.processing("w"), "RIGHT", "LEFT")
+        // A claim whose reply never arrived: running as w, attempt 1, but no slot runs it.
+        let claimed = try #require(try await queue.reserveAny(worker: "w", agents: ["dev"]))
+        #expect(claimed.id == runningOne.id)
+        let given = try await queue.releaseStranded(worker: "w", ids: [queuedOne.id, runningOne.id])
+        #expect(given.map(\.id) == [queuedOne.id, runningOne.id] && given.allSatisfy { $0.outcome == "requeued" })
+        #expect(try await queue.processing(worker: "w").isEmpty)
+        #expect(try await queue.job(runningOne.id)?["status"] == "queued")
+        // Graceful stop with an id still listed: it goes back before the worker disappears.
+        try await queue.heartbeat(worker: "w", info: [:])
+        try await queue.redis.send("LMOVE", keys.queue("dev"), keys.processing("w"), "RIGHT", "LEFT")
+        #expect(try await queue.processing(worker: "w").count == 1)
+        try await queue.deregister(worker: "w")
+        #expect(try await queue.processing(worker: "w").isEmpty)
+        #expect(try await queue.redis.send("LLEN", keys.queue("dev")).int == 3)
+    }
+
     @Test func releaseGivesTheJobBackWithoutCountingTheAttempt() async throws {
         let j = Self.job()
         _ = try await queue.enqueue([j])

@@ -27,6 +27,8 @@ public final class RedisServer: @unchecked Sendable {
     }
 
     public var url: String { "redis://127.0.0.1:\(port)" }
+    /// The server's pid (to freeze it with SIGSTOP: a Redis that hangs rather than refuses).
+    public var pid: pid_t? { process?.pid }
     public var configuration: RedisConfiguration {
         var c = try! RedisConfiguration(url: url)
         c.connectTimeout = .milliseconds(500)

@@ -181,8 +181,27 @@ public struct JobQueue: Sendable {
         if let error = replies.first(where: { if case .error = $0 { true } else { false } }), case .error(let m) = error { throw .server(m) }
     }
 
-    /// Removes the worker's lease and registration (graceful stop, after its jobs were finished or released).
+    /// The ids listed in a worker's processing list.
+    public func processing(worker: String) async throws(RedisError) -> [String] {
+        try await redis.send("LRANGE", keys.processing(worker), "0", "-1").strings ?? []
+    }
+
+    /// Gives back `ids` from `worker`'s processing list that it does not run (see `QueueScripts.releaseStranded`).
+    /// Returns (id, outcome) for each id that was still listed.
+    public func releaseStranded(worker: String, ids: [String], now: Date = Date()) async throws(RedisError) -> [(id: String, outcome: String)] {
+        if ids.isEmpty { return [] }
+        let reply = try await redis.evaluate(
+            QueueScripts.releaseStranded,
+            arguments: [keys.prefix, worker, Timestamp.iso(now), String(Int(settings.deadRetention.seconds)), String(settings.retry.maxAttempts)]
+                + ids)
+        let flat = reply.strings ?? []
+        return stride(from: 0, to: flat.count - 1, by: 2).map { (flat[$0], flat[$0 + 1]) }
+    }
+
+    /// Removes the worker's lease and registration (graceful stop). Anything still in its processing list is given
+    /// back first — with the default `<host>-<pid>` worker id nobody would ever recover it.
     public func deregister(worker: String) async throws(RedisError) {
+        _ = try await releaseStranded(worker: worker, ids: try await processing(worker: worker))
         _ = try await redis.pipeline([
             RedisCommand("DEL", keys.lease(worker), keys.worker(worker)),
             RedisCommand("ZREM", keys.workers, worker),
@@ -316,24 +335,63 @@ public struct JobQueue: Sendable {
         return replies[0].int == 1
     }
 
-    /// Appends lines to a job's capped log.
-    public func appendLog(_ id: String, lines: [String]) async throws(RedisError) {
-        if lines.isEmpty { return }
-        let key = keys.log(id)
-        _ = try await redis.pipeline([
-            RedisCommand(["RPUSH", key] + lines),
-            RedisCommand("LTRIM", key, String(-settings.logMaxLines), "-1"),
-            RedisCommand(
-                "EXPIRE", key, String(max(1, Int(settings.deadRetention.seconds > 0 ? settings.deadRetention.seconds : settings.retention.seconds)))),
-        ])
+    /// Who may write about a running job: the worker that holds it, for the attempt it runs. Every write a run makes
+    /// about its job or session is checked against this in the same script, so a worker that lost its lease (the job
+    /// recovered and re-run elsewhere) cannot overwrite the new owner's log, fields, transcript or session.
+    public struct Fence: Sendable, Equatable {
+        public let jobID: String
+        public let worker: String
+        public let attempt: Int
+        public init(jobID: String, worker: String, attempt: Int) {
+            self.jobID = jobID
+            self.worker = worker
+            self.attempt = attempt
+        }
+        public init(_ job: ReservedJob, worker: String) { self.init(jobID: job.id, worker: worker, attempt: job.attempt) }
+        var arguments: [String] { [worker, jobID, String(attempt)] }
     }
 
-    /// Sets fields on a job record (progress notes, warnings).
-    public func annotate(_ id: String, _ fields: [(String, String)]) async throws(RedisError) {
-        if fields.isEmpty { return }
-        var command = RedisCommand("HSET", keys.job(id))
-        for (k, v) in fields { command.append(contentsOf: [k, v]) }
-        try await redis.send(command)
+    /// Appends lines to a job's capped log, if `fence` still holds. Returns false when it does not (nothing written).
+    @discardableResult
+    public func appendLog(_ fence: Fence, lines: [String]) async throws(RedisError) -> Bool {
+        if lines.isEmpty { return true }
+        let ttl = String(max(1, Int(settings.deadRetention.seconds > 0 ? settings.deadRetention.seconds : settings.retention.seconds)))
+        let reply = try await redis.evaluate(
+            QueueScripts.appendLog, arguments: [keys.prefix] + fence.arguments + [String(settings.logMaxLines), ttl] + lines)
+        return reply.int == 1
+    }
+
+    /// Sets fields on a running job's record (progress notes, warnings), if `fence` still holds.
+    @discardableResult
+    public func annotate(_ fence: Fence, _ fields: [(String, String)]) async throws(RedisError) -> Bool {
+        if fields.isEmpty { return true }
+        let reply = try await redis.evaluate(QueueScripts.annotate, arguments: [keys.prefix] + fence.arguments + fields.flatMap { [$0.0, $0.1] })
+        return reply.int == 1
+    }
+
+    /// Drops a session id the agent CLI did not know, if `fence` still holds (a stale worker must not delete the id
+    /// the job's new owner just stored).
+    @discardableResult
+    public func dropStaleSession(_ session: String, fence: Fence) async throws(RedisError) -> Bool {
+        try await redis.evaluate(QueueScripts.dropStaleSession, arguments: [keys.prefix] + fence.arguments + [session]).int == 1
+    }
+
+    /// Replaces the shipped transcript of `session` with `fields`, expiring after `ttl` seconds, if `fence` still holds.
+    @discardableResult
+    /// `fields` are field/value pairs; `data`, when given, is stored as the binary-safe value of the field `data`.
+    public func storeTranscript(_ session: String, fields: [String], data: [UInt8]?, ttl: Int, fence: Fence) async throws(RedisError) -> Bool {
+        let reply = try await redis.evaluate(
+            QueueScripts.storeTranscript,
+            arguments: [keys.prefix] + fence.arguments + [session, String(ttl)] + fields + (data == nil ? [] : ["data"]),
+            binaryArguments: data.map { [$0] } ?? [])
+        return reply.int == 1
+    }
+
+    /// Which of `held` (job, attempt) no longer name `worker` as running them: their runs must stop.
+    public func lostJobs(worker: String, held: [(id: String, attempt: Int)]) async throws(RedisError) -> [String] {
+        if held.isEmpty { return [] }
+        let reply = try await redis.evaluate(QueueScripts.lostJobs, arguments: [keys.prefix, worker] + held.flatMap { [$0.id, String($0.attempt)] })
+        return reply.strings ?? []
     }
 
     /// The whole record of a job, or nil if there is none.

@@ -353,4 +353,111 @@ enum QueueScripts {
             end
             return n
             """)
+
+    /// The check every write a run makes about its job or session starts with: the job still names this worker and
+    /// this attempt, and runs. A worker that lost its lease (its job recovered and re-run elsewhere) writes nothing.
+    static let fence = """
+        local function holds(id, worker, attempt)
+          local st, w, a = unpack(redis.call('HMGET', p .. ':job:' .. id, 'status', 'worker', 'attempts'))
+          return st == 'running' and w == worker and a == attempt
+        end
+        """
+
+    /// A script whose `body` runs only while ARGV[2..4] (worker, id, attempt) still hold the job; else it answers 0.
+    static func fenced(_ name: String, _ body: String) -> RedisScript {
+        RedisScript(name: name, source: "local p = ARGV[1]\n" + fence + "\nif not holds(ARGV[3], ARGV[2], ARGV[4]) then return 0 end\n" + body)
+    }
+
+    /// Fenced HSET of job fields. ARGV: prefix, worker, id, attempt, field, value… → 1 | 0 (not held)
+    static let annotate = fenced(
+        "annotate",
+        """
+        if #ARGV >= 6 then redis.call('HSET', p .. ':job:' .. ARGV[3], unpack(ARGV, 5, #ARGV)) end
+        return 1
+        """)
+
+    /// Fenced append to a job's log, capped to the last `maxLines`. ARGV: prefix, worker, id, attempt, maxLines,
+    /// ttlSec, line… → 1 | 0 (not held)
+    static let appendLog = fenced(
+        "append-log",
+        """
+        local key = p .. ':log:' .. ARGV[3]
+        if #ARGV >= 7 then redis.call('RPUSH', key, unpack(ARGV, 7, #ARGV)) end
+        redis.call('LTRIM', key, -tonumber(ARGV[5]), -1)
+        redis.call('EXPIRE', key, ARGV[6])
+        return 1
+        """)
+
+    /// Fenced drop of a stale session id (the CLI did not know it). ARGV: prefix, worker, id, attempt, session → 1 | 0
+    static let dropStaleSession = fenced(
+        "drop-stale-session",
+        """
+        redis.call('HDEL', p .. ':sessions', ARGV[5])
+        redis.call('ZREM', p .. ':sessions:used', ARGV[5])
+        redis.call('DEL', p .. ':transcript:' .. ARGV[5])
+        return 1
+        """)
+
+    /// Fenced replace of a session's shipped transcript (a hash). ARGV: prefix, worker, id, attempt, session, ttlSec,
+    /// field, value… → 1 | 0 (not held)
+    static let storeTranscript = fenced(
+        "store-transcript",
+        """
+        local key = p .. ':transcript:' .. ARGV[5]
+        redis.call('DEL', key)
+        redis.call('HSET', key, unpack(ARGV, 7, #ARGV))
+        redis.call('EXPIRE', key, ARGV[6])
+        return 1
+        """)
+
+    /// Which of the given jobs no longer name this worker and attempt as running. ARGV: prefix, worker, (id, attempt)…
+    /// → ids lost
+    static let lostJobs = RedisScript(
+        name: "lost-jobs",
+        source: "local p = ARGV[1]\n" + fence + "\n" + """
+            local out = {}
+            for i = 3, #ARGV, 2 do
+              if not holds(ARGV[i], ARGV[2], ARGV[i + 1]) then out[#out + 1] = ARGV[i] end
+            end
+            return out
+            """)
+
+    /// Gives back ids listed in a live worker's processing list that it does not run (a reply lost after Redis ran a
+    /// BLMOVE/claim, a finish that gave up). A job still marked running by this worker is re-queued with the attempt
+    /// counted (dead when none are left); a queued one goes back on its queue; anything else is just unlisted.
+    /// ARGV: prefix, worker, nowIso, deadTtl, defaultMax, id… → flat list of {id, outcome}
+    static let releaseStranded = RedisScript(
+        name: "release-stranded",
+        source: helpers + "\n" + """
+            local worker, nowIso, deadTtl, defaultMax = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+            local proc = p .. ':processing:' .. worker
+            local out = {}
+            for i = 6, #ARGV do
+              local id = ARGV[i]
+              if redis.call('LREM', proc, 0, id) > 0 then
+                local jk = jobkey(id)
+                local st, owner, a, m, agent, session =
+                  unpack(redis.call('HMGET', jk, 'status', 'worker', 'attempts', 'max_attempts', 'agent', 'session'))
+                local outcome = 'unlisted'
+                if st == 'running' and owner == worker then
+                  local attempts, max = tonumber(a) or 0, tonumber(m) or defaultMax
+                  local why = 'worker ' .. worker .. ' lost track of attempt ' .. attempts
+                  if attempts >= max then
+                    bury(id, session, why .. '; no attempts left', nowIso, deadTtl)
+                    outcome = 'dead'
+                  else
+                    redis.call('HSET', jk, 'status', 'queued', 'error', why, 'recovered_at', nowIso)
+                    redis.call('RPUSH', p .. ':queue:' .. agent, id)
+                    outcome = 'requeued'
+                  end
+                elseif st == 'queued' and agent then
+                  redis.call('RPUSH', p .. ':queue:' .. agent, id)
+                  outcome = 'requeued'
+                end
+                out[#out + 1] = id
+                out[#out + 1] = outcome
+              end
+            end
+            return out
+            """)
 }

@@ -95,11 +95,15 @@ public final class RedisClient: Sendable {
 
     /// Runs a Lua script by EVALSHA, loading it with SCRIPT LOAD first if Redis answers NOSCRIPT (after a restart
     /// or SCRIPT FLUSH). An error reply (including one raised by the script) is thrown as `RedisError.server`.
+    /// `binaryArguments` follow `arguments` as raw bytes (binary-safe, e.g. file contents).
     @discardableResult
-    public func evaluate(_ script: RedisScript, keys: [String] = [], arguments: [String] = []) async throws(RedisError) -> RedisReply {
+    public func evaluate(
+        _ script: RedisScript, keys: [String] = [], arguments: [String] = [], binaryArguments: [[UInt8]] = []
+    ) async throws(RedisError) -> RedisReply {
         var command = RedisCommand("EVALSHA", script.sha1, String(keys.count))
         command.append(contentsOf: keys)
         command.append(contentsOf: arguments)
+        for bytes in binaryArguments { command.append(bytes: bytes) }
         var reply = try await single(command)
         if case .error(let message) = reply, message.hasPrefix("NOSCRIPT") {
             let retry = command

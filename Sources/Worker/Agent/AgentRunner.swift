@@ -44,6 +44,7 @@ struct AgentRunner: Sendable {
 
         var errorSummary: String {
             if timedOut { return "timed out after \(duration.seconds.rounded())s; agent processes killed (\(killedProcesses))" }
+            if aborted == .lost { return "stopped: this worker lost the job (lease lapsed; recovered elsewhere)" }
             if aborted != nil { return "stopped by worker shutdown" }
             if let containmentFailed { return "the run could not be contained, so the agent was not started: \(containmentFailed)" }
             if let first = parsed.errors.first { return first }
@@ -102,10 +103,12 @@ struct AgentRunner: Sendable {
         return RunCgroup.probe(hierarchy: cgroups, containerID: id, containerPID: pid).map { (cgroups, $0) }
     }
 
+    /// Runs the agent once for the job `fence` names; the job's log is written only while the fence holds.
     func run(
-        jobID: String, agent: AgentSettings, container: String, workingDir: String, prompt: String, resume: String?, newSessionID: String,
-        control: RunControl
+        fence: JobQueue.Fence, agent: AgentSettings, container: String, workingDir: String, prompt: String, resume: String?,
+        newSessionID: String, control: RunControl
     ) async throws -> Outcome {
+        let jobID = fence.jobID
         let marker = RunCgroup.marker(jobID: jobID)
         var outcome = Outcome()
         let base = Self.command(template: agent.command, prompt: prompt, resume: resume, newSessionID: newSessionID)
@@ -124,7 +127,7 @@ struct AgentRunner: Sendable {
         let exec = try await docker.createExec(
             container: container, command: command, user: agent.user, workingDir: workingDir,
             env: ["FORGE_HOOKS_RUN=\(marker)", "CLAUDE_CONFIG_DIR=\(agent.configDir)"])
-        let sink = OutputSink(queue: queue, jobID: jobID)
+        let sink = OutputSink(queue: queue, fence: fence)
         let adopted = AdoptedCgroup()
         let started = ContinuousClock.now
         enum Ending: Sendable { case finished, streamFailed(String), timedOut, aborted(RunControl.Reason), containmentFailed(String) }
@@ -285,7 +288,7 @@ actor OutputSink {
     static let lineOverheadBytes = 64
 
     let queue: JobQueue
-    let jobID: String
+    let fence: JobQueue.Fence
     private let maxBytes: Int
     private var parser = StreamJSONParser()
     private var stderrTail: [String] = []
@@ -297,9 +300,9 @@ actor OutputSink {
     private(set) var droppedLines = 0
     private(set) var droppedBytes = 0
 
-    init(queue: JobQueue, jobID: String) {
+    init(queue: JobQueue, fence: JobQueue.Fence) {
         self.queue = queue
-        self.jobID = jobID
+        self.fence = fence
         self.maxBytes = queue.settings.logMaxBytes
     }
 
@@ -351,7 +354,7 @@ actor OutputSink {
         pending = []
         pendingBytes = 0
         lastFlush = .now
-        try? await queue.appendLog(jobID, lines: batch)
+        try? await queue.appendLog(fence, lines: batch)
     }
 
     func finish() async -> (StreamJSONParser, [String], ContinuousClock.Instant?) {

@@ -1,8 +1,9 @@
 import Foundation
 
-/// Lets someone outside a run ask it to stop (worker shutdown past its grace period).
+/// Lets someone outside a run ask it to stop: worker shutdown past its grace period, or the job lost (this worker's
+/// lease lapsed and the job was recovered, so another run may already have it).
 final class RunControl: @unchecked Sendable {
-    enum Reason: Sendable, Equatable { case shutdown }
+    enum Reason: Sendable, Equatable { case shutdown, lost }
 
     private let lock = NSLock()
     private var reason: Reason?

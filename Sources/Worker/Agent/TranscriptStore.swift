@@ -47,17 +47,19 @@ struct TranscriptStore: Sendable {
         case noTranscript
         case overCap(bytes: Int)
         case disabled
+        /// This worker no longer holds the job: nothing was written.
+        case notHeld
     }
 
     /// Stores the session's transcript after a run.
     /// - Throws: `AgentPathError` when the transcript or its folder is a link, FIFO or other non-regular file (nothing
     ///   is read or shipped then), or a Redis error.
-    func save(session: String, sessionID: String, agent: AgentSettings, cwd: String, host: String) async throws -> SaveResult {
+    func save(session: String, sessionID: String, agent: AgentSettings, cwd: String, host: String, fence: JobQueue.Fence) async throws -> SaveResult {
         let cap = queue.settings.transcriptMaxBytes
         if cap == 0 { return .disabled }
         let local = try await Offload.run { try Self.readLocal(agent, cwd: cwd, sessionID: sessionID, maxBytes: cap) }
         let key = queue.keys.transcript(session)
-        let ttl = String(max(60, Int(queue.settings.sessionIdle.seconds > 0 ? queue.settings.sessionIdle.seconds : 30 * 86400)))
+        let ttl = max(60, Int(queue.settings.sessionIdle.seconds > 0 ? queue.settings.sessionIdle.seconds : 30 * 86400))
         func meta(_ bytes: Int) -> [String] {
             [
                 "session_id", sessionID, "cwd", cwd, "project", Self.projectFolder(forCwd: cwd), "bytes", String(bytes), "host", host,
@@ -68,23 +70,19 @@ struct TranscriptStore: Sendable {
         switch local {
         case .missing: return .noTranscript
         case .tooLarge(let bytes):
-            _ = try await queue.redis.transaction([
-                RedisCommand("DEL", key),
-                RedisCommand(["HSET", key] + meta(bytes) + ["skipped", "transcript is \(bytes) bytes, over queue.transcript_max_bytes (\(cap))"]),
-                RedisCommand("EXPIRE", key, ttl),
-            ])
+            let skipped = ["skipped", "transcript is \(bytes) bytes, over queue.transcript_max_bytes (\(cap))"]
+            guard try await queue.storeTranscript(session, fields: meta(bytes) + skipped, data: nil, ttl: ttl, fence: fence) else { return .notHeld }
             return .overCap(bytes: bytes)
         case .contents(let bytes): data = bytes
         }
         let sha = Self.sha256(data)
         if try await queue.redis.send("HGET", key, "sha256").string == sha {
-            try await queue.redis.send("EXPIRE", key, ttl)
+            try await queue.redis.send("EXPIRE", key, String(ttl))
             return .unchanged
         }
-        var hset = RedisCommand(["HSET", key] + meta(data.count) + ["sha256", sha])
-        hset.append("data")
-        hset.append(bytes: data)
-        _ = try await queue.redis.transaction([RedisCommand("DEL", key), hset, RedisCommand("EXPIRE", key, ttl)])
+        guard try await queue.storeTranscript(session, fields: meta(data.count) + ["sha256", sha], data: data, ttl: ttl, fence: fence) else {
+            return .notHeld
+        }
         return .saved(bytes: data.count)
     }
 

@@ -21,6 +21,7 @@ struct JobExecutor: Sendable {
         log[metadataKey: "attempt"] = "\(job.attempt)"
         log.info("job started")
         let started = ContinuousClock.now
+        let fence = JobQueue.Fence(job, worker: workerID)
 
         guard let agent = agents[job.agent] else {
             await finish(job, .failed(error: "agent '\(job.agent)' is not configured on worker \(workerID)", retryable: true), log: log)
@@ -40,7 +41,7 @@ struct JobExecutor: Sendable {
             if let stored = resume, !AgentSessionID.isValid(stored) {
                 // Written by hand or by an older worker: never let it reach a file name or a CLI argument.
                 warnings.append("stored session id '\(StreamJSONParser.bounded(stored, 80))' is not a UUID; dropped it and started a fresh session")
-                try await queue.dropSession(job.session)
+                try await queue.dropStaleSession(job.session, fence: fence)
                 resume = nil
             }
             let transcripts = TranscriptStore(queue: queue)
@@ -53,13 +54,13 @@ struct JobExecutor: Sendable {
                 }
             }
             try await queue.annotate(
-                job.id,
+                fence,
                 [("host", hostID), ("container", String(container.containerID.prefix(12))), ("cwd", cwd.container)]
                     + (container.changes.isEmpty ? [] : [("container_changes", container.changes.joined(separator: "; "))])
                     + (resume.map { [("resumed_from", $0)] } ?? []))
             var newSession = UUID().uuidString.lowercased()
             var outcome = try await runner.run(
-                jobID: job.id, agent: agent, container: container.containerID, workingDir: cwd.container, prompt: job["prompt"] ?? "",
+                fence: fence, agent: agent, container: container.containerID, workingDir: cwd.container, prompt: job["prompt"] ?? "",
                 resume: resume, newSessionID: newSession, control: control)
             // Not after a timeout: an agent that prints the not-found line could otherwise buy itself a second full run.
             if let stale = resume, outcome.resumeNotFound, outcome.aborted == nil, !outcome.timedOut {
@@ -67,12 +68,16 @@ struct JobExecutor: Sendable {
                     "session \(stale) was not found by the agent CLI (transcript missing under projects/ for \(cwd.container)); started a fresh session"
                 log.warning("\(warning)")
                 warnings.append(warning)
-                try await queue.dropSession(job.session)
+                try await queue.dropStaleSession(job.session, fence: fence)
                 resume = nil
                 newSession = UUID().uuidString.lowercased()
                 outcome = try await runner.run(
-                    jobID: job.id, agent: agent, container: container.containerID, workingDir: cwd.container, prompt: job["prompt"] ?? "",
+                    fence: fence, agent: agent, container: container.containerID, workingDir: cwd.container, prompt: job["prompt"] ?? "",
                     resume: nil, newSessionID: newSession, control: control)
+            }
+            if outcome.aborted == .lost {
+                log.warning("this worker lost the job (its lease lapsed and the job was recovered): agent stopped, nothing recorded")
+                return
             }
             if outcome.aborted != nil {
                 let released =
@@ -106,7 +111,8 @@ struct JobExecutor: Sendable {
             let sessionID = outcome.parsed.sessionID ?? (outcome.parsed.sawResult ? (resume ?? newSession) : nil)
             if let sessionID {
                 do {
-                    let saved = try await transcripts.save(session: job.session, sessionID: sessionID, agent: agent, cwd: cwd.container, host: hostID)
+                    let saved = try await transcripts.save(
+                        session: job.session, sessionID: sessionID, agent: agent, cwd: cwd.container, host: hostID, fence: fence)
                     if case .overCap(let bytes) = saved {
                         warnings.append("transcript is \(bytes) bytes, over queue.transcript_max_bytes: not shipped, so only this host can resume it")
                     }

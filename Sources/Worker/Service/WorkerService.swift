@@ -123,27 +123,37 @@ final class WorkerService: Service {
             }
             await limiter.release(claimed.filter { $0 != job.agent })
             let control = RunControl()
-            state.register(job.id, control)
+            state.register(job.id, attempt: job.attempt, control)
             await executor.execute(job, control: control)
             state.unregister(job.id)
             await limiter.release([job.agent])
         }
     }
 
+    /// Maintenance: promote due retries, recover dead workers' jobs, sweep. Its calls can be slow; the heartbeat has
+    /// its own loop so they never delay the lease.
     private func backgroundLoop(info: [String: String]) async {
+        let heartbeat = Task { await self.heartbeatLoop(info: info) }
         let settings = queue.settings
-        var lastHeartbeat = ContinuousClock.now
         var lastRecovery = ContinuousClock.now - settings.recoveryInterval
+        var unheldLastTime: Set<String> = []
         while !Task.isCancelled {
             let now = ContinuousClock.now
             do {
-                if now - lastHeartbeat >= settings.heartbeatInterval {
-                    try await queue.heartbeat(worker: options.workerID, info: info)
-                    lastHeartbeat = now
-                }
                 try await queue.promoteDue()
                 if now - lastRecovery >= settings.recoveryInterval {
                     lastRecovery = now
+                    // Ids listed as ours that no slot runs, twice in a row (a reserve in flight is gone by the next
+                    // look): a reply was lost after Redis ran the move, or a finish gave up. Give them back.
+                    let held = Set(state.held.map(\.id))
+                    let unheld = Set(try await queue.processing(worker: options.workerID)).subtracting(held)
+                    let stranded = unheld.intersection(unheldLastTime)
+                    unheldLastTime = unheld.subtracting(stranded)
+                    for (id, outcome) in try await queue.releaseStranded(worker: options.workerID, ids: Array(stranded).filter { !held.contains($0) })
+                    {
+                        logger.warning(
+                            "gave back a job listed as this worker's that no slot runs", metadata: ["job.id": "\(id)", "outcome": "\(outcome)"])
+                    }
                     for r in try await queue.recoverExpired() {
                         logger.notice(
                             "recovered a job from a dead worker",
@@ -157,6 +167,37 @@ final class WorkerService: Service {
             }
             try? await Task.sleep(for: settings.promoteInterval)
         }
+        heartbeat.cancel()
+        _ = await heartbeat.value
+    }
+
+    /// Renews the lease every `heartbeatInterval`, then checks that every job this worker runs still names it and its
+    /// attempt. One that does not was recovered after the lease lapsed (a Redis outage longer than the lease, a
+    /// stalled process) and may already run elsewhere: its agent is stopped at once and nothing of it is recorded.
+    private func heartbeatLoop(info: [String: String]) async {
+        let settings = queue.settings
+        var renewed = ContinuousClock.now
+        while !Task.isCancelled {
+            do {
+                try await queue.heartbeat(worker: options.workerID, info: info)
+                renewed = .now
+                for id in try await queue.lostJobs(worker: options.workerID, held: state.held) where state.abort(id, reason: .lost) {
+                    logger.warning("lost a running job (lease lapsed, job recovered): stopping its agent", metadata: ["job.id": "\(id)"])
+                }
+            } catch {
+                logger.error("heartbeat failed: \(error)")
+                // Unrenewed for a whole lease: any other worker may now recover these jobs and run them again. Stop
+                // ours first rather than find out once Redis answers again.
+                if ContinuousClock.now - renewed >= settings.leaseDuration {
+                    for (id, _) in state.held where state.abort(id, reason: .lost) {
+                        logger.warning(
+                            "lease not renewed for \(settings.leaseDuration): stopping the agent of a job another worker may recover",
+                            metadata: ["job.id": "\(id)"])
+                    }
+                }
+            }
+            try? await Task.sleep(for: settings.heartbeatInterval)
+        }
     }
 }
 
@@ -164,7 +205,7 @@ final class WorkerService: Service {
 final class ShutdownState: @unchecked Sendable {
     private let lock = NSLock()
     private var stopping = false
-    private var running: [String: RunControl] = [:]
+    private var running: [String: (attempt: Int, control: RunControl)] = [:]
 
     var isStopping: Bool {
         lock.lock()
@@ -181,9 +222,9 @@ final class ShutdownState: @unchecked Sendable {
         return true
     }
 
-    func register(_ id: String, _ control: RunControl) {
+    func register(_ id: String, attempt: Int, _ control: RunControl) {
         lock.lock()
-        running[id] = control
+        running[id] = (attempt, control)
         let abortNow = stopping && abortedAll
         lock.unlock()
         if abortNow { control.abort(.shutdown) }
@@ -201,9 +242,26 @@ final class ShutdownState: @unchecked Sendable {
     func abortAll() -> Int {
         lock.lock()
         abortedAll = true
-        let controls = Array(running.values)
+        let controls = running.values.map(\.control)
         lock.unlock()
         for c in controls { c.abort(.shutdown) }
         return controls.count
+    }
+
+    /// The jobs running now, with their attempts.
+    var held: [(id: String, attempt: Int)] {
+        lock.lock()
+        defer { lock.unlock() }
+        return running.map { ($0.key, $0.value.attempt) }
+    }
+
+    /// Stops the run of `id` (it was lost); returns whether it was running.
+    @discardableResult
+    func abort(_ id: String, reason: RunControl.Reason) -> Bool {
+        lock.lock()
+        let control = running[id]?.control
+        lock.unlock()
+        control?.abort(reason)
+        return control != nil
     }
 }

@@ -1,0 +1,77 @@
+import Foundation
+import Shared
+import TestSupport
+import Testing
+
+@testable import Worker
+
+/// Faults around a running job, with the real Worker binary, Docker and Redis.
+@Suite(.serialized) struct FaultTests {
+    /// What runs in the agent's container, or nothing while there is no container yet.
+    static func processes(_ env: WorkerEnvironment) async throws -> [String] {
+        guard try await env.containerID() != nil else { return [] }
+        return try await HostileAgentTests.processes(env)
+    }
+
+    /// A worker frozen past its lease (as in a long stall) comes back to find its job recovered and taken by another
+    /// worker: it must stop its agent at once and record nothing, so one job never has two live runs.
+    @Test func aWorkerThatLostItsLeaseStopsItsRunAndWritesNothing() async throws {
+        try await WorkerEnvironment.with { env in
+            let id = try await env.enqueue("long turn STUB_SLEEP=30", number: 81)
+            let worker = try WorkerProcessTests.startWorker(env, id: "frozen", concurrency: 1)
+            defer { worker.terminate() }
+            try await WorkerProcessTests.waitFor("the job to run") { try await env.queue.job(id)?["status"] == "running" }
+            try await WorkerProcessTests.waitFor("the agent to start") {
+                try await Self.processes(env).contains { $0.contains("STUB_SLEEP=30") }
+            }
+            kill(worker.pid, SIGSTOP)
+            try await Task.sleep(for: .seconds(3))  // the lease is 2 s
+            let recovered = try await env.queue.recoverExpired()
+            #expect(recovered.map(\.jobID) == [id])
+            let taken = try #require(try await env.queue.reserveAny(worker: "other", agents: ["dev"]))
+            #expect(taken.id == id && taken.attempt == 2)
+            kill(worker.pid, SIGCONT)
+
+            try await WorkerProcessTests.waitFor("the stale run's agent to be stopped", timeout: .seconds(15)) {
+                !(try await Self.processes(env).contains { $0.contains("STUB_SLEEP=30") })
+            }
+            try await Task.sleep(for: .seconds(1))
+            let record = try #require(try await env.queue.job(id))
+            #expect(record["status"] == "running" && record["worker"] == "other" && record["attempts"] == "2", "\(record)")
+            #expect(record["finished_at"] == nil && record["exit_code"] == nil, "the stale worker wrote its result: \(record)")
+            let log = (try? String(contentsOfFile: env.root.appendingPathComponent("worker-frozen.log").path, encoding: .utf8)) ?? ""
+            #expect(log.contains("lost a running job"), "\(log.suffix(2000))")
+        }
+    }
+
+    /// Redis hangs (not refuses) for longer than the lease: the worker cannot renew it, so it stops its run itself —
+    /// before anyone could recover the job and run it twice — and once Redis answers the job is given back and runs
+    /// to success on a new attempt.
+    @Test func aWorkerCutOffFromRedisStopsItsRunBeforeTheLeaseCanBeTaken() async throws {
+        try await WorkerEnvironment.with { env in
+            let id = try await env.enqueue("turn STUB_SLEEP=6", number: 82)
+            let worker = try WorkerProcessTests.startWorker(env, id: "cut-off", concurrency: 1)
+            defer { worker.terminate() }
+            try await WorkerProcessTests.waitFor("the agent to start") {
+                try await Self.processes(env).contains { $0.contains("STUB_SLEEP=6") }
+            }
+            let redisPID = try #require(env.redis.pid)
+            kill(redisPID, SIGSTOP)
+            var stoppedWhileCutOff = false
+            do {
+                try await WorkerProcessTests.waitFor("the run to be stopped while Redis hangs", timeout: .seconds(20)) {
+                    !(try await Self.processes(env).contains { $0.contains("STUB_SLEEP=6") })
+                }
+                stoppedWhileCutOff = true
+            } catch {}
+            kill(redisPID, SIGCONT)
+            #expect(stoppedWhileCutOff, "the agent kept running with its lease unrenewable")
+            try await WorkerProcessTests.waitFor("the job to succeed on a new attempt", timeout: .seconds(60)) {
+                try await env.queue.job(id)?["status"] == "succeeded"
+            }
+            #expect(try await env.queue.job(id)?["attempts"] == "2")
+            let log = (try? String(contentsOfFile: env.root.appendingPathComponent("worker-cut-off.log").path, encoding: .utf8)) ?? ""
+            #expect(log.contains("lease not renewed"), "\(log.suffix(2000))")
+        }
+    }
+}
