@@ -202,7 +202,7 @@ import Testing
         }
     }
 
-    /// The real Worker binary's resident memory while an agent prints one 256 MiB line and then 128 MiB of lines:
+    /// The real Worker binary's resident memory while an agent prints one 128 MiB line and then 64 MiB of lines:
     /// it stays within ~30 MB of what the worker holds idle.
     @Test func theWorkerBinaryStaysSmallWhileAnAgentFloodsIt() async throws {
         // A generous timeout: on a loaded 2-core machine 384 MiB through Docker can take far longer than usual.
@@ -213,7 +213,7 @@ import Testing
             try await WorkerProcessTests.waitFor("the warm-up job") { try await env.queue.job(warm)?["status"] == "succeeded" }
             let idle = Self.residentBytes(worker.pid)
             let peak = PeakSampler(pid: worker.pid)
-            let flood = try await env.enqueue("spam STUB_LONG_LINE=256 STUB_FLOOD=128", number: 62)
+            let flood = try await env.enqueue("spam STUB_LONG_LINE=128 STUB_FLOOD=64", number: 62)
             try await WorkerProcessTests.waitFor("the flood job", timeout: .seconds(180)) {
                 ["succeeded", "failed", "dead"].contains(try await env.queue.job(flood)?["status"] ?? "")
             }

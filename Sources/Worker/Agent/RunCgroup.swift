@@ -86,7 +86,10 @@ struct RunCgroup: Sendable {
     /// Whether `pid` runs exactly the wrapper (waiting to be adopted): it only reads its cgroup and stops itself, and
     /// it can run the agent only inside a run cgroup, which nobody but the worker can make.
     static func isWaitingWrapper(_ pid: Int32, marker expected: String? = nil) -> Bool {
-        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+        // An agent process chooses its own arguments: read no more than a wrapper's command line could need.
+        guard let handle = FileHandle(forReadingAtPath: "/proc/\(pid)/cmdline") else { return false }
+        defer { try? handle.close() }
+        guard let data = try? handle.read(upToCount: 16 << 10) else { return false }
         let args = data.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
         guard args.count >= 4, args[0] == "/bin/sh", args[1] == "-c", args[3] == wrapperName,
             let start = args[2].range(of: "*'/\(namePrefix)"), let end = args[2].range(of: "') ok=1;;")
