@@ -303,6 +303,20 @@ import Testing
         #expect(try await queue.redis.send("LRANGE", keys.log(j.id), "0", "-1").strings == ["fresh line"])
     }
 
+    /// The heartbeat's check: a job this attempt just finished is not "lost"; one recovered (re-queued with the same
+    /// worker and attempt fields still on it) or gone is.
+    @Test func lostJobsTellsRecoveredFromJustFinished() async throws {
+        let done = Self.job(number: 44)
+        let recovered = Self.job(number: 45)
+        _ = try await queue.enqueue([done, recovered])
+        let r1 = try #require(try await queue.reserveAny(worker: "w", agents: ["dev"]))
+        let r2 = try #require(try await queue.reserveAny(worker: "w", agents: ["dev"]))
+        _ = try await queue.finish(r1, worker: "w", outcome: .succeeded)
+        try await queue.recoverExpired(forcing: "w")
+        let lost = try await queue.lostJobs(worker: "w", held: [(r1.id, r1.attempt), (r2.id, r2.attempt), ("gone", 1)])
+        #expect(lost == [r2.id, "gone"])
+    }
+
     /// Ids a live worker lists but does not run — the reply to its BLMOVE or claim was lost — are given back, and a
     /// worker never deregisters with ids still listed.
     @Test func strandedIdsOfALiveWorkerAreGivenBack() async throws {

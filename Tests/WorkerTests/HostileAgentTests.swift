@@ -175,6 +175,20 @@ import Testing
         }
     }
 
+    /// Where no cgroup hierarchy is reachable the worker falls back to the environment-marker kill, says so on the job,
+    /// and still kills what a run left behind that kept its environment.
+    @Test func withoutCgroupsTheMarkerKillRunsAfterEveryRunAndTheJobSaysSo() async throws {
+        try await WorkerEnvironment.with { env in
+            // A plain background child keeps the run's environment; the marker kill finds it.
+            try await env.enqueue("leave a child STUB_BACKGROUND", number: 91)
+            let job = try await env.runNext(env.executor(contained: false))
+            #expect(job["status"] == "succeeded", "\(job)")
+            #expect(job["warning"]?.contains("was not put in its own cgroup") == true, "\(job)")
+            #expect(job["leftovers_killed"] == "1", "\(job)")
+            #expect(!(try await Self.processes(env).contains { $0.contains("sleep 3599") }), "the leftover survived")
+        }
+    }
+
     /// What runs in the agent's container now. (Looked up each time: a parallel test that rebuilds the stub image makes
     /// the next job recreate the container.)
     static func processes(_ env: WorkerEnvironment) async throws -> [String] {

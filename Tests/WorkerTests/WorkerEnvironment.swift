@@ -68,9 +68,12 @@ final class WorkerEnvironment: @unchecked Sendable {
         ContainerReconciler(docker: docker, containerPrefix: prefix, hostID: hostID, logger: logger)
     }
 
-    func executor(workerID: String = "test-worker", reconciler: ContainerReconciler? = nil) -> JobExecutor {
-        JobExecutor(
-            queue: queue, reconciler: reconciler ?? self.reconciler(), runner: AgentRunner(docker: docker, queue: queue, logger: logger),
+    /// `contained: false` runs without run cgroups, as a worker that cannot reach cgroupfs does.
+    func executor(workerID: String = "test-worker", reconciler: ContainerReconciler? = nil, contained: Bool = true) -> JobExecutor {
+        var runner = AgentRunner(docker: docker, queue: queue, logger: logger)
+        if !contained { runner.cgroups = nil }
+        return JobExecutor(
+            queue: queue, reconciler: reconciler ?? self.reconciler(), runner: runner,
             agents: config.agents, workerID: workerID, hostID: hostID, logger: logger)
     }
 

@@ -417,7 +417,12 @@ enum QueueScripts {
         source: "local p = ARGV[1]\n" + fence + "\n" + """
             local out = {}
             for i = 3, #ARGV, 2 do
-              if not holds(ARGV[i], ARGV[2], ARGV[i + 1]) then out[#out + 1] = ARGV[i] end
+              local st, w, a = unpack(redis.call('HMGET', p .. ':job:' .. ARGV[i], 'status', 'worker', 'attempts'))
+              -- Finished by this very attempt (a slot between its finish and its bookkeeping) is not lost; re-queued
+              -- (recovered, same worker and attempt fields), taken by another worker or attempt, or gone, is.
+              local mine = w == ARGV[2] and a == ARGV[i + 1]
+              local finished = st == 'succeeded' or st == 'failed' or st == 'dead'
+              if not (mine and (st == 'running' or finished)) then out[#out + 1] = ARGV[i] end
             end
             return out
             """)
