@@ -6,7 +6,7 @@ import Shared
 extension WorkerCommand {
     /// Dispatch overhead: from a job reserved to the agent process running (its first output line), through the
     /// worker's own code path (reconcile → session dir → exec). Warm = the container matches; drift = the spec changed
-    /// before every job, so each one stops, removes, creates and starts the container.
+    /// before every job, so each one retires the container and creates and starts a new one.
     struct BenchDispatch: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "bench-dispatch", abstract: "Benchmark: reserve → agent started, warm and with container drift (prints p50/p99).")

@@ -26,6 +26,7 @@ struct BenchRig {
     /// Removes the agent's bench container and (when `keys`) the bench keys, and closes the clients.
     func tearDown(agent: String, keys: Bool) async throws {
         try? await docker.removeContainer("\(prefix)-\(agent)")
+        for old in (try? await reconciler.retired()) ?? [] { try? await docker.removeContainer(old.id) }
         await docker.shutdown()
         defer { redis.shutdown() }
         if keys { try await redis.deleteKeys(matching: "\(prefix):*") }

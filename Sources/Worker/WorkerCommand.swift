@@ -99,7 +99,10 @@ extension WorkerCommand {
                 throw ExitCode(69)
             }
             let queue = JobQueue(redis: redis, keys: config.keys, settings: config.queue)
-            let reconciler = ContainerReconciler(docker: docker, containerPrefix: config.worker.containerPrefix, hostID: hostID, logger: logger)
+            let reconciler = ContainerReconciler(
+                docker: docker, containerPrefix: config.worker.containerPrefix, hostID: hostID, logger: logger,
+                owner: .init(worker: workerID, startedMs: Timestamp.milliseconds(Date())),
+                isAlive: { worker in (try? await queue.isAlive(worker: worker)) ?? true })
             let runner = AgentRunner(docker: docker, queue: queue, logger: logger)
             let executor = JobExecutor(
                 queue: queue, reconciler: reconciler, runner: runner, agents: config.agents, workerID: workerID, hostID: hostID, logger: logger)
@@ -203,6 +206,14 @@ extension WorkerCommand {
                             rows.append(["agent": name, "container": spec.name, "id": "", "verdict": "missing", "differences": [] as [String]])
                         }
                     }
+                    for old in try await reconciler.retired() {
+                        let runs = try await reconciler.runningExecs(old.id)
+                        let agent = String(old.name.dropFirst(config.worker.containerPrefix.count + 1).prefix { $0 != "." })
+                        rows.append([
+                            "agent": agent, "container": old.name, "id": String(old.id.prefix(12)), "verdict": "retired",
+                            "differences": ["retired \(Timestamp.iso(old.at)); \(runs) run(s) still in it; removed by a worker once none is left"],
+                        ])
+                    }
                 } catch {
                     await docker.shutdown()
                     throw error
@@ -238,6 +249,9 @@ extension WorkerCommand {
                     for name in names {
                         let result = try await reconciler.ensure(config.agents[name]!, force: true)
                         print("\(name): recreated \(result.containerID.prefix(12))")
+                    }
+                    for old in try await reconciler.retired() {
+                        print("\(old.name): retired; runs in it finish there, then a running worker removes it")
                     }
                 } catch {
                     await docker.shutdown()

@@ -71,6 +71,11 @@ import Testing
 
     @Test func matchingContainerIsKeptAndDriftRecreatesOnce() async throws {
         try await WorkerEnvironment.with() { env in
+            // A tag of its own: re-tagging the shared test image would make every other test's container drift.
+            let image = "forge-hooks/agent-stub:retag-\(env.prefix)"
+            #expect(try DockerFixture.shell("docker tag \(DockerFixture.image) \(image)").0 == 0)
+            defer { _ = try? DockerFixture.shell("docker rmi -f \(image)") }
+            env.config.agents["dev"]!.image = image
             let executor = env.executor()
             try await env.enqueue("one")
             _ = try await env.runNext(executor)
@@ -81,7 +86,7 @@ import Testing
             #expect(second["container_changes"] == nil)
 
             // Re-tag the image (same name, new id): drift by image id → recreated once, then stable.
-            try DockerFixture.runScript(["deploy/agent-stub/build-image.sh", DockerFixture.image])
+            try DockerFixture.runScript(["deploy/agent-stub/build-image.sh", image])
             try await env.enqueue("three")
             let third = try await env.runNext(executor)
             let afterImage = try #require(try await env.containerID())

@@ -55,7 +55,9 @@ import Testing
         } throws: { error in
             "\(error)".contains("no complete answer within")
         }
-        #expect(ContinuousClock.now - started < .seconds(5))
+        // 1 s when alone; other suites' synchronous helpers can hold both cooperative threads of this 2-core
+        // machine for seconds. What matters is that the call ends instead of hanging.
+        #expect(ContinuousClock.now - started < .seconds(15))
         await docker.shutdown()
     }
 

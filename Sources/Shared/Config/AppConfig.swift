@@ -137,6 +137,8 @@ public struct AppConfig: Sendable {
         }
         s.leaseDuration = try node.child("lease").duration(default: s.leaseDuration)
         s.heartbeatInterval = try node.child("heartbeat").duration(default: min(s.heartbeatInterval, s.leaseDuration / 3))
+        // A dead worker's jobs wait for its lease plus at most one look: keep the look well inside a short lease.
+        s.recoveryInterval = min(s.recoveryInterval, s.leaseDuration / 2)
         if s.heartbeatInterval * 2 > s.leaseDuration {
             throw node.child("heartbeat").error("must be at most half of queue.lease (\(s.leaseDuration)), or a slow heartbeat loses the lease")
         }

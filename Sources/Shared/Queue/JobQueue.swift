@@ -158,12 +158,15 @@ public struct JobQueue: Sendable {
         }
     }
 
-    /// Gives a running job back to the front of its queue without counting the attempt (graceful shutdown).
-    /// Returns false if this worker no longer held it.
+    /// Gives a running job back without counting the attempt: to the front of its queue (graceful shutdown), or after
+    /// `delay` through the delayed set (status stays `queued`). Returns false if this worker no longer held it.
     @discardableResult
-    public func release(_ job: ReservedJob, worker: String, reason: String) async throws(RedisError) -> Bool {
+    public func release(_ job: ReservedJob, worker: String, reason: String, delay: Duration? = nil, now: Date = Date()) async throws(RedisError)
+        -> Bool
+    {
+        let due = delay.map { String(Timestamp.milliseconds(now) + Int64($0.seconds * 1000)) } ?? ""
         let reply = try await redis.evaluate(
-            QueueScripts.release, arguments: [keys.prefix, worker, job.id, String(job.attempt), reason, job.session])
+            QueueScripts.release, arguments: [keys.prefix, worker, job.id, String(job.attempt), reason, job.session, due])
         return reply.strings?.first == "ok"
     }
 
@@ -179,6 +182,11 @@ public struct JobQueue: Sendable {
             RedisCommand("PEXPIRE", keys.worker(worker), String(Int(settings.leaseDuration.seconds * 1000) * 10)),
         ])
         if let error = replies.first(where: { if case .error = $0 { true } else { false } }), case .error(let m) = error { throw .server(m) }
+    }
+
+    /// Whether a worker holds a lease (it heartbeated within `settings.leaseDuration`).
+    public func isAlive(worker: String) async throws(RedisError) -> Bool {
+        try await redis.send("EXISTS", keys.lease(worker)).int == 1
     }
 
     /// The ids listed in a worker's processing list.

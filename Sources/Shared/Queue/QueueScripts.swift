@@ -210,8 +210,9 @@ enum QueueScripts {
             end
             """)
 
-    /// Graceful shutdown: gives a running job back to the front of its queue without counting the attempt.
-    /// ARGV: prefix, worker, id, attempt, reason, session key → {'ok'} | {'lost'}
+    /// Gives a running job back without counting the attempt: to the front of its queue (graceful shutdown), or with
+    /// a due time to the delayed set (status stays `queued`; a deferral) — the promoter moves it back when due.
+    /// ARGV: prefix, worker, id, attempt, reason, session key, dueMs ('' = now) → {'ok'} | {'lost'}
     static let release = RedisScript(
         name: "release",
         source: helpers + "\n" + """
@@ -226,7 +227,12 @@ enum QueueScripts {
             if st ~= 'running' or w ~= worker or a ~= attempt then return {'lost'} end
             redis.call('HINCRBY', jk, 'attempts', -1)
             redis.call('HSET', jk, 'status', 'queued', 'note', reason)
-            redis.call('RPUSH', p .. ':queue:' .. agent, id)
+            if ARGV[7] and ARGV[7] ~= '' then
+              redis.call('HSET', jk, 'retry_at', ARGV[7])
+              redis.call('ZADD', p .. ':delayed', ARGV[7], id)
+            else
+              redis.call('RPUSH', p .. ':queue:' .. agent, id)
+            end
             return {'ok'}
             """)
 
@@ -240,7 +246,7 @@ enum QueueScripts {
             for _, id in ipairs(due) do
               redis.call('ZREM', p .. ':delayed', id)
               local st, agent = unpack(redis.call('HMGET', p .. ':job:' .. id, 'status', 'agent'))
-              if st == 'failed' then
+              if st == 'failed' or st == 'queued' then
                 redis.call('HSET', p .. ':job:' .. id, 'status', 'queued')
                 redis.call('RPUSH', p .. ':queue:' .. agent, id)
                 moved = moved + 1

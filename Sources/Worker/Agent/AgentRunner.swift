@@ -103,6 +103,13 @@ struct AgentRunner: Sendable {
         return RunCgroup.probe(hierarchy: cgroups, containerID: id, containerPID: pid).map { (cgroups, $0) }
     }
 
+    /// The container went away (or stopped) between the reconcile and the exec: nothing ran.
+    struct ContainerGone: Error, CustomStringConvertible {
+        let container: String
+        let docker: DockerError
+        var description: String { "container \(container.prefix(12)) is gone or stopped (\(docker.message))" }
+    }
+
     /// Runs the agent once for the job `fence` names; the job's log is written only while the fence holds.
     func run(
         fence: JobQueue.Fence, agent: AgentSettings, container: String, workingDir: String, prompt: String, resume: String?,
@@ -124,9 +131,16 @@ struct AgentRunner: Sendable {
             logger.warning("run not contained", metadata: ["job.id": "\(jobID)", "reason": "\(why)"])
         }
         let command = hierarchy != nil ? RunCgroup.wrap(base, marker: marker) : base
-        let exec = try await docker.createExec(
-            container: container, command: command, user: agent.user, workingDir: workingDir,
-            env: ["FORGE_HOOKS_RUN=\(marker)", "CLAUDE_CONFIG_DIR=\(agent.configDir)"])
+        let exec: String
+        do {
+            exec = try await docker.createExec(
+                container: container, command: command, user: agent.user, workingDir: workingDir,
+                env: ["FORGE_HOOKS_RUN=\(marker)", "CLAUDE_CONFIG_DIR=\(agent.configDir)"])
+        } catch {
+            let status = error.status
+            if status == 404 || status == 409 { throw ContainerGone(container: container, docker: error) }
+            throw error
+        }
         let sink = OutputSink(queue: queue, fence: fence)
         let adopted = AdoptedCgroup()
         let started = ContinuousClock.now
@@ -354,7 +368,7 @@ actor OutputSink {
         pending = []
         pendingBytes = 0
         lastFlush = .now
-        try? await queue.appendLog(fence, lines: batch)
+        _ = try? await queue.appendLog(fence, lines: batch)
     }
 
     func finish() async -> (StreamJSONParser, [String], ContinuousClock.Instant?) {

@@ -2,8 +2,17 @@ import Foundation
 import Logging
 import Shared
 
-/// Makes each agent's container match its spec: create if missing, recreate on drift, leave alone when matching.
+/// Makes each agent's container match its spec: create if missing, replace on drift, leave alone when matching.
 /// Calls for one agent are serialized (slots of one worker never reconcile the same container at once).
+///
+/// Replacing never kills a run. Other slots and other workers on this Docker host may be running agents in the old
+/// container, so it is *retired*: renamed to `<name>.retired.<unix>.<id>` (execs in flight keep running; new ones go
+/// to the fresh container at the usual name) and removed by `removeRetired` once no exec runs in it.
+///
+/// Two workers that disagree on the spec (a rolling upgrade: old and new config on one host) must not replace each
+/// other's container back and forth: the container records which worker made it and when that worker started, and
+/// the most recently started live worker's spec wins. An older worker that finds the newer spec in place *defers*:
+/// `ensure` throws `ContainerDeferral` and the job goes back to the queue for a worker whose spec matches.
 actor ContainerReconciler {
     struct Result: Sendable {
         let containerID: String
@@ -15,27 +24,59 @@ actor ContainerReconciler {
     let containerPrefix: String
     let hostID: String
     let logger: Logger
+    /// The worker reconciling, nil for an operator's command (which always wins).
+    let owner: ContainerSpec.Creator?
+    /// Whether a worker still holds its lease (a dead creator's spec does not block anyone).
+    let isAlive: @Sendable (String) async -> Bool
+    /// A retired container is not removed before this age, so a run that inspected it just before it was retired
+    /// has started its exec (and is then seen running) by the time it is looked at.
+    var retiredGrace: Duration = .seconds(30)
     private var inFlight: [String: Task<Result, Error>] = [:]
+    private var deferredUntil: [String: ContinuousClock.Instant] = [:]
 
-    init(docker: DockerClient, containerPrefix: String, hostID: String, logger: Logger) {
+    init(
+        docker: DockerClient, containerPrefix: String, hostID: String, logger: Logger, owner: ContainerSpec.Creator? = nil,
+        isAlive: @escaping @Sendable (String) async -> Bool = { _ in false }
+    ) {
         self.docker = docker
         self.containerPrefix = containerPrefix
         self.hostID = hostID
         self.logger = logger
+        self.owner = owner
+        self.isAlive = isAlive
     }
 
     func spec(for agent: AgentSettings) -> ContainerSpec {
-        ContainerSpec(agent: agent, containerPrefix: containerPrefix, hostID: hostID)
+        var spec = ContainerSpec(agent: agent, containerPrefix: containerPrefix, hostID: hostID)
+        spec.creator = owner
+        return spec
+    }
+
+    func setRetiredGrace(_ grace: Duration) { retiredGrace = grace }
+
+    /// Agents whose container runs a newer worker's different spec: this worker leaves their queues alone for a while.
+    func deferredAgents() -> Set<String> {
+        let now = ContinuousClock.now
+        deferredUntil = deferredUntil.filter { $0.value > now }
+        return Set(deferredUntil.keys)
     }
 
     /// Ensures the agent's container matches; returns its id. Concurrent callers for the same agent share one run.
     func ensure(_ agent: AgentSettings, force: Bool = false) async throws -> Result {
         if let running = inFlight[agent.name] { return try await running.value }
         let spec = spec(for: agent)
-        let task = Task { try await Self.reconcile(spec: spec, agent: agent, docker: docker, force: force, logger: logger) }
+        let (docker, logger, owner, isAlive) = (docker, logger, owner, isAlive)
+        let task = Task {
+            try await Self.reconcile(spec: spec, agent: agent, docker: docker, force: force, owner: owner, isAlive: isAlive, logger: logger)
+        }
         inFlight[agent.name] = task
         defer { inFlight[agent.name] = nil }
-        return try await task.value
+        do {
+            return try await task.value
+        } catch let deferral as ContainerDeferral {
+            deferredUntil[agent.name] = .now + .seconds(10)
+            throw deferral
+        }
     }
 
     /// The drift verdict without changing anything: nil = no container.
@@ -46,79 +87,154 @@ actor ContainerReconciler {
         return (current["Id"] as? String ?? "", spec.differences(inspect: current, imageID: imageID))
     }
 
-    private static func reconcile(spec: ContainerSpec, agent: AgentSettings, docker: DockerClient, force: Bool, logger: Logger) async throws
-        -> Result
-    {
+    private static func reconcile(
+        spec: ContainerSpec, agent: AgentSettings, docker: DockerClient, force: Bool, owner: ContainerSpec.Creator?,
+        isAlive: @Sendable (String) async -> Bool, logger: Logger
+    ) async throws -> Result {
         try AgentEnvironment.sync(agent)
         guard let imageID = try await docker.imageID(spec.image) else {
             throw WorkerError("image \(spec.image) of agent \(agent.name) is not on this Docker host; build or pull it (docker image ls)")
         }
         var changes: [String] = []
-        if let current = try await docker.inspectContainer(spec.name) {
-            let id = current["Id"] as? String ?? spec.name
+        var force = force
+        var last: [String] = []
+        // Each round looks afresh: another worker may create, start or retire the container between our calls.
+        for round in 0..<20 {
+            if round > 0 { try await Task.sleep(for: .milliseconds(round < 5 ? 20 : 200)) }
+            guard let current = try await docker.inspectContainer(spec.name), let id = current["Id"] as? String else {
+                do {
+                    let id = try await docker.createContainer(name: spec.name, body: spec.createBody)
+                    try await docker.startContainer(id)
+                    if changes.isEmpty { changes = ["missing"] }
+                    logger.notice(
+                        "container created",
+                        metadata: [
+                            "agent": "\(agent.name)", "container": "\(spec.name)", "id": "\(id.prefix(12))",
+                            "reason": "\(changes.joined(separator: "; "))",
+                        ])
+                    return Result(containerID: id, changes: changes)
+                } catch {
+                    guard error.status == 409 else { throw error }
+                    continue  // another worker on this host created it meanwhile: look at theirs
+                }
+            }
             let diffs = force ? ["rebuild requested"] : spec.differences(inspect: current, imageID: imageID)
-            if diffs.isEmpty { return Result(containerID: id, changes: []) }
-            let onlyStopped = diffs.count == 1 && diffs[0].hasPrefix("not running")
-            if onlyStopped && !force {
-                // Same spec, just stopped: starting it keeps the container (and its id).
-                try await docker.startContainer(id)
+            if diffs.isEmpty { return Result(containerID: id, changes: changes) }
+            last = diffs
+            if diffs.count == 1 && diffs[0].hasPrefix("not running") && !force {
+                // Same spec, just stopped (or created by another worker that has not started it yet): start it.
+                do {
+                    try await docker.startContainer(id)
+                } catch {
+                    guard error.status == 404 || error.status == 409 else { throw error }
+                    continue
+                }
                 if let again = try await docker.inspectContainer(id), spec.differences(inspect: again, imageID: imageID).isEmpty {
                     logger.notice("started stopped container", metadata: ["agent": "\(agent.name)", "container": "\(spec.name)"])
-                    return Result(containerID: id, changes: diffs)
+                    return Result(containerID: id, changes: changes + diffs)
                 }
+                continue
+            }
+            if !force, let owner, let winner = await newerCreator(of: current, than: owner, spec: spec, isAlive: isAlive) {
+                throw ContainerDeferral(
+                    agent: agent.name,
+                    message:
+                        "container \(spec.name) was made by worker \(winner.worker), started after this one (\(owner.worker)), with a different "
+                        + "spec (\(diffs.prefix(3).joined(separator: "; "))); the newest worker's spec wins, so this job goes back to the queue "
+                        + "for a worker whose configuration matches. Give all workers on host \(spec.hostID) the same agent configuration.")
             }
             logger.notice(
-                "container drifted; recreating",
+                "container drifted; retiring it (runs in it finish there) and creating a new one",
                 metadata: ["agent": "\(agent.name)", "container": "\(spec.name)", "drift": "\(diffs.joined(separator: "; "))"])
+            do {
+                try await docker.renameContainer(id, to: retiredName(spec.name, id: id))
+            } catch {
+                // Gone, or being renamed by another worker at the same moment: look again.
+                guard error.status == 404 || error.status == 409 else { throw error }
+            }
+            changes = diffs
+            force = false
+        }
+        throw WorkerError(
+            "container \(spec.name) did not settle: other workers on this host keep changing it (last difference: "
+                + "\(last.joined(separator: "; "))); workers sharing a Docker host must run the same agent configuration")
+    }
+
+    /// The creator recorded on `container`, when it is a live worker other than `owner` that started after it and
+    /// wanted a different spec. Containers without creator labels (made by hand or by `containers rebuild`) lose.
+    private static func newerCreator(
+        of container: [String: Any], than owner: ContainerSpec.Creator, spec: ContainerSpec, isAlive: @Sendable (String) async -> Bool
+    ) async -> ContainerSpec.Creator? {
+        let labels = (container["Config"] as? [String: Any])?["Labels"] as? [String: String] ?? [:]
+        guard labels[ContainerSpec.specLabel] != spec.specHash, let worker = labels[ContainerSpec.creatorLabel],
+            let started = labels[ContainerSpec.creatorStartedLabel].flatMap(Int64.init), worker != owner.worker
+        else { return nil }
+        let creator = ContainerSpec.Creator(worker: worker, startedMs: started)
+        guard creator.isNewer(than: owner), await isAlive(worker) else { return nil }
+        return creator
+    }
+
+    static func retiredName(_ name: String, id: String, now: Date = Date()) -> String {
+        "\(name)\(ContainerSpec.retiredInfix)\(Int(now.timeIntervalSince1970)).\(id.prefix(12))"
+    }
+
+    /// When a retired container was retired, from its name; nil for any other name.
+    static func retiredAt(_ name: String, prefix: String) -> Date? {
+        let bare = name.hasPrefix("/") ? String(name.dropFirst()) : name
+        guard bare.hasPrefix(prefix + "-"), let range = bare.range(of: ContainerSpec.retiredInfix) else { return nil }
+        let parts = bare[range.upperBound...].split(separator: ".")
+        guard parts.count == 2, let seconds = Int(parts[0]) else { return nil }
+        return Date(timeIntervalSince1970: TimeInterval(seconds))
+    }
+
+    /// Whether any exec is running in the container — or was created and not started yet (a run between its create
+    /// and start calls), for up to five minutes.
+    private func busy(_ container: [String: Any], age: TimeInterval) async throws -> Bool {
+        for exec in container["ExecIDs"] as? [String] ?? [] {
+            guard let state = try? await docker.inspectExec(exec) else { continue }
+            if state.running || (state.pid == 0 && age < 300) { return true }
+        }
+        return false
+    }
+
+    /// This host's retired containers: name (without `/`), id, when retired.
+    func retired() async throws -> [(name: String, id: String, at: Date)] {
+        try await docker.listContainers(label: "\(ContainerSpec.managedLabel)=true").compactMap { listed in
+            let labels = listed["Labels"] as? [String: String] ?? [:]
+            guard labels[ContainerSpec.hostLabel] == hostID, let id = listed["Id"] as? String,
+                let name = (listed["Names"] as? [String])?.first, let at = Self.retiredAt(name, prefix: containerPrefix)
+            else { return nil }
+            return (name.hasPrefix("/") ? String(name.dropFirst()) : name, id, at)
+        }
+    }
+
+    /// How many execs run in a container now.
+    func runningExecs(_ id: String) async throws -> Int {
+        var running = 0
+        for exec in try await docker.inspectContainer(id)?["ExecIDs"] as? [String] ?? [] where (try? await docker.inspectExec(exec))?.running == true
+        {
+            running += 1
+        }
+        return running
+    }
+
+    /// Removes this host's retired containers in which no run is left. Returns their names.
+    func removeRetired(now: Date = Date()) async throws -> [String] {
+        var removed: [String] = []
+        for (name, id, retired) in try await retired() {
+            let age = now.timeIntervalSince(retired)
+            guard age >= retiredGrace.seconds, let container = try await docker.inspectContainer(id) else { continue }
+            if try await busy(container, age: age) { continue }
             try await docker.stopContainer(id, graceSeconds: 5)
             try await docker.removeContainer(id)
-            changes = diffs
-        } else {
-            changes = ["missing"]
+            logger.notice("removed a retired container: no run left in it", metadata: ["container": "\(name)"])
+            removed.append(name)
         }
-        let created = await createOrAdopt(spec: spec, imageID: imageID, docker: docker)
-        let id = try created.get()
-        try await docker.startContainer(id)
-        logger.notice(
-            "container created",
-            metadata: [
-                "agent": "\(agent.name)", "container": "\(spec.name)", "id": "\(id.prefix(12))", "reason": "\(changes.joined(separator: "; "))",
-            ])
-        return Result(containerID: id, changes: changes)
+        return removed
     }
 
-    /// Creates the container. A 409 means another worker process on this host created it meanwhile: re-inspect and
-    /// use it once it matches — starting it if its creator has not yet (a container created but not started differs
-    /// only in "not running"). A container that keeps differing in anything else is an error naming the difference.
-    private static func createOrAdopt(spec: ContainerSpec, imageID: String, docker: DockerClient) async -> Swift.Result<String, Error> {
-        do {
-            return .success(try await docker.createContainer(name: spec.name, body: spec.createBody))
-        } catch {
-            guard error.status == 409 else { return .failure(error) }
-        }
-        var last: [String] = []
-        for _ in 0..<50 {
-            do {
-                if let current = try await docker.inspectContainer(spec.name), let id = current["Id"] as? String {
-                    last = spec.differences(inspect: current, imageID: imageID)
-                    if last.isEmpty { return .success(id) }
-                    if last.count == 1 && last[0].hasPrefix("not running") {
-                        try await docker.startContainer(id)
-                        continue
-                    }
-                }
-            } catch {
-                // Gone again (its creator recreated it), or a start that raced another: look again.
-            }
-            try? await Task.sleep(for: .milliseconds(100))
-        }
-        return .failure(
-            WorkerError(
-                "another worker on this host created \(spec.name) with a different spec (\(last.joined(separator: "; "))): "
-                    + "workers sharing a Docker host must run the same agent configuration"))
-    }
-
-    /// Removes containers this host owns whose agent is no longer configured. Returns their names.
+    /// Removes containers this host owns whose agent is no longer configured — once no run is left in them and no
+    /// other live worker made them. Returns their names.
     func removeOrphans(configured: Set<String>) async throws -> [String] {
         var removed: [String] = []
         for container in try await docker.listContainers(label: "\(ContainerSpec.managedLabel)=true") {
@@ -128,10 +244,20 @@ actor ContainerReconciler {
             else { continue }
             let name = (container["Names"] as? [String])?.first ?? id
             guard name.hasPrefix("/\(containerPrefix)-") || name.hasPrefix("\(containerPrefix)-") else { continue }
+            // Another live worker may still serve that agent (a rolling upgrade), or runs may still be in it.
+            if let creator = labels[ContainerSpec.creatorLabel], creator != owner?.worker, await isAlive(creator) { continue }
+            if let inspected = try await docker.inspectContainer(id), try await busy(inspected, age: .infinity) { continue }
             try await docker.stopContainer(id, graceSeconds: 5)
             try await docker.removeContainer(id)
             removed.append(name)
         }
         return removed
     }
+}
+
+/// This worker must not replace the agent's container: a newer live worker put its own, different spec there.
+struct ContainerDeferral: Error, CustomStringConvertible {
+    let agent: String
+    let message: String
+    var description: String { message }
 }

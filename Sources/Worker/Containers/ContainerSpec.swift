@@ -15,6 +15,12 @@ struct ContainerSpec: Sendable, Equatable {
     static let agentLabel = "forge-hooks.agent"
     static let hostLabel = "forge-hooks.host"
     static let specLabel = "forge-hooks.spec"
+    /// Which worker created the container, and when that worker started (ms since 1970): the tie-break of a rolling
+    /// upgrade, where the most recently started worker's spec wins. Not part of the spec.
+    static let creatorLabel = "forge-hooks.creator"
+    static let creatorStartedLabel = "forge-hooks.creator-started"
+    /// What a retired container's name carries after `<prefix>-<agent>`: `.retired.<unix seconds>.<id12>`.
+    static let retiredInfix = ".retired."
     /// The user of the container's own processes (init, `sleep infinity`): not the agent's uid. Processes of one uid can
     /// ptrace and write each other's memory; were the keeper the agent's uid, an agent could inject code into it and
     /// run outside every run's cgroup, for good. Agent runs get the agent's uid on each exec instead.
@@ -31,6 +37,18 @@ struct ContainerSpec: Sendable, Equatable {
     let hostID: String
     let memoryBytes: Int64
     let pidsLimit: Int
+    /// The worker making this container (labels only), nil for an operator's command.
+    var creator: Creator?
+
+    struct Creator: Sendable, Equatable {
+        let worker: String
+        let startedMs: Int64
+
+        /// Whether `self` started after `other` (ties broken by id): its spec wins a disagreement.
+        func isNewer(than other: Creator) -> Bool {
+            startedMs != other.startedMs ? startedMs > other.startedMs : worker > other.worker
+        }
+    }
 
     init(agent: AgentSettings, containerPrefix: String, hostID: String) {
         self.agent = agent.name
@@ -63,7 +81,12 @@ struct ContainerSpec: Sendable, Equatable {
     }
 
     var labels: [String: String] {
-        [Self.managedLabel: "true", Self.agentLabel: agent, Self.hostLabel: hostID, Self.specLabel: specHash]
+        var labels = [Self.managedLabel: "true", Self.agentLabel: agent, Self.hostLabel: hostID, Self.specLabel: specHash]
+        if let creator {
+            labels[Self.creatorLabel] = creator.worker
+            labels[Self.creatorStartedLabel] = String(creator.startedMs)
+        }
+        return labels
     }
 
     var envList: [String] { environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" } }
@@ -133,6 +156,11 @@ struct ContainerSpec: Sendable, Equatable {
         let want = Set(binds)
         for missing in binds where !have.contains(missing) { diffs.append("bind missing: \(missing)") }
         for extra in mounts where !want.contains(extra) { diffs.append("bind not desired: \(extra)") }
+        // What the checks above cannot see — an env var removed from the config looks like one the image sets — the
+        // spec hash the container was made with still tells.
+        if diffs.isEmpty, let made = labels[Self.specLabel], made != specHash {
+            diffs.append("spec: made from another configuration (spec \(made) ≠ \(specHash)); e.g. an env var was removed")
+        }
         return diffs
     }
 }

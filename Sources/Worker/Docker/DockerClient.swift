@@ -153,6 +153,11 @@ final class DockerClient: Sendable {
         try await expect([204, 404], .DELETE, "/containers/\(id)", query: [("force", "true")])
     }
 
+    /// Renames a container (by id: a name may already mean another container).
+    func renameContainer(_ id: String, to name: String) async throws(DockerError) {
+        try await expect([204], .POST, "/containers/\(id)/rename", query: [("name", name)])
+    }
+
     func listContainers(label: String) async throws(DockerError) -> [[String: Any]] {
         let filters = "{\"label\":[\"\(label)\"]}"
         let reply = try await expect([200], .GET, "/containers/json", query: [("all", "true"), ("filters", filters)])

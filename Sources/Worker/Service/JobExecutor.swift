@@ -28,7 +28,7 @@ struct JobExecutor: Sendable {
             return
         }
         do {
-            let container = try await reconciler.ensure(agent)
+            var container = try await reconciler.ensure(agent)
             let repo = job["repo"] ?? ""
             let number = Int(job["number"] ?? "") ?? 0
             let cwd = try AgentEnvironment.sessionDirectory(agent, repository: repo, number: number)
@@ -59,9 +59,19 @@ struct JobExecutor: Sendable {
                     + (container.changes.isEmpty ? [] : [("container_changes", container.changes.joined(separator: "; "))])
                     + (resume.map { [("resumed_from", $0)] } ?? []))
             var newSession = UUID().uuidString.lowercased()
-            var outcome = try await runner.run(
-                fence: fence, agent: agent, container: container.containerID, workingDir: cwd.container, prompt: job["prompt"] ?? "",
-                resume: resume, newSessionID: newSession, control: control)
+            var outcome: AgentRunner.Outcome
+            do {
+                outcome = try await runner.run(
+                    fence: fence, agent: agent, container: container.containerID, workingDir: cwd.container, prompt: job["prompt"] ?? "",
+                    resume: resume, newSessionID: newSession, control: control)
+            } catch let gone as AgentRunner.ContainerGone {
+                // Replaced (or removed) between the reconcile and the exec: reconcile again, once.
+                log.notice("\(gone); reconciling again")
+                container = try await reconciler.ensure(agent)
+                outcome = try await runner.run(
+                    fence: fence, agent: agent, container: container.containerID, workingDir: cwd.container, prompt: job["prompt"] ?? "",
+                    resume: resume, newSessionID: newSession, control: control)
+            }
             // Not after a timeout: an agent that prints the not-found line could otherwise buy itself a second full run.
             if let stale = resume, outcome.resumeNotFound, outcome.aborted == nil, !outcome.timedOut {
                 let warning =
@@ -132,6 +142,11 @@ struct JobExecutor: Sendable {
                     "outcome": "\(outcome.succeeded ? "succeeded" : "failed")", "exit_code": "\(outcome.exitCode.map(String.init) ?? "-")",
                     "duration_ms": "\(Int((ContinuousClock.now - started).seconds * 1000))", "session_id": "\(sessionID ?? "-")",
                 ])
+        } catch let deferral as ContainerDeferral {
+            let released =
+                (try? await queue.release(job, worker: workerID, reason: StreamJSONParser.bounded(deferral.message, 1000), delay: .seconds(5)))
+                ?? false
+            log.warning("job deferred: \(deferral)", metadata: ["released": "\(released)"])
         } catch {
             log.error("job failed before the agent could finish: \(error)")
             await finish(job, .failed(error: StreamJSONParser.bounded("\(error)", 2000), retryable: true), log: log)

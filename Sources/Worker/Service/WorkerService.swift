@@ -101,7 +101,8 @@ final class WorkerService: Service {
         var backoff = Duration.milliseconds(250)
         let rotation = (0..<options.agents.count).map { options.agents[($0 + slot) % options.agents.count] }
         while !state.isStopping {
-            let claimed = await limiter.claim(rotation)
+            let deferred = await reconciler.deferredAgents()
+            let claimed = await limiter.claim(deferred.isEmpty ? rotation : rotation.filter { !deferred.contains($0) })
             if claimed.isEmpty {
                 try? await Task.sleep(for: .milliseconds(100))
                 continue
@@ -161,6 +162,11 @@ final class WorkerService: Service {
                     }
                     let dropped = try await queue.sweep()
                     if !dropped.isEmpty { logger.info("dropped idle sessions", metadata: ["sessions": "\(dropped)"]) }
+                    do {
+                        _ = try await reconciler.removeRetired()
+                    } catch {
+                        logger.warning("could not look for retired containers: \(error)")
+                    }
                 }
             } catch {
                 logger.error("maintenance failed: \(error)")
