@@ -89,6 +89,38 @@ struct AgentRunner: Sendable {
         return await kill(pattern: "^FORGE_HOOKS_RUN=\(jobID)\\.", container: container, user: agent.user)
     }
 
+    /// Kills runs in `containers` that no live worker owns: run cgroups and waiting wrappers whose job is no longer
+    /// running, names another run (a new attempt, on this host or another), or is held by a worker whose lease lapsed.
+    /// They are what a SIGKILLed worker leaves: an agent nobody times out, or a wrapper stopped forever. `isCurrent`
+    /// answers from Redis; on any doubt it says true and the run is left for the next look. Returns how many
+    /// processes were killed.
+    func reapOrphans(containers: [String], isCurrent: @Sendable (_ jobID: String, _ marker: String) async -> Bool) async -> Int {
+        var killed = 0
+        for container in containers {
+            guard case .success(let (hierarchy, directory)) = await containment(container: container) else { continue }
+            let found =
+                (try? await Offload.run { () -> ([RunCgroup], [(pid: Int32, marker: String)]) in
+                    (RunCgroup.existing(under: directory, hierarchy: hierarchy, markerPrefix: nil), RunCgroup.waitingWrappers(under: directory))
+                })
+            guard let (cgroups, wrappers) = found else { continue }
+            for cgroup in cgroups where await !isCurrent(RunCgroup.jobID(ofMarker: cgroup.marker), cgroup.marker) {
+                let n = (try? await Offload.run { cgroup.killAll() }) ?? 0
+                if n > 0 {
+                    logger.warning(
+                        "killed an orphaned run: its worker is gone or its job moved on", metadata: ["run": "\(cgroup.marker)", "processes": "\(n)"])
+                }
+                killed += n
+            }
+            for wrapper in wrappers where await !isCurrent(RunCgroup.jobID(ofMarker: wrapper.marker), wrapper.marker) {
+                let gone =
+                    (try? await Offload.run { RunCgroup.wrapperMarker(wrapper.pid) == wrapper.marker && Foundation.kill(wrapper.pid, SIGKILL) == 0 })
+                    ?? false
+                if gone { killed += 1 }
+            }
+        }
+        return killed
+    }
+
     /// Whether runs in this container can be put in cgroups: the hierarchy and the container's cgroup directory, or
     /// why not.
     func containment(container: String) async -> Result<(RunCgroup.Hierarchy, String), RunCgroup.SetupError> {
@@ -101,6 +133,12 @@ struct AgentRunner: Sendable {
             return .failure(.system("container \(container) is not running"))
         }
         return RunCgroup.probe(hierarchy: cgroups, containerID: id, containerPID: pid).map { (cgroups, $0) }
+    }
+
+    /// This worker no longer holds the job (its lease lapsed and the job was recovered): nothing ran.
+    struct JobLost: Error, CustomStringConvertible {
+        let jobID: String
+        var description: String { "job \(jobID) is no longer held by this worker (recovered after its lease lapsed); not run" }
     }
 
     /// The container went away (or stopped) between the reconcile and the exec: nothing ran.
@@ -131,6 +169,8 @@ struct AgentRunner: Sendable {
             logger.warning("run not contained", metadata: ["job.id": "\(jobID)", "reason": "\(why)"])
         }
         let command = hierarchy != nil ? RunCgroup.wrap(base, marker: marker) : base
+        // Recorded before the exec exists: a run whose marker the job does not name is an orphan to every worker.
+        guard try await queue.annotate(fence, [("run", marker)]) else { throw JobLost(jobID: jobID) }
         let exec: String
         do {
             exec = try await docker.createExec(

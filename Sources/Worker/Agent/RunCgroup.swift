@@ -98,6 +98,33 @@ struct RunCgroup: Sendable {
         return (expected == nil || marker == expected) && args[2] == script(marker: marker)
     }
 
+    /// The marker a wrapper waits for, if `pid` runs exactly the wrapper.
+    static func wrapperMarker(_ pid: Int32) -> String? {
+        guard let handle = FileHandle(forReadingAtPath: "/proc/\(pid)/cmdline") else { return nil }
+        defer { try? handle.close() }
+        guard let data = try? handle.read(upToCount: 16 << 10) else { return nil }
+        let args = data.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+        guard args.count >= 3, let start = args[2].range(of: "*'/\(namePrefix)"), let end = args[2].range(of: "') ok=1;;"),
+            start.upperBound <= end.lowerBound
+        else { return nil }
+        let marker = String(args[2][start.upperBound..<end.lowerBound])
+        return isWaitingWrapper(pid, marker: marker) ? marker : nil
+    }
+
+    /// Stopped wrappers in the container's own cgroup, with the marker each waits for.
+    static func waitingWrappers(under containerDirectory: String) -> [(pid: Int32, marker: String)] {
+        let text = (try? String(contentsOfFile: containerDirectory + "/cgroup.procs", encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").compactMap { Int32($0) }.compactMap { pid in
+            processState(Int(pid)) == "T" ? wrapperMarker(pid).map { (pid, $0) } : nil
+        }
+    }
+
+    /// The marker of a run cgroup (its directory name without the prefix).
+    var marker: String { String((directory as NSString).lastPathComponent.dropFirst(Self.namePrefix.count)) }
+
+    /// The job id a marker was made from (everything before the random suffix).
+    static func jobID(ofMarker marker: String) -> String { marker.split(separator: ".").dropLast().joined(separator: ".") }
+
     /// The pid of the stopped wrapper of the run `marker` in the container's own cgroup, if it is there yet.
     static func waitingWrapper(under containerDirectory: String, marker: String) -> Int32? {
         let text = (try? String(contentsOfFile: containerDirectory + "/cgroup.procs", encoding: .utf8)) ?? ""

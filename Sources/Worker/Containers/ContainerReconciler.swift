@@ -197,6 +197,18 @@ actor ContainerReconciler {
         return false
     }
 
+    /// The ids of this host's running containers under this prefix, retired ones included.
+    func runningContainers() async throws -> [String] {
+        try await docker.listContainers(label: "\(ContainerSpec.managedLabel)=true").compactMap { listed in
+            let labels = listed["Labels"] as? [String: String] ?? [:]
+            let name = (listed["Names"] as? [String])?.first ?? ""
+            guard labels[ContainerSpec.hostLabel] == hostID, (listed["State"] as? String) == "running",
+                name.hasPrefix("/\(containerPrefix)-") || name.hasPrefix("\(containerPrefix)-")
+            else { return nil }
+            return listed["Id"] as? String
+        }
+    }
+
     /// This host's retired containers: name (without `/`), id, when retired.
     func retired() async throws -> [(name: String, id: String, at: Date)] {
         try await docker.listContainers(label: "\(ContainerSpec.managedLabel)=true").compactMap { listed in

@@ -142,6 +142,8 @@ struct JobExecutor: Sendable {
                     "outcome": "\(outcome.succeeded ? "succeeded" : "failed")", "exit_code": "\(outcome.exitCode.map(String.init) ?? "-")",
                     "duration_ms": "\(Int((ContinuousClock.now - started).seconds * 1000))", "session_id": "\(sessionID ?? "-")",
                 ])
+        } catch let lost as AgentRunner.JobLost {
+            log.warning("\(lost)")
         } catch let deferral as ContainerDeferral {
             let released =
                 (try? await queue.release(job, worker: workerID, reason: StreamJSONParser.bounded(deferral.message, 1000), delay: .seconds(5)))

@@ -164,8 +164,11 @@ final class WorkerService: Service {
                     if !dropped.isEmpty { logger.info("dropped idle sessions", metadata: ["sessions": "\(dropped)"]) }
                     do {
                         _ = try await reconciler.removeRetired()
+                        _ = await executor.runner.reapOrphans(containers: try await reconciler.runningContainers()) { [queue] jobID, marker in
+                            await Self.isCurrentRun(queue: queue, jobID: jobID, marker: marker)
+                        }
                     } catch {
-                        logger.warning("could not look for retired containers: \(error)")
+                        logger.warning("could not look for retired containers or orphaned runs: \(error)")
                     }
                 }
             } catch {
@@ -175,6 +178,18 @@ final class WorkerService: Service {
         }
         heartbeat.cancel()
         _ = await heartbeat.value
+    }
+
+    /// Whether the run `marker` is one a live worker still owns: its job is running, names this run (or no run: a
+    /// record written by an older worker), and its worker holds a lease. Any doubt (Redis unreachable) says yes.
+    static func isCurrentRun(queue: JobQueue, jobID: String, marker: String) async -> Bool {
+        do {
+            guard let job = try await queue.job(jobID) else { return false }
+            guard job["status"] == "running", job["run"].map({ $0 == marker }) ?? true, let worker = job["worker"] else { return false }
+            return try await queue.isAlive(worker: worker)
+        } catch {
+            return true
+        }
     }
 
     /// Renews the lease every `heartbeatInterval`, then checks that every job this worker runs still names it and its
