@@ -189,8 +189,10 @@ import Testing
         }
     }
 
+    /// With persistence on (as in production), so a job the 503 request had left would still be there after the
+    /// restart and the count below would catch it.
     @Test func redisDownIs503ThenRecovers() async throws {
-        let redis = try RedisServer()
+        let redis = try RedisServer(extraArguments: ["--appendonly", "yes", "--appendfsync", "always"])
         defer { redis.stop() }
         try await Self.withProducer(redis: redis) { client, queue in
             redis.stop()
@@ -205,6 +207,56 @@ import Testing
             }
             #expect(status == .accepted)
             #expect(try await Self.jobCount(queue) == 1, "the 503 request must not have left a job")
+        }
+    }
+
+    /// Redis that hangs (stopped, not refusing): the request gets 503 within the command timeout instead of hanging.
+    /// The enqueue may still land once Redis wakes (it was sent): the forge's redelivery is then a duplicate, never a
+    /// second job.
+    @Test func redisHangingIs503AndTheRedeliveryIsNotASecondJob() async throws {
+        let redis = try RedisServer(extraArguments: ["--appendonly", "yes", "--appendfsync", "always"])
+        defer { redis.stop() }
+        try await Self.withProducer(redis: redis) { client, queue in
+            let pid = try #require(redis.pid)
+            kill(pid, SIGSTOP)
+            let started = ContinuousClock.now
+            let hung = try await Self.post(client, forge: "github", file: "issues.opened.json")
+            kill(pid, SIGCONT)
+            #expect(hung.status == .serviceUnavailable && hung.headers[.retryAfter] == "5")
+            #expect(ContinuousClock.now - started < .seconds(10), "the request waited for Redis far past the command timeout")
+            var status = HTTPResponse.Status.serviceUnavailable
+            for _ in 0..<40 where status == .serviceUnavailable {
+                status = try await Self.post(client, forge: "github", file: "issues.opened.json").status
+                if status == .serviceUnavailable { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(status == .accepted || status == .ok, "\(status)")
+            #expect(try await Self.jobCount(queue) == 1)
+        }
+    }
+
+    /// Redis out of memory under `noeviction` refuses writes: 503, and nothing half-written is left.
+    @Test func redisFullIs503AndLeavesNothing() async throws {
+        let redis = try RedisServer(extraArguments: ["--maxmemory", "2mb", "--maxmemory-policy", "noeviction", "--appendonly", "yes"])
+        defer { redis.stop() }
+        try await Self.withProducer(redis: redis) { client, queue in
+            // Small values: a big one's own query buffer would count as used memory and make a transient OOM.
+            let filler = String(repeating: "x", count: 4096)
+            var full = false
+            for i in 0..<2000 where !full {
+                do {
+                    try await queue.redis.send("SET", "filler:\(i)", filler)
+                } catch {
+                    full = "\(error)".contains("OOM")
+                }
+            }
+            #expect(full, "Redis never reported OOM")
+            let refused = try await Self.post(client, forge: "github", file: "issues.opened.json")
+            #expect(refused.status == .serviceUnavailable, "\(refused.status) \(refused.json)")
+            #expect(try await Self.jobCount(queue) == 0)
+            #expect(try await queue.redis.send("KEYS", "hooks:*").strings ?? [] == [], "the refused request left keys")
+            _ = try await queue.redis.send("FLUSHALL")
+            #expect(try await Self.post(client, forge: "github", file: "issues.opened.json").status == .accepted)
+            #expect(try await Self.jobCount(queue) == 1)
         }
     }
 

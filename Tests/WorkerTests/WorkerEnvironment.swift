@@ -23,10 +23,11 @@ final class WorkerEnvironment: @unchecked Sendable {
 
     init(
         agents: [String] = ["dev"], timeout: String = "20s", extraAgentYAML: String = "",
-        queueYAML: String = "{retry_base: 200ms, retry_max: 1s, lease: 2s, heartbeat: 500ms}", sharing other: WorkerEnvironment? = nil
+        queueYAML: String = "{retry_base: 200ms, retry_max: 1s, lease: 2s, heartbeat: 500ms}", sharing other: WorkerEnvironment? = nil,
+        redisArguments: [String] = [], agentConcurrency: Int = 4
     ) async throws {
         try await DockerFixture.ready()
-        redis = try other?.redis ?? RedisServer()
+        redis = try other?.redis ?? RedisServer(extraArguments: redisArguments)
         ownsRedis = other == nil
         let tag = UUID().uuidString.prefix(8).lowercased()
         prefix = "fht-\(tag)"
@@ -47,7 +48,7 @@ final class WorkerEnvironment: @unchecked Sendable {
                     credentials_dir: \(root.path)/\(agent)/config
                     work_dir: \(root.path)/\(agent)/work
                     timeout: \(timeout)
-                    concurrency: 4
+                    concurrency: \(agentConcurrency)
                 \(extraAgentYAML)
 
                 """
@@ -117,9 +118,11 @@ extension WorkerEnvironment {
     /// Runs `body` in a fresh environment and always cleans it up (containers, files, Redis), even when it throws.
     static func with(
         agents: [String] = ["dev"], timeout: String = "20s", queueYAML: String = "{retry_base: 200ms, retry_max: 1s, lease: 2s, heartbeat: 500ms}",
-        _ body: (WorkerEnvironment) async throws -> Void
+        extraAgentYAML: String = "", redisArguments: [String] = [], agentConcurrency: Int = 4, _ body: (WorkerEnvironment) async throws -> Void
     ) async throws {
-        let env = try await WorkerEnvironment(agents: agents, timeout: timeout, queueYAML: queueYAML)
+        let env = try await WorkerEnvironment(
+            agents: agents, timeout: timeout, extraAgentYAML: extraAgentYAML, queueYAML: queueYAML, redisArguments: redisArguments,
+            agentConcurrency: agentConcurrency)
         do {
             try await body(env)
         } catch {

@@ -7,10 +7,10 @@ import Testing
 
 /// The real `Worker` binary against real Redis and Docker: concurrency, crash recovery, graceful shutdown.
 @Suite(.serialized) struct WorkerProcessTests {
-    static func startWorker(_ env: WorkerEnvironment, id: String, concurrency: Int = 4) throws -> ChildProcess {
+    static func startWorker(_ env: WorkerEnvironment, id: String, concurrency: Int = 4, config: String? = nil) throws -> ChildProcess {
         try ChildProcess(
             env.workerBinary,
-            ["--config", env.configPath, "--worker-id", id, "--host-id", env.hostID, "--concurrency", String(concurrency)],
+            ["--config", config ?? env.configPath, "--worker-id", id, "--host-id", env.hostID, "--concurrency", String(concurrency)],
             output: env.root.appendingPathComponent("worker-\(id).log").path)
     }
 

@@ -1,0 +1,277 @@
+import Foundation
+import Shared
+import TestSupport
+import Testing
+
+@testable import Worker
+
+/// The fault-injection suite: real Worker processes, real Redis, real Docker, faults from outside. Each scenario ends
+/// with `QueueInvariants`: every accepted job succeeded or is dead with a reason, no job or session had two runs alive
+/// at once, sessions ran in order, and no queue key still holds an id.
+@Suite(.serialized) struct FaultSuiteTests {
+    static let runLogYAML = "    env: {STUB_RUN_LOG: /work/runs.log}"
+
+    static func runLog(_ env: WorkerEnvironment) -> String { env.agent().workDir + "/runs.log" }
+
+    /// Enqueues `perSession` jobs on each of `sessions` issues; returns the ids per session in enqueue order.
+    static func enqueueSessions(_ env: WorkerEnvironment, sessions: Int, perSession: Int, sleep: ClosedRange<Double>) async throws -> [[String]] {
+        var ids = Array(repeating: [String](), count: sessions)
+        for round in 0..<perSession {
+            for s in 0..<sessions {
+                let secs = String(format: "%.1f", Double.random(in: sleep))
+                ids[s].append(try await env.enqueue("turn \(round) STUB_SLEEP=\(secs)", number: 100 + s))
+            }
+        }
+        return ids
+    }
+
+    static func waitAllFinished(_ env: WorkerEnvironment, _ ids: [String], timeout: Duration) async throws {
+        try await WorkerProcessTests.waitFor("every job to finish", timeout: timeout) {
+            for id in ids {
+                let status = try await env.queue.job(id)?["status"]
+                if status != "succeeded" && status != "dead" { return false }
+            }
+            return true
+        }
+    }
+
+    /// Agent processes (the stub) left in any of the environment's containers, retired ones included.
+    static func agentProcesses(_ env: WorkerEnvironment) async throws -> [String] {
+        var found: [String] = []
+        for container in try await env.docker.listContainers(label: "forge-hooks.host=\(env.hostID)") {
+            guard let id = container["Id"] as? String, (container["State"] as? String) == "running" else { continue }
+            let (_, ps) = try await env.docker.run(container: id, command: ["ps", "-o", "args"])
+            found += ps.filter { $0.contains("claude") || $0.contains("STUB_") }
+        }
+        return found
+    }
+
+    /// SIGKILL workers at random moments while several sessions each run several jobs; restart each one, half under
+    /// the same id (reclaims its jobs at once), half under a new id (its jobs wait for the lease). `FAULT_KILLS` sets
+    /// the number of kills (the benchmark harness `scripts/bench-faults.sh` runs 50); CI runs 8. Prints the figures.
+    @Test func sigkilledWorkersLoseNoJobAndNeverRunOneTwice() async throws {
+        let kills = Int(ProcessInfo.processInfo.environment["FAULT_KILLS"] ?? "") ?? 8
+        try await WorkerEnvironment.with(
+            queueYAML: "{retry_base: 200ms, retry_max: 1s, lease: 2s, heartbeat: 500ms, max_attempts: 20}", extraAgentYAML: Self.runLogYAML
+        ) { env in
+            let started = ContinuousClock.now
+            let sessions = try await Self.enqueueSessions(env, sessions: 6, perSession: max(4, kills * 2 / 3), sleep: 0.4...1.4)
+            var workers: [String: ChildProcess] = [:]
+            var generation = 0
+            for n in 0..<3 { workers["storm-\(n)"] = try WorkerProcessTests.startWorker(env, id: "storm-\(n)", concurrency: 2) }
+            defer { for w in workers.values { w.terminate(signal: SIGKILL) } }
+            for _ in 0..<kills {
+                try await Task.sleep(for: .milliseconds(Int.random(in: 300...1500)))
+                let victim = workers.keys.sorted().randomElement()!
+                workers.removeValue(forKey: victim)?.terminate(signal: SIGKILL)
+                generation += 1
+                let next = Bool.random() ? victim : "storm-g\(generation)"
+                workers[next] = try WorkerProcessTests.startWorker(env, id: next, concurrency: 2)
+            }
+            try await Self.waitAllFinished(env, Array(sessions.joined()), timeout: .seconds(180))
+            for (_, w) in workers { #expect(w.terminate() == 0, "a worker did not stop cleanly") }
+            workers.removeAll()
+            // Killed workers' ids under new names wait for their lease, then anyone's recovery (none is left now).
+            try await Task.sleep(for: .seconds(3))
+            _ = try await env.queue.recoverExpired()
+            let report = try await QueueInvariants.check(env, sessions: sessions, runLog: Self.runLog(env))
+            print(
+                "fault suite — SIGKILL storm: \(kills) kills in \(Int((ContinuousClock.now - started).seconds)) s\n\(report)")
+            #expect(report.holds, "\(report)")
+            #expect(report.succeeded + report.dead == report.jobs)
+            let left = try await Self.agentProcesses(env)
+            #expect(left.isEmpty, "agent processes outlived the storm: \(left)")
+        }
+    }
+
+    /// A copy of the environment's config with `replace` applied (another Redis URL, another spec).
+    static func variantConfig(_ env: WorkerEnvironment, name: String, _ replace: [(String, String)]) throws -> String {
+        var yaml = try String(contentsOfFile: env.configPath, encoding: .utf8)
+        for (old, new) in replace {
+            guard yaml.contains(old) else { throw TestSetupError("config has no '\(old)'") }
+            yaml = yaml.replacingOccurrences(of: old, with: new)
+        }
+        let path = env.root.appendingPathComponent(name).path
+        try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    /// A worker SIGKILLed mid-run whose job is not tried again (out of attempts): nothing would ever kill its agent —
+    /// no timer, no next attempt. Another worker's maintenance reaps it.
+    @Test func anOrphanedRunIsKilledEvenWhenItsJobIsNotTriedAgain() async throws {
+        try await WorkerEnvironment.with(queueYAML: "{retry_base: 200ms, retry_max: 1s, lease: 2s, heartbeat: 500ms, max_attempts: 1}") { env in
+            let id = try await env.enqueue("long STUB_SLEEP=120", number: 90)
+            let doomed = try WorkerProcessTests.startWorker(env, id: "doomed", concurrency: 1)
+            try await WorkerProcessTests.waitFor("the agent to start") {
+                try await FaultTests.processes(env).contains { $0.contains("STUB_SLEEP=120") }
+            }
+            doomed.terminate(signal: SIGKILL)
+            let survivor = try WorkerProcessTests.startWorker(env, id: "survivor", concurrency: 1)
+            defer { survivor.terminate() }
+            try await WorkerProcessTests.waitFor("the job to be recovered as dead", timeout: .seconds(20)) {
+                try await env.queue.job(id)?["status"] == "dead"
+            }
+            try await WorkerProcessTests.waitFor("the orphaned agent to be killed", timeout: .seconds(15)) {
+                !(try await FaultTests.processes(env).contains { $0.contains("STUB_SLEEP=120") })
+            }
+            let log = (try? String(contentsOfFile: env.root.appendingPathComponent("worker-survivor.log").path, encoding: .utf8)) ?? ""
+            #expect(log.contains("killed an orphaned run"), "\(log.suffix(2000))")
+        }
+    }
+
+    /// Redis stopped for longer than the lease while agents run, then back from its append-only file: runs cut off
+    /// from Redis stop themselves, their jobs run again, and nothing is lost or run twice.
+    @Test func redisDownLongerThanTheLeaseThenBackFromItsAOF() async throws {
+        try await WorkerEnvironment.with(
+            queueYAML: "{retry_base: 200ms, retry_max: 1s, lease: 2s, heartbeat: 500ms, max_attempts: 10}", extraAgentYAML: Self.runLogYAML,
+            redisArguments: ["--appendonly", "yes", "--appendfsync", "always"]
+        ) { env in
+            let sessions = try await Self.enqueueSessions(env, sessions: 4, perSession: 2, sleep: 2.5...4.0)
+            let worker = try WorkerProcessTests.startWorker(env, id: "aof", concurrency: 3)
+            defer { worker.terminate() }
+            try await WorkerProcessTests.waitFor("agents to run") {
+                try await FaultTests.processes(env).filter { $0.contains("STUB_SLEEP") }.count >= 2
+            }
+            env.redis.stop()
+            try await Task.sleep(for: .seconds(4))  // the lease is 2 s
+            #expect(worker.isRunning, "the worker must survive Redis going away")
+            try env.redis.start()
+            try await WorkerProcessTests.waitFor("Redis to answer the test again") { (try? await env.client.send("PING")) != nil }
+            try await Self.waitAllFinished(env, Array(sessions.joined()), timeout: .seconds(120))
+            #expect(worker.terminate() == 0)
+            let report = try await QueueInvariants.check(env, sessions: sessions, runLog: Self.runLog(env))
+            print("fault suite — Redis down 4 s (lease 2 s), back from AOF:\n\(report)")
+            #expect(report.holds && report.succeeded == report.jobs, "\(report)")
+            // Results written after the outage are there, and sessions were kept across the restart.
+            let first = try #require(try await env.queue.job(sessions[0][0]))
+            let last = try #require(try await env.queue.job(sessions[0][1]))
+            #expect(last["session_id"] != nil && last["session_id"] == first["session_id"], "the session was not kept: \(first) \(last)")
+            #expect(last["result"]?.contains("earlier turns: 0") == false, "\(last)")
+        }
+    }
+
+    /// Redis restarted (from its AOF) between a reserve and its claim: the moved id is still in the processing list,
+    /// and the claim then runs it.
+    @Test func redisRestartedBetweenReserveAndClaim() async throws {
+        try await WorkerEnvironment.with(redisArguments: ["--appendonly", "yes", "--appendfsync", "always"]) { env in
+            let id = try await env.enqueue("hello", number: 91)
+            let keys = env.config.keys
+            #expect(try await env.client.send("LMOVE", keys.queue("dev"), keys.processing("w"), "RIGHT", "LEFT").string == id)
+            env.redis.stop()
+            try env.redis.start()
+            // Every pooled connection of the test's client was cut: each fails once, then reconnects.
+            var answered = 0
+            try await WorkerProcessTests.waitFor("Redis to answer again") {
+                answered = (try? await env.client.send("PING")) != nil ? answered + 1 : 0
+                return answered >= 8
+            }
+            #expect(try await env.client.send("LRANGE", keys.processing("w"), "0", "-1").strings == [id])
+            guard case .running(let job) = try await env.queue.claim(id, worker: "w") else {
+                Issue.record("the claim after the restart did not run the job")
+                return
+            }
+            await env.executor(workerID: "w").execute(job, control: RunControl())
+            let report = try await QueueInvariants.check(env, sessions: [[id]], runLog: nil)
+            #expect(report.holds && report.succeeded == 1, "\(report)")
+        }
+    }
+
+    /// Replies lost after Redis executed the command (a relay drops the connection instead of forwarding them) while
+    /// two workers run jobs: reserves, claims, finishes and heartbeats lose their answers at random. Stranded ids are
+    /// given back, fenced writes keep stale results out, and every job ends once the network is good again.
+    @Test func lostRepliesLoseNoJobAndRunNoneTwice() async throws {
+        try await WorkerEnvironment.with(
+            queueYAML: "{retry_base: 200ms, retry_max: 1s, lease: 2s, heartbeat: 500ms, max_attempts: 20}", extraAgentYAML: Self.runLogYAML
+        ) { env in
+            let relay = try FlakyRelay(targetPort: env.redis.port)
+            defer { relay.stop() }
+            let config = try Self.variantConfig(env, name: "relay.yaml", [(env.redis.url, relay.url)])
+            let sessions = try await Self.enqueueSessions(env, sessions: 4, perSession: 5, sleep: 0.2...0.8)
+            relay.dropRate = 0.02
+            let workers = try (0..<2).map { try WorkerProcessTests.startWorker(env, id: "lossy-\($0)", concurrency: 2, config: config) }
+            defer { for w in workers { w.terminate(signal: SIGKILL) } }
+            try await Task.sleep(for: .seconds(8))
+            relay.dropRate = 0
+            try await Self.waitAllFinished(env, Array(sessions.joined()), timeout: .seconds(120))
+            for w in workers { #expect(w.terminate() == 0, "a worker did not stop cleanly") }
+            let report = try await QueueInvariants.check(env, sessions: sessions, runLog: Self.runLog(env))
+            print("fault suite — lost replies: \(relay.dropped) replies dropped\n\(report)")
+            #expect(relay.dropped > 0, "the relay never dropped a reply: the scenario did not happen")
+            #expect(report.holds, "\(report)")
+        }
+    }
+
+    /// A rolling upgrade on one host: a worker with a newer spec (one more env var) starts while an older worker
+    /// runs jobs. No run is killed by the container change, the container is not replaced back and forth, and every
+    /// job succeeds.
+    @Test func aRollingUpgradeKillsNoRunAndDoesNotFlap() async throws {
+        try await WorkerEnvironment.with(extraAgentYAML: Self.runLogYAML) { env in
+            let newer = try Self.variantConfig(
+                env, name: "newer.yaml", [(Self.runLogYAML, "    env: {STUB_RUN_LOG: /work/runs.log, RELEASE: \"2\"}")])
+            let sessions = try await Self.enqueueSessions(env, sessions: 4, perSession: 4, sleep: 0.8...1.5)
+            let old = try WorkerProcessTests.startWorker(env, id: "v1", concurrency: 2)
+            defer { old.terminate() }
+            try await WorkerProcessTests.waitFor("the old worker's agents to run") {
+                try await FaultTests.processes(env).contains { $0.contains("STUB_SLEEP") }
+            }
+            let new = try WorkerProcessTests.startWorker(env, id: "v2", concurrency: 2, config: newer)
+            defer { new.terminate() }
+            try await Self.waitAllFinished(env, Array(sessions.joined()), timeout: .seconds(120))
+            let report = try await QueueInvariants.check(env, sessions: sessions, runLog: Self.runLog(env))
+            print("fault suite — rolling upgrade:\n\(report)")
+            #expect(report.holds && report.succeeded == report.jobs, "\(report)")
+            var containers = Set<String>()
+            var changes = 0
+            for id in sessions.joined() {
+                let job = try #require(try await env.queue.job(id))
+                #expect(job["exit_code"] == "0" && job["attempts"] == "1", "a run was killed: \(job)")
+                containers.insert(job["container"] ?? "")
+                if job["container_changes"] != nil { changes += 1 }
+            }
+            #expect(changes <= 1 && containers.count <= 2, "the container was replaced \(changes) times (\(containers.count) containers)")
+        }
+    }
+
+    /// Ten agents at once on one worker, all past their timeout at the same moment: every one is killed on time
+    /// (control calls never wait behind the exec streams), and nothing of them is left.
+    @Test func tenConcurrentAgentsAllTimedOutAreAllKilledOnTime() async throws {
+        try await WorkerEnvironment.with(
+            timeout: "3s", queueYAML: "{retry_base: 200ms, retry_max: 1s, lease: 2s, heartbeat: 500ms, max_attempts: 1}", agentConcurrency: 10
+        ) { env in
+            var ids: [String] = []
+            for n in 0..<10 { ids.append(try await env.enqueue("stuck STUB_SLEEP=300", number: 200 + n)) }
+            let worker = try WorkerProcessTests.startWorker(env, id: "ten", concurrency: 10)
+            defer { worker.terminate() }
+            try await WorkerProcessTests.waitFor("ten agents to run") {
+                try await FaultTests.processes(env).filter { $0.contains("STUB_SLEEP=300") && !$0.contains("forge-hooks-run") }.count >= 10
+            }
+            let started = ContinuousClock.now
+            try await Self.waitAllFinished(env, ids, timeout: .seconds(30))
+            #expect(ContinuousClock.now - started < .seconds(12), "timeout kills took \(ContinuousClock.now - started)")
+            for id in ids {
+                let job = try #require(try await env.queue.job(id))
+                #expect(job["status"] == "dead" && job["timed_out"] == "true", "\(job)")
+            }
+            #expect(!(try await FaultTests.processes(env).contains { $0.contains("STUB_SLEEP=300") }))
+        }
+    }
+
+    /// The worker's own maintenance promotes due retries (no test calls `promoteDue`), and a graceful stop removes
+    /// every trace of its registration.
+    @Test func theWorkerPromotesItsRetriesAndAGracefulStopDeregisters() async throws {
+        try await WorkerEnvironment.with(queueYAML: "{retry_base: 200ms, retry_max: 1s, lease: 2s, heartbeat: 500ms, max_attempts: 3}") { env in
+            let id = try await env.enqueue("always STUB_FAIL", number: 92)
+            let worker = try WorkerProcessTests.startWorker(env, id: "maint", concurrency: 1)
+            try await WorkerProcessTests.waitFor("three attempts and the dead list", timeout: .seconds(30)) {
+                try await env.queue.job(id)?["status"] == "dead"
+            }
+            #expect(try await env.queue.job(id)?["attempts"] == "3")
+            let keys = env.config.keys
+            #expect(try await env.client.send("EXISTS", keys.worker("maint"), keys.lease("maint")).int == 2)
+            #expect(try await env.client.send("ZSCORE", keys.workers, "maint").string != nil)
+            #expect(worker.terminate() == 0)
+            #expect(try await env.client.send("EXISTS", keys.worker("maint"), keys.lease("maint"), keys.processing("maint")).int == 0)
+            #expect(try await env.client.send("ZSCORE", keys.workers, "maint").string == nil, "still listed in \(keys.workers)")
+        }
+    }
+}
