@@ -274,4 +274,58 @@ import Testing
             #expect(try await env.client.send("ZSCORE", keys.workers, "maint").string == nil, "still listed in \(keys.workers)")
         }
     }
+
+    /// dockerd frozen while an agent runs, then while a job is being reconciled: the worker waits it out and both
+    /// jobs succeed on their first attempt — its lease does not depend on Docker, so nothing is recovered or re-run.
+    @Test func aStalledDockerdDelaysJobsButLosesAndRepeatsNone() async throws {
+        try await WorkerEnvironment.with(extraAgentYAML: Self.runLogYAML) { env in
+            let proxy = try DockerProxy()
+            defer { proxy.stop() }
+            let worker = try WorkerProcessTests.startWorker(env, id: "stall", concurrency: 2, environment: ["DOCKER_HOST": proxy.dockerHost])
+            defer { worker.terminate() }
+            let duringExec = try await env.enqueue("during the exec STUB_SLEEP=2", number: 300)
+            try await WorkerProcessTests.waitFor("the agent to start") {
+                try await FaultTests.processes(env).contains { $0.contains("during the exec") }
+            }
+            proxy.stall()
+            try await Task.sleep(for: .seconds(4))
+            let duringReconcile = try await env.enqueue("during the reconcile", number: 301)
+            try await Task.sleep(for: .seconds(2))
+            #expect(try await env.queue.job(duringExec)?["status"] == "running", "the frozen engine must delay the job, not fail it")
+            proxy.heal()
+            try await Self.waitAllFinished(env, [duringExec, duringReconcile], timeout: .seconds(60))
+            let report = try await QueueInvariants.check(env, sessions: [[duringExec], [duringReconcile]], runLog: Self.runLog(env))
+            #expect(report.holds && report.succeeded == 2 && report.attempts == 2, "\(report)")
+        }
+    }
+
+    /// dockerd going away mid-run (every connection cut and new ones refused, as while it restarts): the attempt
+    /// fails — its agent killed through cgroupfs, which needs no dockerd — the job is retried until the engine is
+    /// back, then succeeds; no two runs overlap.
+    @Test func dockerdGoingAwayMidRunRetriesTheJobOnceItIsBack() async throws {
+        try await WorkerEnvironment.with(
+            queueYAML: "{retry_base: 200ms, retry_max: 1s, lease: 2s, heartbeat: 500ms, max_attempts: 20}", extraAgentYAML: Self.runLogYAML
+        ) { env in
+            let proxy = try DockerProxy()
+            defer { proxy.stop() }
+            let worker = try WorkerProcessTests.startWorker(env, id: "cut", concurrency: 1, environment: ["DOCKER_HOST": proxy.dockerHost])
+            defer { worker.terminate() }
+            let id = try await env.enqueue("long STUB_SLEEP=60", number: 302)
+            try await WorkerProcessTests.waitFor("the agent to start") {
+                try await FaultTests.processes(env).contains { $0.contains("long STUB_SLEEP=60") && !$0.contains("forge-hooks-run") }
+            }
+            proxy.cut()
+            try await WorkerProcessTests.waitFor("the cut-off run's agent to be killed", timeout: .seconds(5)) {
+                !(try await FaultTests.processes(env).contains { $0.contains("long STUB_SLEEP=60") })
+            }
+            #expect(worker.isRunning, "the worker must survive the engine going away")
+            // Back with a job that can finish: the retry of the same job must succeed.
+            _ = try await env.client.send("HSET", env.config.keys.job(id), "prompt", "short STUB_SLEEP=1")
+            try await Task.sleep(for: .seconds(2))
+            proxy.heal()
+            try await Self.waitAllFinished(env, [id], timeout: .seconds(60))
+            let report = try await QueueInvariants.check(env, sessions: [[id]], runLog: Self.runLog(env))
+            #expect(report.holds && report.succeeded == 1 && report.attempts >= 2, "\(report)")
+        }
+    }
 }

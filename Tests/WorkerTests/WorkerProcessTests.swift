@@ -7,10 +7,13 @@ import Testing
 
 /// The real `Worker` binary against real Redis and Docker: concurrency, crash recovery, graceful shutdown.
 @Suite(.serialized) struct WorkerProcessTests {
-    static func startWorker(_ env: WorkerEnvironment, id: String, concurrency: Int = 4, config: String? = nil) throws -> ChildProcess {
+    static func startWorker(
+        _ env: WorkerEnvironment, id: String, concurrency: Int = 4, config: String? = nil, environment: [String: String] = [:]
+    ) throws -> ChildProcess {
         try ChildProcess(
             env.workerBinary,
             ["--config", config ?? env.configPath, "--worker-id", id, "--host-id", env.hostID, "--concurrency", String(concurrency)],
+            environment: ProcessInfo.processInfo.environment.merging(environment) { $1 },
             output: env.root.appendingPathComponent("worker-\(id).log").path)
     }
 

@@ -231,8 +231,20 @@ struct AgentRunner: Sendable {
         // The exit code arrives once the process is gone.
         var state = DockerClient.ExecState(running: true, exitCode: nil, pid: 0, containerID: nil)
         let deadline = ContinuousClock.now + .seconds(10)
+        var askedOnce = false
         repeat {
-            if let next = try? await docker.inspectExec(exec) { state = next }
+            do {
+                state = try await docker.inspectExec(exec)
+            } catch {
+                // The stream ended and the engine does not answer (dockerd restarting or gone): the output is lost
+                // whatever the agent does now, so it must not go on unsupervised. Stop it at once.
+                if !askedOnce, let cgroup {
+                    logger.warning(
+                        "the output stream ended and Docker does not answer: stopping the run", metadata: ["job.id": "\(jobID)", "error": "\(error)"])
+                    outcome.killedProcesses += (try? await Offload.run { cgroup.killAll() }) ?? 0
+                }
+            }
+            askedOnce = true
             if state.running { try? await Task.sleep(for: .milliseconds(25)) }
         } while state.running && ContinuousClock.now < deadline
         // Whatever the run started and left behind dies with it: the container is long-lived and shared. Uncontained,
