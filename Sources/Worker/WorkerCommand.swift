@@ -84,11 +84,19 @@ extension WorkerCommand {
 
             let redis = RedisClient(configuration: config.redisConfiguration, connections: 4, name: "worker-redis")
             defer { redis.shutdown() }
-            do {
-                try await redis.ping()
-            } catch {
-                logger.critical("\(error)")
-                throw ExitCode(69)
+            // Three tries: one dropped connection is not "Redis is unreachable".
+            for attempt in 1...3 {
+                do {
+                    try await redis.ping()
+                    break
+                } catch {
+                    if attempt < 3 {
+                        try await Task.sleep(for: .milliseconds(200))
+                        continue
+                    }
+                    logger.critical("\(error)")
+                    throw ExitCode(69)
+                }
             }
             let docker = try common.docker(streams: slots)
             do {

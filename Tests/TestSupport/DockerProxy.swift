@@ -53,32 +53,13 @@ public final class DockerProxy: Sendable {
     }
 
     private func acceptLoop() {
-        while !stopped.load(ordering: .relaxed) {
-            let client = accept(listener, nil, nil)
-            if client < 0 { return }
-            if down.load(ordering: .relaxed) {
-                close(client)
-                continue
-            }
-            let server = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-            var address = Self.address(target)
-            let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(server, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-            }
-            if connected != 0 {
-                close(server)
-                close(client)
-                continue
-            }
-            Thread { [self] in pump(client: client, server: server) }.start()
-        }
+        let target = self.target
+        Relay.acceptLoop(
+            listener: listener, isStopped: { [self] in stopped.load(ordering: .relaxed) }, isRefusing: { [self] in down.load(ordering: .relaxed) },
+            connectServer: { Relay.connectSocket(family: AF_UNIX, Self.address(target)) }, pump: { [self] in pump(client: $0, server: $1) })
     }
 
     private func pump(client: Int32, server: Int32) {
-        defer {
-            close(client)
-            close(server)
-        }
         var fds = [pollfd(fd: client, events: Int16(POLLIN), revents: 0), pollfd(fd: server, events: Int16(POLLIN), revents: 0)]
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
         while !stopped.load(ordering: .relaxed) && !down.load(ordering: .relaxed) {
@@ -90,13 +71,7 @@ public final class DockerProxy: Sendable {
             for entry in fds where entry.revents != 0 {
                 let n = read(entry.fd, &buffer, buffer.count)
                 if n <= 0 { return }
-                let to = entry.fd == client ? server : client
-                var sent = 0
-                while sent < n {
-                    let w = buffer.withUnsafeBytes { write(to, $0.baseAddress! + sent, n - sent) }
-                    if w <= 0 { return }
-                    sent += w
-                }
+                if !Relay.forward(buffer, count: n, to: entry.fd == client ? server : client) { return }
             }
         }
     }

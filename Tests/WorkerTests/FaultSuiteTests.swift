@@ -193,7 +193,10 @@ import Testing
             try await Task.sleep(for: .seconds(8))
             relay.dropRate = 0
             try await Self.waitAllFinished(env, Array(sessions.joined()), timeout: .seconds(120))
-            for w in workers { #expect(w.terminate() == 0, "a worker did not stop cleanly") }
+            for (n, w) in workers.enumerated() {
+                let log = (try? String(contentsOfFile: env.root.appendingPathComponent("worker-lossy-\(n).log").path, encoding: .utf8)) ?? ""
+                #expect(w.terminate() == 0, "a worker did not stop cleanly: \(log.suffix(3000))")
+            }
             let report = try await QueueInvariants.check(env, sessions: sessions, runLog: Self.runLog(env))
             print("fault suite — lost replies: \(relay.dropped) replies dropped\n\(report)")
             #expect(relay.dropped > 0, "the relay never dropped a reply: the scenario did not happen")
@@ -275,14 +278,26 @@ import Testing
         }
     }
 
+    /// A worker that reaches Docker through a `DockerProxy` the test can freeze or cut.
+    static func workerBehindDockerProxy(_ env: WorkerEnvironment, id: String, concurrency: Int) throws -> (DockerProxy, ChildProcess) {
+        let proxy = try DockerProxy()
+        do {
+            return (proxy, try WorkerProcessTests.startWorker(env, id: id, concurrency: concurrency, environment: ["DOCKER_HOST": proxy.dockerHost]))
+        } catch {
+            proxy.stop()
+            throw error
+        }
+    }
+
     /// dockerd frozen while an agent runs, then while a job is being reconciled: the worker waits it out and both
     /// jobs succeed on their first attempt — its lease does not depend on Docker, so nothing is recovered or re-run.
     @Test func aStalledDockerdDelaysJobsButLosesAndRepeatsNone() async throws {
         try await WorkerEnvironment.with(extraAgentYAML: Self.runLogYAML) { env in
-            let proxy = try DockerProxy()
-            defer { proxy.stop() }
-            let worker = try WorkerProcessTests.startWorker(env, id: "stall", concurrency: 2, environment: ["DOCKER_HOST": proxy.dockerHost])
-            defer { worker.terminate() }
+            let (proxy, worker) = try Self.workerBehindDockerProxy(env, id: "stall", concurrency: 2)
+            defer {
+                worker.terminate()
+                proxy.stop()
+            }
             let duringExec = try await env.enqueue("during the exec STUB_SLEEP=2", number: 300)
             try await WorkerProcessTests.waitFor("the agent to start") {
                 try await FaultTests.processes(env).contains { $0.contains("during the exec") }
@@ -306,10 +321,11 @@ import Testing
         try await WorkerEnvironment.with(
             queueYAML: "{retry_base: 200ms, retry_max: 1s, lease: 2s, heartbeat: 500ms, max_attempts: 20}", extraAgentYAML: Self.runLogYAML
         ) { env in
-            let proxy = try DockerProxy()
-            defer { proxy.stop() }
-            let worker = try WorkerProcessTests.startWorker(env, id: "cut", concurrency: 1, environment: ["DOCKER_HOST": proxy.dockerHost])
-            defer { worker.terminate() }
+            let (proxy, worker) = try Self.workerBehindDockerProxy(env, id: "cut", concurrency: 1)
+            defer {
+                worker.terminate()
+                proxy.stop()
+            }
             let id = try await env.enqueue("long STUB_SLEEP=60", number: 302)
             try await WorkerProcessTests.waitFor("the agent to start") {
                 try await FaultTests.processes(env).contains { $0.contains("long STUB_SLEEP=60") && !$0.contains("forge-hooks-run") }

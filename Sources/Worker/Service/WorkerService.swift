@@ -41,8 +41,9 @@ final class WorkerService: Service {
             "host": options.hostID, "pid": String(getpid()), "agents": options.agents.joined(separator: ","), "slots": String(options.concurrency),
             "started_at": startedAt,
         ]
-        try await queue.heartbeat(worker: options.workerID, info: info)
-        let reclaimed = try await queue.recoverExpired(forcing: options.workerID)
+        // Redis answered the start-up ping; a reply lost now (a dropped connection) must not end the worker.
+        try await retrying("register with Redis") { try await queue.heartbeat(worker: options.workerID, info: info) }
+        let reclaimed = try await retrying("reclaim this worker's earlier jobs") { try await queue.recoverExpired(forcing: options.workerID) }
         if !reclaimed.isEmpty { logger.notice("re-queued jobs left by this worker's previous run", metadata: ["jobs": "\(reclaimed.map(\.jobID))"]) }
 
         for name in options.agents {
@@ -78,8 +79,32 @@ final class WorkerService: Service {
         }
         background.cancel()
         _ = await background.value
-        try? await queue.deregister(worker: options.workerID)
+        for attempt in 1...3 {
+            do {
+                try await queue.deregister(worker: options.workerID)
+                break
+            } catch {
+                logger.warning("could not deregister (attempt \(attempt) of 3): \(error)")
+                try? await Task.sleep(for: .milliseconds(200))
+            }
+        }
         logger.info("worker stopped")
+    }
+
+    /// Runs `body` until it succeeds, backing off from 100 ms to 2 s, for up to a minute; then its error stands.
+    private func retrying<T>(_ what: String, _ body: () async throws -> T) async throws -> T {
+        let deadline = ContinuousClock.now + .seconds(60)
+        var backoff = Duration.milliseconds(100)
+        while true {
+            do {
+                return try await body()
+            } catch {
+                guard ContinuousClock.now + backoff < deadline else { throw error }
+                logger.warning("could not \(what) (retrying in \(backoff)): \(error)")
+                try await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, .seconds(2))
+            }
+        }
     }
 
     private func beginShutdown() {
