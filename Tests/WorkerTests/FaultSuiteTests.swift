@@ -28,7 +28,8 @@ import Testing
     static func waitAllFinished(_ env: WorkerEnvironment, _ ids: [String], timeout: Duration) async throws {
         try await WorkerProcessTests.waitFor("every job to finish", timeout: timeout) {
             for id in ids {
-                let status = try await env.queue.job(id)?["status"]
+                // The test's own connections may have been cut by a Redis restart: they reconnect on the next call.
+                let status = try? await env.queue.job(id)?["status"]
                 if status != "succeeded" && status != "dead" { return false }
             }
             return true
@@ -147,6 +148,32 @@ import Testing
             let last = try #require(try await env.queue.job(sessions[0][1]))
             #expect(last["session_id"] != nil && last["session_id"] == first["session_id"], "the session was not kept: \(first) \(last)")
             #expect(last["result"]?.contains("earlier turns: 0") == false, "\(last)")
+        }
+    }
+
+    /// A run that finishes while Redis is down (shorter than the lease): its result is written once Redis is back —
+    /// the job is not run again.
+    @Test func aResultFinishedDuringAnOutageIsWrittenOnceRedisIsBack() async throws {
+        try await WorkerEnvironment.with(
+            queueYAML: "{retry_base: 200ms, retry_max: 1s, lease: 6s, heartbeat: 1s}", extraAgentYAML: Self.runLogYAML,
+            redisArguments: ["--appendonly", "yes", "--appendfsync", "always"]
+        ) { env in
+            let id = try await env.enqueue("short STUB_SLEEP=1", number: 93)
+            let worker = try WorkerProcessTests.startWorker(env, id: "pending-result", concurrency: 1)
+            defer { worker.terminate() }
+            try await WorkerProcessTests.waitFor("the agent to start") {
+                try await FaultTests.processes(env).contains { $0.contains("short STUB_SLEEP=1") && !$0.contains("forge-hooks-run") }
+            }
+            env.redis.stop()
+            try await WorkerProcessTests.waitFor("the agent to finish while Redis is down") {
+                !(try await FaultTests.processes(env).contains { $0.contains("short STUB_SLEEP=1") })
+            }
+            try await Task.sleep(for: .seconds(1))
+            try env.redis.start()
+            try await Self.waitAllFinished(env, [id], timeout: .seconds(30))
+            let job = try #require(try await env.queue.job(id))
+            #expect(job["status"] == "succeeded" && job["attempts"] == "1" && job["result"]?.contains("turn 1") == true, "\(job)")
+            #expect(QueueInvariants.readRuns(Self.runLog(env)).count == 1, "the job ran again")
         }
     }
 
