@@ -1,5 +1,5 @@
-/// Names of every Redis key the system uses. The first four are a **contract** (DESIGN.md); the rest are ours and
-/// documented in README. A prefix written with braces (`{hooks}`) keeps every key in one Redis Cluster slot.
+/// Names of every Redis key the system uses, all documented in docs/redis-keys.md (the queue, job, sessions and
+/// processing keys are the contract operators and other tools rely on). A prefix written with braces (`{hooks}`) keeps every key in one Redis Cluster slot.
 public struct KeySchema: Sendable, Equatable {
     public let prefix: String
 
