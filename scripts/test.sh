@@ -5,5 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/start-dockerd.sh
+swift format lint --strict -r Sources Tests Package.swift   # style is part of the test: any finding fails
 swift build --build-tests
 swift test --skip-build "$@"
