@@ -71,12 +71,13 @@ func humanDuration(_ s: Double) -> String {
     return "\(Int(s / 86400))d"
 }
 
-/// Runs `body` with a client and always closes it; Redis errors become a clear message and exit code 69.
-func withRedis<T>(_ connection: Connection, _ body: (RedisClient, KeySchema) async throws -> T) async throws -> T {
+/// Runs `body` with the queue core over a fresh client and always closes it; Redis errors become a clear message and
+/// exit code 69.
+func withQueue<T>(_ connection: Connection, _ body: (JobQueue) async throws -> T) async throws -> T {
     let (client, keys) = try connection.open()
     defer { client.shutdown() }
     do {
-        return try await body(client, keys)
+        return try await body(JobQueue(redis: client, keys: keys))
     } catch let error as RedisError {
         FileHandle.standardError.write(Data("error: \(error)\n".utf8))
         throw ExitCode(69)

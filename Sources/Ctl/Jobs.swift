@@ -12,14 +12,14 @@ extension Hooksctl {
         @Flag(help: "JSON output.") var json = false
 
         func run() async throws {
-            try await withRedis(connection) { redis, keys in
-                let fields = try await redis.send("HGETALL", keys.job(id)).hash ?? [:]
-                guard !fields.isEmpty else {
+            try await withQueue(connection) { queue in
+                guard let record = try await queue.record(id) else {
                     FileHandle.standardError.write(
                         Data("error: no job '\(id)' in Redis (finished jobs expire after queue.retention; try `hooksctl jobs`)\n".utf8))
                     throw ExitCode(1)
                 }
-                let log = try await redis.send("LRANGE", keys.log(id), String(-tail), "-1").strings ?? []
+                let fields = record.fields
+                let log = try await queue.log(id, from: -tail)
                 if json {
                     try printJSON(["job": fields, "log": log])
                     return
@@ -29,19 +29,19 @@ extension Hooksctl {
                 }
                 let prompt = TerminalText.safe(fields["prompt"] ?? "", keepNewlines: true)
                 print("prompt           \(prompt.replacingOccurrences(of: "\n", with: "\n                 "))")
-                print("--- log (\(keys.log(id))) ---")
+                print("--- log (\(queue.keys.log(id))) ---")
                 log.forEach { print(TerminalText.safe($0)) }
                 guard follow else { return }
-                var seen = try await redis.send("LLEN", keys.log(id)).int ?? 0
+                var seen = try await queue.logLength(id)
                 while true {
-                    let status = try await redis.send("HGET", keys.job(id), "status").string ?? ""
-                    let length = try await redis.send("LLEN", keys.log(id)).int ?? 0
+                    let status = try await queue.record(id)?.status
+                    let length = try await queue.logLength(id)
                     if length > seen {
-                        (try await redis.send("LRANGE", keys.log(id), String(seen), "-1").strings ?? []).forEach { print(TerminalText.safe($0)) }
+                        try await queue.log(id, from: seen).forEach { print(TerminalText.safe($0)) }
                         seen = length
                     }
-                    if !["running", "queued", "waiting"].contains(status) {
-                        print("--- job \(TerminalText.safe(status)) ---")
+                    if ![JobStatus.running, .queued, .waiting].contains(status) {
+                        print("--- job \(TerminalText.safe(status?.rawValue ?? "gone")) ---")
                         return
                     }
                     try await Task.sleep(for: .milliseconds(250))
@@ -66,23 +66,20 @@ extension Hooksctl {
         }
 
         func run() async throws {
-            try await withRedis(connection) { redis, keys in
+            try await withQueue(connection) { queue in
                 var rows: [[String: String]] = []
                 var offset = 0
-                while rows.count < limit {
-                    let ids = try await redis.send("ZREVRANGE", keys.jobIndex, String(offset), String(offset + 199)).strings ?? []
-                    if ids.isEmpty { break }
-                    offset += ids.count
-                    let names = ["agent", "status", "repo", "number", "event", "attempts", "created_at", "error"]
-                    let replies = try await redis.pipeline(ids.map { RedisCommand(["HMGET", keys.job($0)] + names) })
-                    for (id, reply) in zip(ids, replies) {
-                        let values = reply.array?.map { $0.string } ?? []
-                        guard values.count == names.count, values[1] != nil else { continue }
-                        var row = ["id": id]
-                        for (k, v) in zip(names, values) { row[k] = v ?? "" }
-                        if let status, row["status"] != status { continue }
-                        if let agent, row["agent"] != agent { continue }
-                        if let repo, row["repo"] != repo { continue }
+                let names = ["agent", "status", "repo", "number", "event", "attempts", "created_at", "error"]
+                let indexed = try await queue.indexedJobCount()
+                while rows.count < limit && offset < indexed {
+                    let page = try await queue.recentJobs(offset: offset, count: 200, fields: names)
+                    offset += 200
+                    for job in page {
+                        if let status, job.status?.rawValue != status { continue }
+                        if let agent, job.agent != agent { continue }
+                        if let repo, job["repo"] != repo { continue }
+                        var row = ["id": job.id]
+                        for name in names { row[name] = job[name] ?? "" }
                         rows.append(row)
                         if rows.count == limit { break }
                     }

@@ -9,45 +9,38 @@ extension Hooksctl {
         @Flag(help: "JSON output for scripts.") var json = false
 
         func run() async throws {
-            try await withRedis(connection) { redis, keys in
+            try await withQueue(connection) { queue in
                 // Agents: those with a queue key, those workers serve, and those the config names.
-                var agents = Set(try await redis.scanKeys(matching: keys.queue("*")).map { String($0.dropFirst(keys.queue("").count)) })
-                let workers = try await redis.send("ZRANGE", keys.workers, "0", "-1", "WITHSCORES").strings ?? []
+                var agents = Set(try await queue.agentsWithQueues())
                 var workerRows: [[String: Any]] = []
                 var running: [[String: Any]] = []
-                var i = 0
-                while i + 1 < workers.count {
-                    let id = workers[i]
-                    let lastMs = Double(workers[i + 1]) ?? 0
-                    i += 2
-                    let info = try await redis.send("HGETALL", keys.worker(id)).hash ?? [:]
-                    let leaseMs = try await redis.send("PTTL", keys.lease(id)).int ?? -2
-                    (info["agents"] ?? "").split(separator: ",").forEach { agents.insert(String($0)) }
-                    let held = try await redis.send("LRANGE", keys.processing(id), "0", "-1").strings ?? []
+                for worker in try await queue.workers() {
+                    worker.agents.forEach { agents.insert($0) }
                     workerRows.append([
-                        "worker": id, "host": info["host"] ?? "", "alive": leaseMs > 0,
-                        "heartbeat_age_s": Int(Date().timeIntervalSince1970 - lastMs / 1000),
-                        "lease_ms": leaseMs, "slots": info["slots"] ?? "", "agents": info["agents"] ?? "", "jobs": held.count,
+                        "worker": worker.id, "host": worker.host, "alive": worker.alive,
+                        "heartbeat_age_s": Int(Date().timeIntervalSince(worker.lastHeartbeat)),
+                        "lease_ms": worker.leaseRemaining.map {
+                            Int($0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000)
+                        } ?? -2,
+                        "slots": worker.slots, "agents": worker.agents.joined(separator: ","), "jobs": worker.held.count,
                     ])
-                    for job in held {
-                        let f = try await redis.send("HMGET", keys.job(job), "agent", "session", "started_at", "status", "attempts").strings ?? []
-                        guard f.count == 5, f[3] == "running" else { continue }
+                    for id in worker.held {
+                        guard let job = try await queue.record(id), job.status == .running else { continue }
                         running.append([
-                            "job": job, "agent": f[0], "session": f[1], "started_at": f[2], "age": age(f[2]), "attempt": f[4], "worker": id,
+                            "job": id, "agent": job.agent, "session": job.session, "started_at": job["started_at"] ?? "",
+                            "age": age(job["started_at"]),
+                            "attempt": String(job.attempts), "worker": worker.id,
                         ])
                     }
                 }
                 if let config = connection.config, let loaded = try? AppConfig.load(path: config, resolveSecrets: false) {
                     loaded.agents.keys.forEach { agents.insert($0) }
                 }
-                var queueRows: [[String: Any]] = []
-                for agent in agents.sorted() {
-                    let depth = try await redis.send("LLEN", keys.queue(agent)).int ?? 0
-                    queueRows.append(["agent": agent, "queued": depth, "running": running.filter { $0["agent"] as? String == agent }.count])
+                let counts = try await queue.counts(agents: agents.sorted())
+                let queueRows: [[String: Any]] = agents.sorted().map { agent in
+                    ["agent": agent, "queued": counts.queued[agent] ?? 0, "running": running.filter { $0["agent"] as? String == agent }.count]
                 }
-                let delayed = try await redis.send("ZCARD", keys.delayed).int ?? 0
-                let dead = try await redis.send("LLEN", keys.dead).int ?? 0
-                let sessions = try await redis.send("HLEN", keys.sessions).int ?? 0
+                let (delayed, dead, sessions) = (counts.delayed, counts.dead, counts.sessions)
                 if json {
                     try printJSON([
                         "queues": queueRows, "running": running, "delayed": delayed, "dead": dead, "sessions": sessions, "workers": workerRows,

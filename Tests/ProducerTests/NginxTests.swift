@@ -4,11 +4,11 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import NIOCore
-import Shared
 import TestSupport
 import Testing
 
 @testable import Producer
+@testable import Shared
 
 /// Real nginx (with the repository's site config) → live producer → real Redis.
 @Suite struct NginxTests {

@@ -3,11 +3,11 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
-import Shared
 import TestSupport
 import Testing
 
 @testable import Producer
+@testable import Shared
 
 /// The webhook endpoint through the real HTTP stack (a live Hummingbird server) with a real redis-server.
 @Suite struct WebhookHTTPTests {

@@ -26,7 +26,7 @@ enum ProducerServer {
         router.get("/healthz") { _, _ in JSONResponse.make(.ok, ["status": .string("alive")]) }
         router.get("/readyz") { _, _ in
             do {
-                try await queue.redis.ping()
+                try await queue.ping()
                 return JSONResponse.make(.ok, ["status": .string("ready"), "redis": .string("ok")])
             } catch {
                 Counter(label: "redis_errors_total", dimensions: [("operation", "ping")]).increment()

@@ -58,7 +58,6 @@ struct TranscriptStore: Sendable {
         let cap = queue.settings.transcriptMaxBytes
         if cap == 0 { return .disabled }
         let local = try await Offload.run { try Self.readLocal(agent, cwd: cwd, sessionID: sessionID, maxBytes: cap) }
-        let key = queue.keys.transcript(session)
         let ttl = max(60, Int(queue.settings.sessionIdle.seconds > 0 ? queue.settings.sessionIdle.seconds : 30 * 86400))
         func meta(_ bytes: Int) -> [String] {
             [
@@ -76,10 +75,7 @@ struct TranscriptStore: Sendable {
         case .contents(let bytes): data = bytes
         }
         let sha = Self.sha256(data)
-        if try await queue.redis.send("HGET", key, "sha256").string == sha {
-            try await queue.redis.send("EXPIRE", key, String(ttl))
-            return .unchanged
-        }
+        if try await queue.refreshTranscript(session, sha256: sha, ttl: ttl) { return .unchanged }
         guard try await queue.storeTranscript(session, fields: meta(data.count) + ["sha256", sha], data: data, ttl: ttl, fence: fence) else {
             return .notHeld
         }
@@ -98,11 +94,10 @@ struct TranscriptStore: Sendable {
 
     /// Makes the local transcript at least as recent as the stored one, before `--resume <sessionID>`.
     func restore(session: String, sessionID: String, agent: AgentSettings, cwd: String) async throws -> RestoreResult {
-        let key = queue.keys.transcript(session)
-        let meta = try await queue.redis.send("HMGET", key, "session_id", "sha256", "bytes", "skipped").array ?? []
-        guard meta.count == 4, meta[0].string == sessionID else { return .notStored }
-        if let reason = meta[3].string, !reason.isEmpty { return .skipped(reason: reason) }
-        guard let storedSHA = meta[1].string, let storedBytes = meta[2].int else { return .notStored }
+        guard let stored = try await queue.transcriptInfo(session), stored.sessionID == sessionID else { return .notStored }
+        if let reason = stored.skipped { return .skipped(reason: reason) }
+        guard let storedSHA = stored.sha256 else { return .notStored }
+        let storedBytes = stored.bytes
         let cap = max(storedBytes, queue.settings.transcriptMaxBytes)
         // A local copy the worker refuses to read (a link, a FIFO…) is replaced below: renameat swaps the entry itself.
         let local = try? await Offload.run { try Self.readLocal(agent, cwd: cwd, sessionID: sessionID, maxBytes: cap) }
@@ -111,7 +106,7 @@ struct TranscriptStore: Sendable {
         case .tooLarge: return .localIsCurrent
         default: break
         }
-        guard let data = try await queue.redis.send("HGET", key, "data").bytes else { return .notStored }
+        guard let data = try await queue.transcriptData(session) else { return .notStored }
         try await Offload.run { try Self.writeOwned(data, agent: agent, cwd: cwd, sessionID: sessionID) }
         return .restored(bytes: data.count)
     }

@@ -1,0 +1,193 @@
+import Foundation
+
+/// A job's record as stored (`hooks:job:<id>`), with typed access to the fields callers decide on.
+public struct JobRecord: Sendable, Equatable {
+    public let id: String
+    /// Every field, as stored (strings).
+    public let fields: [String: String]
+
+    public init(id: String, fields: [String: String]) {
+        self.id = id
+        self.fields = fields
+    }
+
+    public subscript(_ field: String) -> String? { fields[field] }
+    /// Nil for a value this version does not know (written by hand or by a newer version).
+    public var status: JobStatus? { fields["status"].flatMap(JobStatus.init(rawValue:)) }
+    public var agent: String { fields["agent"] ?? "" }
+    public var session: String { fields["session"] ?? "" }
+    public var attempts: Int { Int(fields["attempts"] ?? "") ?? 0 }
+    public var worker: String? { fields["worker"] }
+    public var createdAt: Date? { fields["created_at"].flatMap(Timestamp.parse) }
+    public var startedAt: Date? { fields["started_at"].flatMap(Timestamp.parse) }
+}
+
+/// A registered worker (`hooks:workers`, `hooks:worker:<id>`, its lease and processing list).
+public struct WorkerInfo: Sendable, Equatable {
+    public let id: String
+    public let host: String
+    public let agents: [String]
+    public let slots: String
+    /// Its last heartbeat (the `hooks:workers` score).
+    public let lastHeartbeat: Date
+    /// What is left of its lease; nil when it lapsed.
+    public let leaseRemaining: Duration?
+    /// Ids in its processing list.
+    public let held: [String]
+    public var alive: Bool { leaseRemaining != nil }
+}
+
+/// A stored agent session (`hooks:sessions`, `hooks:sessions:used`, `hooks:transcript:<session>`).
+public struct SessionInfo: Sendable, Equatable {
+    public let key: String
+    public let sessionID: String
+    public let lastUsed: Date?
+    /// The shipped transcript: its size and the host that shipped it, or why it was not shipped; nil when none.
+    public let transcript: TranscriptInfo?
+}
+
+public struct TranscriptInfo: Sendable, Equatable {
+    public let sessionID: String
+    public let bytes: Int
+    public let host: String
+    public let sha256: String?
+    /// Why it was not shipped (over the cap); nil when it was.
+    public let skipped: String?
+}
+
+/// Counts across the queue: what `hooksctl status` shows.
+public struct QueueCounts: Sendable, Equatable {
+    /// Queued ids per agent.
+    public let queued: [String: Int]
+    public let delayed: Int
+    public let dead: Int
+    public let sessions: Int
+}
+
+extension JobQueue {
+    /// Answers when Redis does (readiness checks).
+    public func ping() async throws(RedisError) { try await redis.ping() }
+
+    /// The whole record of a job, or nil if there is none.
+    public func job(_ id: String) async throws(RedisError) -> [String: String]? {
+        try await record(id)?.fields
+    }
+
+    /// A job's record, or nil if there is none (never existed, expired, purged).
+    public func record(_ id: String) async throws(RedisError) -> JobRecord? {
+        let fields = try await redis.send("HGETALL", keys.job(id)).hash ?? [:]
+        return fields.isEmpty ? nil : JobRecord(id: id, fields: fields)
+    }
+
+    /// Jobs newest first from the job index, `count` from `offset`; records gone meanwhile are left out. Only
+    /// `fields` are read (all when empty).
+    public func recentJobs(offset: Int, count: Int, fields: [String] = []) async throws(RedisError) -> [JobRecord] {
+        let ids = try await redis.send("ZREVRANGE", keys.jobIndex, String(offset), String(offset + count - 1)).strings ?? []
+        if ids.isEmpty { return [] }
+        let command: (String) -> RedisCommand = { id in
+            fields.isEmpty ? RedisCommand("HGETALL", self.keys.job(id)) : RedisCommand(["HMGET", self.keys.job(id)] + fields)
+        }
+        let replies = try await redis.pipeline(ids.map(command))
+        return zip(ids, replies).compactMap { id, reply in
+            let values: [String: String]
+            if fields.isEmpty {
+                values = reply.hash ?? [:]
+            } else {
+                values = Dictionary(uniqueKeysWithValues: zip(fields, reply.array?.map(\.string) ?? []).compactMap { k, v in v.map { (k, $0) } })
+            }
+            return values["status"] == nil ? nil : JobRecord(id: id, fields: values)
+        }
+    }
+
+    /// How many jobs the job index lists (records may have expired since).
+    public func indexedJobCount() async throws(RedisError) -> Int {
+        try await redis.send("ZCARD", keys.jobIndex).int ?? 0
+    }
+
+    /// How many lines a job's log holds.
+    public func logLength(_ id: String) async throws(RedisError) -> Int {
+        try await redis.send("LLEN", keys.log(id)).int ?? 0
+    }
+
+    /// Log lines of a job from index `from` (negative: from the end) to the end.
+    public func log(_ id: String, from: Int) async throws(RedisError) -> [String] {
+        try await redis.send("LRANGE", keys.log(id), String(from), "-1").strings ?? []
+    }
+
+    /// Every registered worker, oldest heartbeat first.
+    public func workers(now: Date = Date()) async throws(RedisError) -> [WorkerInfo] {
+        let flat = try await redis.send("ZRANGE", keys.workers, "0", "-1", "WITHSCORES").strings ?? []
+        var result: [WorkerInfo] = []
+        for index in stride(from: 0, to: flat.count - 1, by: 2) {
+            let id = flat[index]
+            let replies = try await redis.pipeline([
+                RedisCommand("HGETALL", keys.worker(id)), RedisCommand("PTTL", keys.lease(id)),
+                RedisCommand("LRANGE", keys.processing(id), "0", "-1"),
+            ])
+            let info = replies[0].hash ?? [:]
+            let leaseMs = replies[1].int ?? -2
+            result.append(
+                WorkerInfo(
+                    id: id, host: info["host"] ?? "", agents: (info["agents"] ?? "").split(separator: ",").map(String.init),
+                    slots: info["slots"] ?? "",
+                    lastHeartbeat: Date(timeIntervalSince1970: (Double(flat[index + 1]) ?? 0) / 1000),
+                    leaseRemaining: leaseMs > 0 ? .milliseconds(leaseMs) : nil, held: replies[2].strings ?? []))
+        }
+        return result
+    }
+
+    /// Agents that have a queue key now.
+    public func agentsWithQueues() async throws(RedisError) -> [String] {
+        try await redis.scanKeys(matching: keys.queue("*")).map { String($0.dropFirst(keys.queue("").count)) }
+    }
+
+    /// Queue depths of `agents`, and the delayed, dead and session counts.
+    public func counts(agents: [String]) async throws(RedisError) -> QueueCounts {
+        let replies = try await redis.pipeline(
+            agents.map { RedisCommand("LLEN", keys.queue($0)) } + [
+                RedisCommand("ZCARD", keys.delayed), RedisCommand("LLEN", keys.dead), RedisCommand("HLEN", keys.sessions),
+            ])
+        let depths = Dictionary(uniqueKeysWithValues: zip(agents, replies).map { ($0, $1.int ?? 0) })
+        let rest = replies.suffix(3).map { $0.int ?? 0 }
+        return QueueCounts(queued: depths, delayed: rest[0], dead: rest[1], sessions: rest[2])
+    }
+
+    /// Ids on the dead list, newest first.
+    public func deadJobIDs() async throws(RedisError) -> [String] {
+        try await redis.send("LRANGE", keys.dead, "0", "-1").strings ?? []
+    }
+
+    /// Every stored session, by key.
+    public func sessions() async throws(RedisError) -> [SessionInfo] {
+        let all = try await redis.send("HGETALL", keys.sessions).hash ?? [:]
+        var result: [SessionInfo] = []
+        for (key, id) in all.sorted(by: { $0.key < $1.key }) {
+            let used = try await redis.send("ZSCORE", keys.sessionsUsed, key).string.flatMap(Double.init)
+            result.append(
+                SessionInfo(
+                    key: key, sessionID: id, lastUsed: used.map { Date(timeIntervalSince1970: $0 / 1000) },
+                    transcript: try await transcriptInfo(key)))
+        }
+        return result
+    }
+
+    /// What is stored about a session's shipped transcript (not the data), or nil.
+    public func transcriptInfo(_ session: String) async throws(RedisError) -> TranscriptInfo? {
+        let t = try await redis.send("HMGET", keys.transcript(session), "session_id", "bytes", "host", "sha256", "skipped").array ?? []
+        guard t.count == 5, let sessionID = t[0].string, let bytes = t[1].string.flatMap(Int.init) else { return nil }
+        let skipped = t[4].string.flatMap { $0.isEmpty ? nil : $0 }
+        return TranscriptInfo(sessionID: sessionID, bytes: bytes, host: t[2].string ?? "", sha256: t[3].string, skipped: skipped)
+    }
+
+    /// The shipped transcript's bytes, or nil.
+    public func transcriptData(_ session: String) async throws(RedisError) -> [UInt8]? {
+        try await redis.send("HGET", keys.transcript(session), "data").bytes
+    }
+
+    /// Keeps a shipped transcript for another `ttl` seconds if it is still the one with `sha256`. Returns whether it was.
+    public func refreshTranscript(_ session: String, sha256: String, ttl: Int) async throws(RedisError) -> Bool {
+        guard try await redis.send("HGET", keys.transcript(session), "sha256").string == sha256 else { return false }
+        try await redis.send("EXPIRE", keys.transcript(session), String(ttl))
+        return true
+    }
+}
