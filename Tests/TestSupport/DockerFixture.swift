@@ -13,7 +13,8 @@ public enum DockerFixture {
         guard FileManager.default.fileExists(atPath: socket) else {
             throw TestSetupError("no Docker engine at \(socket): start dockerd (scripts/test.sh does) — these tests need real Docker")
         }
-        try runScript(["deploy/agent-stub/build-image.sh", image])
+        // Reused when built from the same files: another test process may be running containers from it.
+        try runScript(["env", "FORGE_HOOKS_STUB_REUSE=1", "deploy/agent-stub/build-image.sh", image])
     }
 
     /// Ensures the engine is there and the stub image is built.

@@ -15,6 +15,9 @@ public final class DockerProxy: Sendable {
     public init(target: String = "/var/run/docker.sock") throws {
         self.target = target
         path = FileManager.default.temporaryDirectory.appendingPathComponent("docker-proxy-\(UUID().uuidString.prefix(8)).sock").path
+        guard path.utf8.count < MemoryLayout.size(ofValue: sockaddr_un().sun_path) else {
+            throw TestSetupError("socket path too long for a Unix socket (\(path)); set TMPDIR to a shorter directory")
+        }
         listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         var address = Self.address(path)
         let bound = withUnsafePointer(to: &address) {

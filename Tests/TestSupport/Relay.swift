@@ -9,7 +9,11 @@ enum Relay {
     ) {
         while !isStopped() {
             let client = accept(listener, nil, nil)
-            if client < 0 { return }
+            if client < 0 {
+                if isStopped() { return }
+                usleep(10_000)  // EINTR, ECONNABORTED, EMFILE…: not a reason to stop relaying
+                continue
+            }
             guard !isRefusing(), let server = connectServer() else {
                 close(client)
                 continue
@@ -38,7 +42,8 @@ enum Relay {
     static func forward(_ buffer: [UInt8], count: Int, to fd: Int32) -> Bool {
         var sent = 0
         while sent < count {
-            let w = buffer.withUnsafeBytes { write(fd, $0.baseAddress! + sent, count - sent) }
+            // MSG_NOSIGNAL: a peer killed mid-stream must not SIGPIPE the test process.
+            let w = buffer.withUnsafeBytes { send(fd, $0.baseAddress! + sent, count - sent, Int32(MSG_NOSIGNAL)) }
             if w <= 0 { return false }
             sent += w
         }

@@ -1,5 +1,6 @@
 import Foundation
 import Shared
+import TestSupport
 import Testing
 
 @testable import Worker
@@ -149,6 +150,18 @@ import Testing
         #expect(!marker.contains("/") && !marker.contains(" ") && !marker.contains("\u{0}") && marker.hasPrefix("xyz."))
         let wrapped = RunCgroup.wrap(["claude", "-p", "--", "text; rm -rf /"], marker: marker)
         #expect(wrapped.prefix(2) == ["/bin/sh", "-c"] && wrapped.suffix(4) == ["claude", "-p", "--", "text; rm -rf /"])
+        #expect(RunCgroup.jobID(ofMarker: marker) == "xyz")
+        #expect(RunCgroup.jobID(ofMarker: RunCgroup.marker(jobID: "0mx3fhqk6-tbm4hp06ud")) == "0mx3fhqk6-tbm4hp06ud")
+    }
+
+    @Test func readsAProcessAge() throws {
+        let child = try ChildProcess("/bin/sleep", ["30"])
+        defer { child.terminate(signal: SIGKILL) }
+        let young = try #require(RunCgroup.processAge(child.pid))
+        #expect(young >= 0 && young < 5, "\(young)")
+        let old = try #require(RunCgroup.processAge(1))
+        #expect(old > young)
+        #expect(RunCgroup.processAge(-1) == nil)
     }
 }
 

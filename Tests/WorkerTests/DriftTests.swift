@@ -42,7 +42,8 @@ import Testing
         try await WorkerEnvironment.with { env in
             let before = try await env.reconciler().ensure(env.agent()).containerID
             let oldExecutor = env.executor(workerID: "old")
-            let long = try await env.enqueue("long STUB_SLEEP=6", number: 1)
+            // Long enough to outlast the other job's reconcile and run even on a loaded machine.
+            let long = try await env.enqueue("long STUB_SLEEP=15", number: 1)
             let running = Task { try await env.runNext(oldExecutor) }
             try await WorkerProcessTests.waitFor("the long run to start") { try await Self.runningExecs(env, before) > 0 }
 

@@ -259,6 +259,11 @@ import Testing
                 if job["container_changes"] != nil { changes += 1 }
             }
             #expect(changes <= 1 && containers.count <= 2, "the container was replaced \(changes) times (\(containers.count) containers)")
+            // The scenario happened: the newer worker ran jobs, and the older one deferred to its spec.
+            let byNew = try await sessions.joined().asyncFilter { try await env.queue.job($0)?["worker"] == "v2" }
+            #expect(!byNew.isEmpty, "the newer worker ran no job")
+            let oldLog = (try? String(contentsOfFile: env.root.appendingPathComponent("worker-v1.log").path, encoding: .utf8)) ?? ""
+            #expect(oldLog.contains("job deferred"), "the older worker never deferred: \(oldLog.suffix(1500))")
         }
     }
 
@@ -370,5 +375,13 @@ import Testing
             let report = try await QueueInvariants.check(env, sessions: [[id]], runLog: Self.runLog(env))
             #expect(report.holds && report.succeeded == 1 && report.attempts >= 2, "\(report)")
         }
+    }
+}
+
+extension Sequence where Element: Sendable {
+    func asyncFilter(_ keep: (Element) async throws -> Bool) async rethrows -> [Element] {
+        var kept: [Element] = []
+        for element in self where try await keep(element) { kept.append(element) }
+        return kept
     }
 }

@@ -7,10 +7,17 @@ import Testing
 
 /// Faults around a running job, with the real Worker binary, Docker and Redis.
 @Suite(.serialized) struct FaultTests {
-    /// What runs in the agent's container, or nothing while there is no container yet.
+    /// What runs in the agent's container, or nothing while there is no running container yet (a worker may have
+    /// created it and not started it yet).
     static func processes(_ env: WorkerEnvironment) async throws -> [String] {
-        guard try await env.containerID() != nil else { return [] }
-        return try await HostileAgentTests.processes(env)
+        guard let inspect = try await env.docker.inspectContainer("\(env.prefix)-dev"),
+            (inspect["State"] as? [String: Any])?["Running"] as? Bool == true
+        else { return [] }
+        do {
+            return try await HostileAgentTests.processes(env)
+        } catch let error as DockerError where error.status == 404 || error.status == 409 {
+            return []  // replaced or stopped between the two calls
+        }
     }
 
     /// A worker frozen past its lease (as in a long stall) comes back to find its job recovered and taken by another

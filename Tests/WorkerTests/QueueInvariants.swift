@@ -31,10 +31,15 @@ struct QueueInvariants: CustomStringConvertible {
     /// Queue keys that still hold ids: processing lists, queues, delayed, pending sets.
     var leftovers: [String] = []
 
+    /// Whether a run log was read; then every succeeded job must have at least one run in it, or the run checks
+    /// above would pass on an empty log.
+    var checkedRuns = false
+    var runsMissing: Bool { checkedRuns && runs < succeeded }
+
     var reattempts: Int { attempts - jobs }
     var holds: Bool {
         lost.isEmpty && deadWithoutReason.isEmpty && doubleRuns.isEmpty && sessionOverlaps.isEmpty && orderViolations.isEmpty
-            && leftovers.isEmpty
+            && leftovers.isEmpty && !runsMissing
     }
 
     var description: String {
@@ -42,6 +47,7 @@ struct QueueInvariants: CustomStringConvertible {
             "jobs \(jobs): succeeded \(succeeded), dead \(dead), lost \(lost.count); attempts \(attempts) (re-attempts \(reattempts)); "
                 + "agent runs \(runs); double runs \(doubleRuns.count); session overlaps \(sessionOverlaps.count); "
                 + "order violations \(orderViolations.count); leftover keys \(leftovers.count)"
+                + (runsMissing ? "; RUN LOG MISSING RUNS (\(runs) runs for \(succeeded) succeeded jobs)" : "")
         ]
         for (name, list) in [
             ("lost", lost), ("dead without reason", deadWithoutReason), ("double runs", doubleRuns), ("session overlaps", sessionOverlaps),
@@ -95,6 +101,7 @@ struct QueueInvariants: CustomStringConvertible {
         guard let runLog else { return report }
         let runs = readRuns(runLog)
         report.runs = runs.count
+        report.checkedRuns = true
         let byJob = Dictionary(grouping: runs, by: \.jobID)
         for (job, list) in byJob {
             let sorted = list.sorted { $0.start < $1.start }

@@ -10,6 +10,14 @@ if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "install 
   echo "error: busybox-static is not installed (apt-get install -y busybox-static): the image needs a static busybox" >&2
   exit 1
 fi
+# The image records what it was built from; with FORGE_HOOKS_STUB_REUSE=1 an image built from the same files is kept
+# (parallel test processes then share one image instead of re-tagging it under each other's running containers).
+source_hash="$(cat "$here/claude" "$0" "$busybox" | sha256sum | cut -c1-16)"
+if [ "${FORGE_HOOKS_STUB_REUSE:-0}" = 1 ] \
+  && [ "$(docker image inspect -f '{{index .Config.Labels "forge-hooks.stub-source"}}' "$tag" 2>/dev/null)" = "$source_hash" ]; then
+  echo "kept $tag ($(docker image inspect -f '{{.Id}}' "$tag")): built from the same files"
+  exit 0
+fi
 root="$(mktemp -d)"
 trap 'rm -rf "$root"' EXIT
 mkdir -p "$root"/{bin,usr/bin,usr/local/bin,etc,tmp,home/claude,proc,sys,dev,work}
@@ -36,5 +44,6 @@ tar -C "$root" -c . | docker import \
   -c 'USER 1000:1000' \
   -c 'WORKDIR /home/claude' \
   -c 'CMD ["sleep", "infinity"]' \
+  -c "LABEL forge-hooks.stub-source=$source_hash" \
   - "$tag" >/dev/null
 echo "built $tag ($(docker image inspect -f '{{.Id}}' "$tag"))"

@@ -72,7 +72,8 @@ enum QueueScripts {
             return {'waiting', id, low}
           end
           redis.call('HINCRBY', jk, 'attempts', 1)
-          redis.call('HSET', jk, 'status', 'running', 'worker', worker, 'started_at', nowIso)
+          -- 'run' names the attempt's agent run once it is set up; '' until then, so no earlier attempt's run counts.
+          redis.call('HSET', jk, 'status', 'running', 'worker', worker, 'started_at', nowIso, 'run', '')
           redis.call('HDEL', jk, 'waiting_for', 'retry_at', 'finished_at')
           return {'running', id, redis.call('HGETALL', jk)}
         end
@@ -228,6 +229,7 @@ enum QueueScripts {
             redis.call('HINCRBY', jk, 'attempts', -1)
             redis.call('HSET', jk, 'status', 'queued', 'note', reason)
             if ARGV[7] and ARGV[7] ~= '' then
+              redis.call('HINCRBY', jk, 'deferrals', 1)
               redis.call('HSET', jk, 'retry_at', ARGV[7])
               redis.call('ZADD', p .. ':delayed', ARGV[7], id)
             else

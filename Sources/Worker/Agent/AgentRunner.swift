@@ -231,20 +231,21 @@ struct AgentRunner: Sendable {
         // The exit code arrives once the process is gone.
         var state = DockerClient.ExecState(running: true, exitCode: nil, pid: 0, containerID: nil)
         let deadline = ContinuousClock.now + .seconds(10)
-        var askedOnce = false
+        var stopped = false
         repeat {
             do {
-                state = try await docker.inspectExec(exec)
+                state = try await docker.inspectExec(exec, timeout: .seconds(2))
             } catch {
-                // The stream ended and the engine does not answer (dockerd restarting or gone): the output is lost
-                // whatever the agent does now, so it must not go on unsupervised. Stop it at once.
-                if !askedOnce, let cgroup {
+                // The stream ended and the engine does not answer (dockerd restarting, gone or frozen): the output is
+                // lost whatever the agent does now, so it must not go on unsupervised. Stop it at once. (An HTTP
+                // error answer is asked again.)
+                if error.status == 0, !stopped, let cgroup {
+                    stopped = true
                     logger.warning(
                         "the output stream ended and Docker does not answer: stopping the run", metadata: ["job.id": "\(jobID)", "error": "\(error)"])
                     outcome.killedProcesses += (try? await Offload.run { cgroup.killAll() }) ?? 0
                 }
             }
-            askedOnce = true
             if state.running { try? await Task.sleep(for: .milliseconds(25)) }
         } while state.running && ContinuousClock.now < deadline
         // Whatever the run started and left behind dies with it: the container is long-lived and shared. Uncontained,
@@ -309,7 +310,10 @@ struct AgentRunner: Sendable {
     /// the container lacks CAP_SYS_PTRACE and cannot read another user's /proc/<pid>/environ. Returns how many were killed.
     /// `pattern` is a grep regex over the `FORGE_HOOKS_RUN=…` line.
     func kill(pattern: String, container: String, user: String) async -> Int {
+        // stderr silenced first: a `< /proc/N/environ` that fails (a process gone, or not ours) prints before any
+        // 2> of its own applies, and Docker may deliver that stderr after the count on stdout.
         let script = """
+            exec 2>/dev/null
             n=0
             for round in 1 2 3 4 5 6 7 8 9 10; do
               found=0
@@ -327,7 +331,7 @@ struct AgentRunner: Sendable {
             """
         do {
             let (_, lines) = try await docker.run(container: container, command: ["sh", "-c", script], user: user)
-            return Int(lines.last ?? "") ?? 0
+            return lines.compactMap { Int($0) }.last ?? 0
         } catch {
             logger.error("could not kill the agent's processes", metadata: ["container": "\(container)", "error": "\(error)"])
             return 0

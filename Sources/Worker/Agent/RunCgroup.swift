@@ -111,12 +111,11 @@ struct RunCgroup: Sendable {
         return isWaitingWrapper(pid, marker: marker) ? marker : nil
     }
 
-    /// Stopped wrappers in the container's own cgroup, with the marker each waits for.
+    /// Processes in the container's own cgroup that look like wrappers (stopped or not: one an agent injected into
+    /// keeps the wrapper's command line), with the marker each names.
     static func waitingWrappers(under containerDirectory: String) -> [(pid: Int32, marker: String)] {
         let text = (try? String(contentsOfFile: containerDirectory + "/cgroup.procs", encoding: .utf8)) ?? ""
-        return text.split(separator: "\n").compactMap { Int32($0) }.compactMap { pid in
-            processState(Int(pid)) == "T" ? wrapperMarker(pid).map { (pid, $0) } : nil
-        }
+        return text.split(separator: "\n").compactMap { Int32($0) }.compactMap { pid in wrapperMarker(pid).map { (pid, $0) } }
     }
 
     /// The marker of a run cgroup (its directory name without the prefix).
@@ -138,10 +137,24 @@ struct RunCgroup: Sendable {
     static func killStrays(under containerDirectory: String, uid: UInt32) -> Int {
         let text = (try? String(contentsOfFile: containerDirectory + "/cgroup.procs", encoding: .utf8)) ?? ""
         var killed = 0
-        for pid in text.split(separator: "\n").compactMap({ Int32($0) }) where processUID(pid) == uid && !isWaitingWrapper(pid) {
+        // A wrapper is spared while stopped, or in its first seconds (it reads its cgroup before it stops itself).
+        // One that runs later was woken by something other than the worker (an agent that injected into it).
+        for pid in text.split(separator: "\n").compactMap({ Int32($0) }) where processUID(pid) == uid {
+            if isWaitingWrapper(pid), processState(Int(pid)) == "T" || (processAge(pid) ?? .infinity) < 10 { continue }
             if Foundation.kill(pid, SIGKILL) == 0 { killed += 1 }
         }
         return killed
+    }
+
+    /// Seconds since `pid` started (`/proc/<pid>/stat` field 22 against `/proc/uptime`).
+    static func processAge(_ pid: Int32) -> Double? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")"),
+            let uptime = (try? String(contentsOfFile: "/proc/uptime", encoding: .utf8))?.split(separator: " ").first.flatMap({ Double($0) })
+        else { return nil }
+        // Fields after the command: state is field 3, so starttime (22) is the 20th after the ')'.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 19, let ticks = Double(fields[19]) else { return nil }
+        return uptime - ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
     /// The real uid of `pid` on the host, from `/proc/<pid>/status`.

@@ -30,7 +30,7 @@ actor ContainerReconciler {
     let isAlive: @Sendable (String) async -> Bool
     /// A retired container is not removed before this age, so a run that inspected it just before it was retired
     /// has started its exec (and is then seen running) by the time it is looked at.
-    var retiredGrace: Duration = .seconds(30)
+    var retiredGrace: Duration = .seconds(60)
     private var inFlight: [String: Task<Result, Error>] = [:]
     private var deferredUntil: [String: ContinuousClock.Instant] = [:]
 
@@ -149,8 +149,9 @@ actor ContainerReconciler {
             do {
                 try await docker.renameContainer(id, to: retiredName(spec.name, id: id))
             } catch {
-                // Gone, or being renamed by another worker at the same moment: look again.
-                guard error.status == 404 || error.status == 409 else { throw error }
+                // Gone, or retired by another worker at the same moment (404, 409, or 400 when it already has the very
+                // name): look again; a failure that persists ends in the error below after the last round.
+                logger.info("retiring the container failed; looking again", metadata: ["container": "\(spec.name)", "error": "\(error)"])
             }
             changes = diffs
             force = false
@@ -191,7 +192,14 @@ actor ContainerReconciler {
     /// and start calls), for up to five minutes.
     private func busy(_ container: [String: Any], age: TimeInterval) async throws -> Bool {
         for exec in container["ExecIDs"] as? [String] ?? [] {
-            guard let state = try? await docker.inspectExec(exec) else { continue }
+            let state: DockerClient.ExecState
+            do {
+                state = try await docker.inspectExec(exec)
+            } catch {
+                // Only "no such exec" means it is gone; a slow or failing engine must not get a run stopped.
+                if error.status == 404 { continue }
+                return true
+            }
             if state.running || (state.pid == 0 && age < 300) { return true }
         }
         return false
@@ -235,12 +243,17 @@ actor ContainerReconciler {
         var removed: [String] = []
         for (name, id, retired) in try await retired() {
             let age = now.timeIntervalSince(retired)
-            guard age >= retiredGrace.seconds, let container = try await docker.inspectContainer(id) else { continue }
-            if try await busy(container, age: age) { continue }
-            try await docker.stopContainer(id, graceSeconds: 5)
-            try await docker.removeContainer(id)
-            logger.notice("removed a retired container: no run left in it", metadata: ["container": "\(name)"])
-            removed.append(name)
+            do {
+                guard age >= retiredGrace.seconds, let container = try await docker.inspectContainer(id) else { continue }
+                if try await busy(container, age: age) { continue }
+                try await docker.stopContainer(id, graceSeconds: 5)
+                try await docker.removeContainer(id)
+                logger.notice("removed a retired container: no run left in it", metadata: ["container": "\(name)"])
+                removed.append(name)
+            } catch {
+                // Another worker removing it at the same moment (409), or the engine failing: the next look retries.
+                logger.info("retired container not removed this time", metadata: ["container": "\(name)", "error": "\(error)"])
+            }
         }
         return removed
     }

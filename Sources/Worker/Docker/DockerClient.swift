@@ -148,9 +148,10 @@ final class DockerClient: Sendable {
             [204, 304, 404], .POST, "/containers/\(id)/stop", query: [("t", String(graceSeconds))], timeout: .seconds(graceSeconds + 30))
     }
 
-    /// Removes a container (not its named volumes).
+    /// Removes a container (not its named volumes); gone already, or being removed by another caller (409), counts as
+    /// done.
     func removeContainer(_ id: String) async throws(DockerError) {
-        try await expect([204, 404], .DELETE, "/containers/\(id)", query: [("force", "true")])
+        try await expect([204, 404, 409], .DELETE, "/containers/\(id)", query: [("force", "true")])
     }
 
     /// Renames a container (by id: a name may already mean another container).
@@ -216,8 +217,8 @@ final class DockerClient: Sendable {
         let containerID: String?
     }
 
-    func inspectExec(_ id: String) async throws(DockerError) -> ExecState {
-        let reply = try await expect([200], .GET, "/exec/\(id)/json")
+    func inspectExec(_ id: String, timeout: Duration = .seconds(60)) async throws(DockerError) -> ExecState {
+        let reply = try await expect([200], .GET, "/exec/\(id)/json", timeout: timeout)
         let json = reply.json ?? [:]
         return ExecState(
             running: json["Running"] as? Bool ?? false, exitCode: json["ExitCode"] as? Int, pid: json["Pid"] as? Int ?? 0,

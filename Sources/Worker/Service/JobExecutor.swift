@@ -13,6 +13,9 @@ struct JobExecutor: Sendable {
     let hostID: String
     let logger: Logger
 
+    /// After this many deferrals (5 s each) a job's attempt fails instead: see `ContainerDeferral`.
+    static let maxDeferrals = 60
+
     func execute(_ job: ReservedJob, control: RunControl) async {
         var log = logger
         log[metadataKey: "job.id"] = "\(job.id)"
@@ -33,7 +36,11 @@ struct JobExecutor: Sendable {
             let number = Int(job["number"] ?? "") ?? 0
             let cwd = try AgentEnvironment.sessionDirectory(agent, repository: repo, number: number)
             if job.attempt > 1 {
-                let killed = await runner.killLeftovers(jobID: job.id, agent: agent, container: container.containerID)
+                // In every container of the host: an earlier attempt may still run in one retired since.
+                var killed = 0
+                for other in (try? await reconciler.runningContainers()) ?? [container.containerID] {
+                    killed += await runner.killLeftovers(jobID: job.id, agent: agent, container: other)
+                }
                 if killed > 0 { log.notice("killed \(killed) leftover process(es) of an earlier attempt") }
             }
             var resume = try await queue.sessionID(for: job.session)
@@ -144,6 +151,12 @@ struct JobExecutor: Sendable {
                 ])
         } catch let lost as AgentRunner.JobLost {
             log.warning("\(lost)")
+        } catch let deferral as ContainerDeferral where (Int(job["deferrals"] ?? "") ?? 0) >= Self.maxDeferrals {
+            // The newer worker keeps its lease but never takes the job (draining, stuck): stop bouncing it.
+            log.error("job deferred \(Self.maxDeferrals) times; failing this attempt: \(deferral)")
+            await finish(
+                job, .failed(error: "deferred \(Self.maxDeferrals) times: \(StreamJSONParser.bounded(deferral.message, 1500))", retryable: true),
+                log: log)
         } catch let deferral as ContainerDeferral {
             let released =
                 (try? await queue.release(job, worker: workerID, reason: StreamJSONParser.bounded(deferral.message, 1000), delay: .seconds(5)))

@@ -189,11 +189,15 @@ final class WorkerService: Service {
                     if !dropped.isEmpty { logger.info("dropped idle sessions", metadata: ["sessions": "\(dropped)"]) }
                     do {
                         _ = try await reconciler.removeRetired()
+                    } catch {
+                        logger.warning("could not look for retired containers: \(error)")
+                    }
+                    do {
                         _ = await executor.runner.reapOrphans(containers: try await reconciler.runningContainers()) { [queue] jobID, marker in
                             await Self.isCurrentRun(queue: queue, jobID: jobID, marker: marker)
                         }
                     } catch {
-                        logger.warning("could not look for retired containers or orphaned runs: \(error)")
+                        logger.warning("could not look for orphaned runs: \(error)")
                     }
                 }
             } catch {
@@ -205,13 +209,14 @@ final class WorkerService: Service {
         _ = await heartbeat.value
     }
 
-    /// Whether the run `marker` is one a live worker still owns: its job is running, names this run (or no run: a
-    /// record written by an older worker), and its worker holds a lease. Any doubt (Redis unreachable) says yes.
+    /// Whether the run `marker` is its job's current run: the job is running and names this run (no `run` field at all:
+    /// a record claimed by an older worker). A dead worker's run stops being current when recovery moves its job on —
+    /// the lease is not judged here, so a heartbeat late by a moment never costs a live run. Any doubt (Redis
+    /// unreachable) says yes.
     static func isCurrentRun(queue: JobQueue, jobID: String, marker: String) async -> Bool {
         do {
-            guard let job = try await queue.job(jobID) else { return false }
-            guard job["status"] == "running", job["run"].map({ $0 == marker }) ?? true, let worker = job["worker"] else { return false }
-            return try await queue.isAlive(worker: worker)
+            guard let job = try await queue.record(jobID) else { return false }
+            return job.status == .running && (job["run"].map { $0 == marker } ?? true)
         } catch {
             return true
         }
