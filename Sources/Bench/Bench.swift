@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Shared
+import Synchronization
 
 @main
 struct Bench: AsyncParsableCommand {
@@ -105,22 +106,17 @@ actor LatencyRecorder {
 }
 
 /// A thread-safe counter: jobs drained by the queue benchmark, delivery ids of the bare server.
-final class Counter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var count = 0
+final class Counter: Sendable {
+    private let count = Mutex(0)
 
-    var value: Int {
-        lock.lock()
-        defer { lock.unlock() }
-        return count
-    }
+    var value: Int { count.withLock { $0 } }
 
     /// Adds one and returns the new value.
     @discardableResult
     func increment() -> Int {
-        lock.lock()
-        defer { lock.unlock() }
-        count += 1
-        return count
+        count.withLock {
+            $0 += 1
+            return $0
+        }
     }
 }

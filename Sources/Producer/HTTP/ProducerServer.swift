@@ -5,6 +5,7 @@ import Metrics
 import NIOCore
 import Prometheus
 import Shared
+import Synchronization
 
 /// Builds the producer's two HTTP applications: the public webhook listener and the ops listener
 /// (`/healthz`, `/readyz`, `/metrics`), which stays private by default.
@@ -51,15 +52,14 @@ enum ProducerServer {
 }
 
 /// Runs a closure at most once.
-final class Once: @unchecked Sendable {
-    private let lock = NSLock()
-    private var done = false
+final class Once: Sendable {
+    private let done = Mutex(false)
     func run(_ body: () -> Void) {
-        lock.lock()
-        defer { lock.unlock() }
-        if !done {
-            done = true
-            body()
+        done.withLock { done in
+            if !done {
+                done = true
+                body()
+            }
         }
     }
 }

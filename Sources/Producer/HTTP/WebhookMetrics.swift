@@ -1,18 +1,22 @@
 import Foundation
 import Metrics
+import Synchronization
 
 /// The webhook metrics, made once per label set: the metrics factory's own lookup costs a lock and several hashes
 /// per call, which the handler would otherwise pay twice per request.
-final class WebhookMetrics: @unchecked Sendable {
+final class WebhookMetrics: Sendable {
     private struct Key: Hashable {
         let forge: String
         let event: String
         let outcome: String
     }
 
-    private let lock = NSLock()
-    private var counters: [Key: Counter] = [:]
-    private var timers: [String: Metrics.Timer] = [:]
+    private struct Cache {
+        var counters: [Key: Counter] = [:]
+        var timers: [String: Metrics.Timer] = [:]
+    }
+
+    private let cache = Mutex(Cache())
     let redisErrors = Counter(label: "redis_errors_total", dimensions: [("operation", "enqueue")])
     let enqueueDuration = Metrics.Timer(label: "enqueue_duration_seconds")
 
@@ -20,21 +24,21 @@ final class WebhookMetrics: @unchecked Sendable {
     /// bounded all the same.
     func requests(forge: String, event: String, outcome: String) -> Counter {
         let key = Key(forge: forge, event: event, outcome: outcome)
-        lock.lock()
-        defer { lock.unlock() }
-        if let counter = counters[key] { return counter }
-        let counter = Counter(label: "webhook_requests_total", dimensions: [("forge", forge), ("event", event), ("outcome", outcome)])
-        if counters.count < 1000 { counters[key] = counter }
-        return counter
+        return cache.withLock { cache in
+            if let counter = cache.counters[key] { return counter }
+            let counter = Counter(label: "webhook_requests_total", dimensions: [("forge", forge), ("event", event), ("outcome", outcome)])
+            if cache.counters.count < 1000 { cache.counters[key] = counter }
+            return counter
+        }
     }
 
     func duration(outcome: String) -> Metrics.Timer {
-        lock.lock()
-        defer { lock.unlock() }
-        if let timer = timers[outcome] { return timer }
-        let timer = Metrics.Timer(label: "webhook_request_duration_seconds", dimensions: [("outcome", outcome)])
-        timers[outcome] = timer
-        return timer
+        cache.withLock { cache in
+            if let timer = cache.timers[outcome] { return timer }
+            let timer = Metrics.Timer(label: "webhook_request_duration_seconds", dimensions: [("outcome", outcome)])
+            cache.timers[outcome] = timer
+            return timer
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 import CHiredis
 import Foundation
+import Synchronization
 
 /// One hiredis context. **Not thread-safe**: it is owned by exactly one `RedisExecutor` thread.
 ///
@@ -210,19 +211,12 @@ final class RedisConnection {
 
 /// Shared by the connections of one pool: when one of them reconnects, the others skip the rest of their back-off
 /// instead of failing fast against a Redis that is already back.
-final class ConnectHealth: @unchecked Sendable {
-    private let lock = NSLock()
-    private var lastConnect: ContinuousClock.Instant?
+final class ConnectHealth: Sendable {
+    private let lastConnect = Mutex<ContinuousClock.Instant?>(nil)
 
-    func connected() {
-        lock.lock()
-        lastConnect = .now
-        lock.unlock()
-    }
+    func connected() { lastConnect.withLock { $0 = .now } }
 
     func someoneConnected(after instant: ContinuousClock.Instant) -> Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return lastConnect.map { $0 > instant } ?? false
+        lastConnect.withLock { $0.map { $0 > instant } ?? false }
     }
 }

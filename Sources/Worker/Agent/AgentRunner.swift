@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Shared
+import Synchronization
 
 /// Runs the agent CLI once inside its container (docker exec semantics through the Engine API) and reports what
 /// happened. Output lines go to the job's capped log in Redis while the agent runs.
@@ -340,11 +341,10 @@ struct AgentRunner: Sendable {
 }
 
 /// The run cgroup once the adopting task has made it.
-final class AdoptedCgroup: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: RunCgroup?
-    func set(_ cgroup: RunCgroup) { lock.withLock { value = cgroup } }
-    func get() -> RunCgroup? { lock.withLock { value } }
+final class AdoptedCgroup: Sendable {
+    private let value = Mutex<RunCgroup?>(nil)
+    func set(_ cgroup: RunCgroup) { value.withLock { $0 = cgroup } }
+    func get() -> RunCgroup? { value.withLock { $0 } }
 }
 
 /// Collects an agent's output: parses stream-json, keeps a stderr tail, and appends lines to the job's Redis log in

@@ -1,20 +1,24 @@
 import Foundation
+import Synchronization
 
 /// Lets someone outside a run ask it to stop: worker shutdown past its grace period, or the job lost (this worker's
 /// lease lapsed and the job was recovered, so another run may already have it).
-final class RunControl: @unchecked Sendable {
+final class RunControl: Sendable {
     enum Reason: Sendable, Equatable { case shutdown, lost }
 
-    private let lock = NSLock()
-    private var reason: Reason?
-    private var waiters: [UUID: CheckedContinuation<Reason?, Never>] = [:]
+    private struct State {
+        var reason: Reason?
+        var waiters: [UUID: CheckedContinuation<Reason?, Never>] = [:]
+    }
+
+    private let state = Mutex(State())
 
     func abort(_ r: Reason) {
-        lock.lock()
-        if reason == nil { reason = r }
-        let pending = waiters
-        waiters = [:]
-        lock.unlock()
+        let pending = state.withLock { state in
+            if state.reason == nil { state.reason = r }
+            defer { state.waiters = [:] }
+            return state.waiters
+        }
         for (_, c) in pending { c.resume(returning: r) }
     }
 
@@ -23,23 +27,16 @@ final class RunControl: @unchecked Sendable {
         let id = UUID()
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<Reason?, Never>) in
-                lock.lock()
-                if let reason {
-                    lock.unlock()
-                    c.resume(returning: reason)
-                } else if Task.isCancelled {
-                    lock.unlock()
-                    c.resume(returning: nil)
-                } else {
-                    waiters[id] = c
-                    lock.unlock()
+                let answer: Reason?? = state.withLock { state in
+                    if let reason = state.reason { return .some(reason) }
+                    if Task.isCancelled { return .some(nil) }
+                    state.waiters[id] = c
+                    return .none
                 }
+                if let answer { c.resume(returning: answer) }
             }
         } onCancel: {
-            lock.lock()
-            let c = waiters.removeValue(forKey: id)
-            lock.unlock()
-            c?.resume(returning: nil)
+            state.withLock { $0.waiters.removeValue(forKey: id) }?.resume(returning: nil)
         }
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import Shared
+import Synchronization
 
 /// The worker process: N slots that reserve and run jobs, a heartbeat that keeps the lease, and maintenance (promote
 /// due retries, recover dead workers' jobs, sweep). Returning means every slot has stopped and every job this worker
@@ -253,65 +254,53 @@ final class WorkerService: Service {
 }
 
 /// Shared between the slots and the shutdown path.
-final class ShutdownState: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stopping = false
-    private var running: [String: (attempt: Int, control: RunControl)] = [:]
-
-    var isStopping: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return stopping
+final class ShutdownState: Sendable {
+    private struct State {
+        var stopping = false
+        var abortedAll = false
+        var running: [String: (attempt: Int, control: RunControl)] = [:]
     }
+
+    private let state = Mutex(State())
+
+    var isStopping: Bool { state.withLock { $0.stopping } }
 
     /// Returns false if shutdown had already begun.
     func beginShutdown() -> Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        if stopping { return false }
-        stopping = true
-        return true
+        state.withLock { state in
+            if state.stopping { return false }
+            state.stopping = true
+            return true
+        }
     }
 
     func register(_ id: String, attempt: Int, _ control: RunControl) {
-        lock.lock()
-        running[id] = (attempt, control)
-        let abortNow = stopping && abortedAll
-        lock.unlock()
+        let abortNow = state.withLock { state in
+            state.running[id] = (attempt, control)
+            return state.stopping && state.abortedAll
+        }
         if abortNow { control.abort(.shutdown) }
     }
 
-    func unregister(_ id: String) {
-        lock.lock()
-        running[id] = nil
-        lock.unlock()
-    }
-
-    private var abortedAll = false
+    func unregister(_ id: String) { state.withLock { $0.running[id] = nil } }
 
     /// Aborts every running job (and any registered later); returns how many were running.
     func abortAll() -> Int {
-        lock.lock()
-        abortedAll = true
-        let controls = running.values.map(\.control)
-        lock.unlock()
+        let controls = state.withLock { state in
+            state.abortedAll = true
+            return state.running.values.map(\.control)
+        }
         for c in controls { c.abort(.shutdown) }
         return controls.count
     }
 
     /// The jobs running now, with their attempts.
-    var held: [(id: String, attempt: Int)] {
-        lock.lock()
-        defer { lock.unlock() }
-        return running.map { ($0.key, $0.value.attempt) }
-    }
+    var held: [(id: String, attempt: Int)] { state.withLock { $0.running.map { ($0.key, $0.value.attempt) } } }
 
     /// Stops the run of `id` (it was lost); returns whether it was running.
     @discardableResult
     func abort(_ id: String, reason: RunControl.Reason) -> Bool {
-        lock.lock()
-        let control = running[id]?.control
-        lock.unlock()
+        let control = state.withLock { $0.running[id]?.control }
         control?.abort(reason)
         return control != nil
     }

@@ -1,0 +1,116 @@
+import Foundation
+import Shared
+import Testing
+
+@testable import Worker
+
+@Suite struct ContainerSpecTests {
+    static let agent = AgentSettings(name: "dev", image: "agent:1", credentialsDir: "/srv/dev/config", workDir: "/srv/dev/work")
+
+    static func inspect(
+        running: Bool = true, image: String = "sha256:aaa", user: String = ContainerSpec.keeperUser, env: [String]? = nil,
+        mounts: [(String, String, Bool)]? = nil, capDrop: [String] = ["ALL"]
+    ) -> [String: Any] {
+        let spec = ContainerSpec(agent: agent, containerPrefix: "hooks", hostID: "h")
+        let defaultMounts = spec.binds.map { ($0.source, $0.target, !$0.readOnly) }
+        return [
+            "Id": "c1", "Image": image, "State": ["Running": running, "Status": running ? "running" : "exited"],
+            "Config": [
+                "Image": "agent:1", "User": user, "Env": env ?? (spec.envList + ["PATH=/usr/bin"]),
+                "Labels": spec.labels.merging(["from-image": "x"]) { a, _ in a },
+            ] as [String: Any],
+            "HostConfig": [
+                "CapDrop": capDrop, "SecurityOpt": ["no-new-privileges"], "PidsLimit": spec.pidsLimit, "Memory": spec.memoryBytes,
+                "Privileged": false, "Init": true,
+            ] as [String: Any],
+            "Mounts": (mounts ?? defaultMounts).map {
+                ["Type": "bind", "Source": $0.0, "Destination": $0.1, "RW": $0.2, "Mode": $0.2 ? "" : "ro"] as [String: Any]
+            },
+        ]
+    }
+
+    @Test func matchingContainerHasNoDifferencesEvenWithImageEnvAndLabels() {
+        let spec = ContainerSpec(agent: Self.agent, containerPrefix: "hooks", hostID: "h")
+        #expect(spec.differences(inspect: Self.inspect(), imageID: "sha256:aaa").isEmpty)
+        #expect(spec.name == "hooks-dev")
+        #expect(
+            spec.binds.map(\.description) == [
+                "/srv/dev/config:/home/claude/.config/claude-code:ro", "/srv/dev/config/projects:/home/claude/.config/claude-code/projects:rw",
+                "/srv/dev/config/session-env:/home/claude/.config/claude-code/session-env:rw", "/srv/dev/work:/work:rw",
+            ])
+    }
+
+    @Test func everyKindOfDriftIsReported() {
+        let spec = ContainerSpec(agent: Self.agent, containerPrefix: "hooks", hostID: "h")
+        let binds = spec.binds.map { ($0.source, $0.target, !$0.readOnly) }
+        #expect(spec.differences(inspect: Self.inspect(running: false), imageID: "sha256:aaa").first?.hasPrefix("not running") == true)
+        #expect(spec.differences(inspect: Self.inspect(), imageID: "sha256:bbb").first?.hasPrefix("image: runs") == true)
+        #expect(spec.differences(inspect: Self.inspect(user: "1000:1000"), imageID: "sha256:aaa") == ["user: '1000:1000' ≠ '65534:65534'"])
+        #expect(
+            spec.differences(inspect: Self.inspect(env: ["HOME=/home/claude"]), imageID: "sha256:aaa") == [
+                "env: CLAUDE_CONFIG_DIR missing or different"
+            ])
+        // projects/ bound read-only: missing rw bind + undesired ro bind.
+        var roProjects = binds
+        roProjects[1].2 = false
+        let diffs = spec.differences(inspect: Self.inspect(mounts: roProjects), imageID: "sha256:aaa")
+        #expect(diffs.count == 2 && diffs.allSatisfy { $0.contains("/projects") })
+        // A Docker socket mounted in is drift.
+        let withSocket = spec.differences(
+            inspect: Self.inspect(mounts: binds + [("/var/run/docker.sock", "/var/run/docker.sock", true)]), imageID: "sha256:aaa")
+        #expect(withSocket == ["bind not desired: /var/run/docker.sock:/var/run/docker.sock:rw"])
+        #expect(
+            spec.differences(inspect: Self.inspect(mounts: Array(binds.dropLast())), imageID: "sha256:aaa") == [
+                "bind missing: /srv/dev/work:/work:rw"
+            ])
+    }
+
+    @Test func createAsksForLeastPrivilege() throws {
+        let spec = ContainerSpec(agent: Self.agent, containerPrefix: "hooks", hostID: "h")
+        let host = try #require(spec.createBody["HostConfig"] as? [String: Any])
+        #expect(host["CapDrop"] as? [String] == ["ALL"] && host["SecurityOpt"] as? [String] == ["no-new-privileges"])
+        #expect(host["PidsLimit"] as? Int == 1024 && host["Memory"] as? Int64 == 8 << 30 && host["Privileged"] as? Bool == false)
+        // The keeper (init, sleep) is not the agent's uid, so an agent cannot write into its memory.
+        #expect(spec.createBody["User"] as? String == "65534:65534" && host["Init"] as? Bool == true)
+        let mounts = try #require(host["Mounts"] as? [[String: Any]])
+        #expect(!mounts.contains { ($0["Source"] as? String)?.contains("docker.sock") == true })
+        #expect(mounts.first?["ReadOnly"] as? Bool == true)
+    }
+
+    @Test func privilegeDriftIsReported() {
+        let spec = ContainerSpec(agent: Self.agent, containerPrefix: "hooks", hostID: "h")
+        #expect(spec.differences(inspect: Self.inspect(capDrop: []), imageID: "sha256:aaa").first?.hasPrefix("capabilities") == true)
+        var doc = Self.inspect()
+        var host = doc["HostConfig"] as! [String: Any]
+        host["SecurityOpt"] = [String]()
+        host["PidsLimit"] = 0
+        host["Memory"] = 0
+        host["CapAdd"] = ["SYS_ADMIN"]
+        doc["HostConfig"] = host
+        let diffs = spec.differences(inspect: doc, imageID: "sha256:aaa")
+        #expect(diffs.count == 4, "\(diffs)")
+        host = Self.inspect()["HostConfig"] as! [String: Any]
+        host["SecurityOpt"] = ["no-new-privileges", "seccomp=unconfined"]
+        host["Init"] = false
+        host["PidMode"] = "host"
+        host["Devices"] = [["PathOnHost": "/dev/kmsg"]]
+        doc = Self.inspect()
+        doc["HostConfig"] = host
+        doc["Mounts"] = (doc["Mounts"] as! [[String: Any]]) + [["Type": "volume", "Name": "sock", "Destination": "/var/run/docker.sock", "RW": true]]
+        #expect(
+            spec.differences(inspect: doc, imageID: "sha256:aaa") == [
+                "security: seccomp=unconfined", "init: not set (orphans would not be reaped)", "devices: host devices passed in",
+                "namespaces: PidMode is host", "mount not desired: volume sock at /var/run/docker.sock",
+            ])
+        #expect(diffs.contains { $0.hasPrefix("security: no-new-privileges") } && diffs.contains { $0.hasPrefix("pids limit") })
+        #expect(diffs.contains { $0.hasPrefix("memory limit") } && diffs.contains { $0.contains("SYS_ADMIN") })
+    }
+
+    @Test func specHashChangesWithTheSpec() {
+        var other = Self.agent
+        other.environment["X"] = "1"
+        let a = ContainerSpec(agent: Self.agent, containerPrefix: "hooks", hostID: "h")
+        let b = ContainerSpec(agent: other, containerPrefix: "hooks", hostID: "h")
+        #expect(a.specHash != b.specHash && a.specHash.count == 16)
+    }
+}
