@@ -113,10 +113,10 @@ extension WorkerCommand {
                 isAlive: { worker in (try? await queue.isAlive(worker: worker)) ?? true })
             let runner = AgentRunner(docker: docker, queue: queue, logger: logger)
             let executor = JobExecutor(
-                queue: queue, reconciler: reconciler, runner: runner, agents: config.agents, workerID: workerID, hostID: hostID, logger: logger)
+                queue: queue, containers: reconciler, runner: runner, agents: config.agents, workerID: workerID, hostID: hostID, logger: logger)
             let service = WorkerService(
                 options: .init(workerID: workerID, hostID: hostID, concurrency: slots, agents: served, shutdownGrace: config.worker.shutdownGrace),
-                queue: queue, executor: executor, reconciler: reconciler, config: config, logger: logger)
+                queue: queue, executor: executor, reconciler: reconciler, runner: runner, config: config, logger: logger)
             logger.info(
                 "worker starting",
                 metadata: [

@@ -74,7 +74,7 @@ final class WorkerEnvironment: @unchecked Sendable {
         var runner = AgentRunner(docker: docker, queue: queue, logger: logger)
         if !contained { runner.cgroups = nil }
         return JobExecutor(
-            queue: queue, reconciler: reconciler ?? self.reconciler(), runner: runner,
+            queue: queue, containers: reconciler ?? self.reconciler(), runner: runner,
             agents: config.agents, workerID: workerID, hostID: hostID, logger: logger)
     }
 

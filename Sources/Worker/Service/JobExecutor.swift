@@ -2,12 +2,47 @@ import Foundation
 import Logging
 import Shared
 
-/// Runs one reserved job end to end: container reconcile, session lookup, the agent run (with one fresh retry when
-/// the stored session is unknown to the CLI), and the final record — or a release on shutdown.
+/// What the executor needs from the container side: the agent's container, made to match its spec, and every
+/// running container of this host (an earlier attempt may run in a retired one).
+protocol ContainerProvisioning: Sendable {
+    func provision(_ agent: AgentSettings) async throws -> ContainerReconciler.Result
+    func runningContainers() async throws -> [String]
+}
+
+extension ContainerReconciler: ContainerProvisioning {
+    func provision(_ agent: AgentSettings) async throws -> Result { try await ensure(agent) }
+}
+
+/// Runs the agent once, and kills what earlier attempts of a job left.
+protocol AgentRunning: Sendable {
+    func run(
+        fence: JobQueue.Fence, agent: AgentSettings, container: String, workingDir: String, prompt: String, resume: String?,
+        newSessionID: String, control: RunControl
+    ) async throws -> AgentRunner.Outcome
+    func killLeftovers(jobID: String, agent: AgentSettings, container: String) async -> Int
+}
+
+extension AgentRunner: AgentRunning {}
+
+/// Ships session transcripts between the host's files and Redis.
+protocol TranscriptStoring: Sendable {
+    func restore(session: String, sessionID: String, agent: AgentSettings, cwd: String) async throws -> TranscriptStore.RestoreResult
+    func save(session: String, sessionID: String, agent: AgentSettings, cwd: String, host: String, fence: JobQueue.Fence) async throws
+        -> TranscriptStore.SaveResult
+}
+
+extension TranscriptStore: TranscriptStoring {}
+
+/// Runs one reserved job end to end, in named steps: **prepare** (container, session directory, an earlier attempt's
+/// leftovers) → **resolve the session** (stored id, transcript) → **run** (with one fresh retry when the stored
+/// session is unknown to the CLI, and one more reconcile when the container went away) → **record** (or release on
+/// shutdown, or nothing when the job was lost). Its edges are protocols, so every branch has a unit test with
+/// in-memory twins; the real-Docker tests are the integration tier.
 struct JobExecutor: Sendable {
     let queue: JobQueue
-    let reconciler: ContainerReconciler
-    let runner: AgentRunner
+    let containers: any ContainerProvisioning
+    let runner: any AgentRunning
+    let transcripts: any TranscriptStoring
     let agents: [String: AgentSettings]
     let workerID: String
     let hostID: String
@@ -15,6 +50,32 @@ struct JobExecutor: Sendable {
 
     /// After this many deferrals (5 s each) a job's attempt fails instead: see `ContainerDeferral`.
     static let maxDeferrals = 60
+
+    init(
+        queue: JobQueue, containers: any ContainerProvisioning, runner: any AgentRunning, transcripts: (any TranscriptStoring)? = nil,
+        agents: [String: AgentSettings], workerID: String, hostID: String, logger: Logger
+    ) {
+        self.queue = queue
+        self.containers = containers
+        self.runner = runner
+        self.transcripts = transcripts ?? TranscriptStore(queue: queue)
+        self.agents = agents
+        self.workerID = workerID
+        self.hostID = hostID
+        self.logger = logger
+    }
+
+    /// One job's state between the steps.
+    struct Context {
+        let job: ReservedJob
+        let agent: AgentSettings
+        let fence: JobQueue.Fence
+        let log: Logger
+        var container: ContainerReconciler.Result
+        let cwd: String
+        var resume: String?
+        var warnings: [String] = []
+    }
 
     func execute(_ job: ReservedJob, control: RunControl) async {
         var log = logger
@@ -24,131 +85,25 @@ struct JobExecutor: Sendable {
         log[metadataKey: "attempt"] = "\(job.attempt)"
         log.info("job started")
         let started = ContinuousClock.now
-        let fence = JobQueue.Fence(job, worker: workerID)
 
         guard let agent = agents[job.agent] else {
             await finish(job, .failed(error: "agent '\(job.agent)' is not configured on worker \(workerID)", retryable: true), log: log)
             return
         }
         do {
-            var container = try await reconciler.ensure(agent)
-            let repo = job["repo"] ?? ""
-            let number = Int(job["number"] ?? "") ?? 0
-            let cwd = try AgentEnvironment.sessionDirectory(agent, repository: repo, number: number)
-            if job.attempt > 1 {
-                // In every container of the host: an earlier attempt may still run in one retired since.
-                var killed = 0
-                for other in (try? await reconciler.runningContainers()) ?? [container.containerID] {
-                    killed += await runner.killLeftovers(jobID: job.id, agent: agent, container: other)
-                }
-                if killed > 0 { log.notice("killed \(killed) leftover process(es) of an earlier attempt") }
-            }
-            var resume = try await queue.sessionID(for: job.session)
-            var warnings: [String] = []
-            if let stored = resume, !AgentSessionID.isValid(stored) {
-                // Written by hand or by an older worker: never let it reach a file name or a CLI argument.
-                warnings.append("stored session id '\(StreamJSONParser.bounded(stored, 80))' is not a UUID; dropped it and started a fresh session")
-                try await queue.dropStaleSession(job.session, fence: fence)
-                resume = nil
-            }
-            let transcripts = TranscriptStore(queue: queue)
-            if let sessionID = resume {
-                switch try await transcripts.restore(session: job.session, sessionID: sessionID, agent: agent, cwd: cwd.container) {
-                case .restored(let bytes): log.info("restored the session transcript from Redis", metadata: ["bytes": "\(bytes)"])
-                case .skipped(let reason):
-                    warnings.append("the transcript of session \(sessionID) was not shipped (\(reason)); resuming only works on the host that ran it")
-                case .localIsCurrent, .notStored: break
-                }
-            }
-            try await queue.annotate(
-                fence,
-                [("host", hostID), ("container", String(container.containerID.prefix(12))), ("cwd", cwd.container)]
-                    + (container.changes.isEmpty ? [] : [("container_changes", container.changes.joined(separator: "; "))])
-                    + (resume.map { [("resumed_from", $0)] } ?? []))
-            var newSession = UUID().uuidString.lowercased()
-            var outcome: AgentRunner.Outcome
-            do {
-                outcome = try await runner.run(
-                    fence: fence, agent: agent, container: container.containerID, workingDir: cwd.container, prompt: job["prompt"] ?? "",
-                    resume: resume, newSessionID: newSession, control: control)
-            } catch let gone as AgentRunner.ContainerGone {
-                // Replaced (or removed) between the reconcile and the exec: reconcile again, once.
-                log.notice("\(gone); reconciling again")
-                container = try await reconciler.ensure(agent)
-                outcome = try await runner.run(
-                    fence: fence, agent: agent, container: container.containerID, workingDir: cwd.container, prompt: job["prompt"] ?? "",
-                    resume: resume, newSessionID: newSession, control: control)
-            }
-            // Not after a timeout: an agent that prints the not-found line could otherwise buy itself a second full run.
-            if let stale = resume, outcome.resumeNotFound, outcome.aborted == nil, !outcome.timedOut {
-                let warning =
-                    "session \(stale) was not found by the agent CLI (transcript missing under projects/ for \(cwd.container)); started a fresh session"
-                log.warning("\(warning)")
-                warnings.append(warning)
-                try await queue.dropStaleSession(job.session, fence: fence)
-                resume = nil
-                newSession = UUID().uuidString.lowercased()
-                outcome = try await runner.run(
-                    fence: fence, agent: agent, container: container.containerID, workingDir: cwd.container, prompt: job["prompt"] ?? "",
-                    resume: nil, newSessionID: newSession, control: control)
-            }
-            if outcome.aborted == .lost {
+            var context = try await prepare(job, agent: agent, log: log)
+            try await resolveSession(&context)
+            let (outcome, newSession) = try await runWithFallback(&context, control: control)
+            switch outcome.aborted {
+            case .lost:
                 log.warning("this worker lost the job (its lease lapsed and the job was recovered): agent stopped, nothing recorded")
-                return
-            }
-            if outcome.aborted != nil {
+            case .shutdown:
                 let released =
                     (try? await queue.release(job, worker: workerID, reason: "worker \(workerID) shut down during the run; re-queued")) ?? false
                 log.notice("agent stopped for shutdown; job re-queued", metadata: ["released": "\(released)"])
-                return
+            case nil:
+                await record(context, outcome: outcome, newSession: newSession, started: started)
             }
-            var fields: [(String, String)] = [
-                ("exit_code", outcome.exitCode.map(String.init) ?? ""), ("duration_ms", String(Int(outcome.duration.seconds * 1000))),
-                ("result_subtype", outcome.parsed.subtype ?? ""), ("is_error", outcome.parsed.isError.map { $0 ? "true" : "false" } ?? ""),
-                ("cost_usd", outcome.parsed.costUSD.map { String($0) } ?? ""), ("num_turns", outcome.parsed.numTurns.map(String.init) ?? ""),
-                ("result", StreamJSONParser.bounded(outcome.parsed.result ?? "", 2000)),
-            ]
-            if outcome.timedOut { fields.append(("timed_out", "true")) }
-            if let rejected = outcome.parsed.rejectedSessionID {
-                warnings.append("the agent reported a session id that is not a UUID ('\(rejected)'); ignored")
-            }
-            if let why = outcome.containmentWarning { warnings.append(why) }
-            if outcome.leftoversKilled > 0 {
-                warnings.append("killed \(outcome.leftoversKilled) process(es) the agent left running after it exited")
-                fields.append(("leftovers_killed", String(outcome.leftoversKilled)))
-            }
-            if outcome.straysKilled > 0 {
-                warnings.append(
-                    "killed \(outcome.straysKilled) process(es) of the agent's uid running outside every run's cgroup (an escape attempt?)")
-            }
-            if outcome.droppedLogLines > 0 {
-                warnings.append(
-                    "output over queue.log_max_bytes was not stored: \(outcome.droppedLogLines) line(s), \(outcome.droppedLogBytes) bytes")
-            }
-            let sessionID = outcome.parsed.sessionID ?? (outcome.parsed.sawResult ? (resume ?? newSession) : nil)
-            if let sessionID {
-                do {
-                    let saved = try await transcripts.save(
-                        session: job.session, sessionID: sessionID, agent: agent, cwd: cwd.container, host: hostID, fence: fence)
-                    if case .overCap(let bytes) = saved {
-                        warnings.append("transcript is \(bytes) bytes, over queue.transcript_max_bytes: not shipped, so only this host can resume it")
-                    }
-                } catch {
-                    log.error("could not ship the session transcript: \(error)")
-                    warnings.append("transcript not shipped: \(error)")
-                }
-            }
-            if !warnings.isEmpty {
-                fields.append(("warning", warnings.map { StreamJSONParser.bounded($0, 1000) }.prefix(10).joined(separator: "\n")))
-            }
-            let result: JobQueue.Outcome = outcome.succeeded ? .succeeded : .failed(error: outcome.errorSummary, retryable: true)
-            await finish(job, result, sessionID: sessionID, fields: fields, log: log)
-            log.info(
-                "job finished",
-                metadata: [
-                    "outcome": "\(outcome.succeeded ? "succeeded" : "failed")", "exit_code": "\(outcome.exitCode.map(String.init) ?? "-")",
-                    "duration_ms": "\(Int((ContinuousClock.now - started).seconds * 1000))", "session_id": "\(sessionID ?? "-")",
-                ])
         } catch let lost as AgentRunner.JobLost {
             log.warning("\(lost)")
         } catch let deferral as ContainerDeferral where (Int(job["deferrals"] ?? "") ?? 0) >= Self.maxDeferrals {
@@ -166,6 +121,141 @@ struct JobExecutor: Sendable {
             log.error("job failed before the agent could finish: \(error)")
             await finish(job, .failed(error: StreamJSONParser.bounded("\(error)", 2000), retryable: true), log: log)
         }
+    }
+
+    // MARK: Steps
+
+    /// The container, the session's working directory, and — on a later attempt — whatever earlier attempts left
+    /// running, in every container of the host (one may run in a container retired since).
+    func prepare(_ job: ReservedJob, agent: AgentSettings, log: Logger) async throws -> Context {
+        let container = try await containers.provision(agent)
+        let cwd = try AgentEnvironment.sessionDirectory(agent, repository: job["repo"] ?? "", number: Int(job["number"] ?? "") ?? 0)
+        if job.attempt > 1 {
+            var killed = 0
+            for other in (try? await containers.runningContainers()) ?? [container.containerID] {
+                killed += await runner.killLeftovers(jobID: job.id, agent: agent, container: other)
+            }
+            if killed > 0 { log.notice("killed \(killed) leftover process(es) of an earlier attempt") }
+        }
+        return Context(
+            job: job, agent: agent, fence: JobQueue.Fence(job, worker: workerID), log: log, container: container, cwd: cwd.container)
+    }
+
+    /// The stored session id (a UUID, or dropped), its transcript made local, and the run's fields on the job.
+    func resolveSession(_ context: inout Context) async throws {
+        let job = context.job
+        context.resume = try await queue.sessionID(for: job.session)
+        if let stored = context.resume, !AgentSessionID.isValid(stored) {
+            // Written by hand or by an older worker: never let it reach a file name or a CLI argument.
+            context.warnings.append(
+                "stored session id '\(StreamJSONParser.bounded(stored, 80))' is not a UUID; dropped it and started a fresh session")
+            try await queue.dropStaleSession(job.session, fence: context.fence)
+            context.resume = nil
+        }
+        if let sessionID = context.resume {
+            switch try await transcripts.restore(session: job.session, sessionID: sessionID, agent: context.agent, cwd: context.cwd) {
+            case .restored(let bytes): context.log.info("restored the session transcript from Redis", metadata: ["bytes": "\(bytes)"])
+            case .skipped(let reason):
+                context.warnings.append(
+                    "the transcript of session \(sessionID) was not shipped (\(reason)); resuming only works on the host that ran it")
+            case .localIsCurrent, .notStored: break
+            }
+        }
+        let container = context.container
+        try await queue.annotate(
+            context.fence,
+            [("host", hostID), ("container", String(container.containerID.prefix(12))), ("cwd", context.cwd)]
+                + (container.changes.isEmpty ? [] : [("container_changes", container.changes.joined(separator: "; "))])
+                + (context.resume.map { [("resumed_from", $0)] } ?? []))
+    }
+
+    /// Runs the agent; a container that went away before the exec is reconciled once more, and a stored session the
+    /// CLI does not know is dropped and the turn run once more, fresh. Returns the outcome and the id a fresh session
+    /// was started with.
+    func runWithFallback(_ context: inout Context, control: RunControl) async throws -> (AgentRunner.Outcome, String) {
+        var newSession = UUID().uuidString.lowercased()
+        var outcome = try await runOnce(&context, resume: context.resume, newSession: newSession, control: control)
+        // Not after a timeout: an agent that prints the not-found line could otherwise buy itself a second full run.
+        if let stale = context.resume, outcome.resumeNotFound, outcome.aborted == nil, !outcome.timedOut {
+            let warning =
+                "session \(stale) was not found by the agent CLI (transcript missing under projects/ for \(context.cwd)); started a fresh session"
+            context.log.warning("\(warning)")
+            context.warnings.append(warning)
+            try await queue.dropStaleSession(context.job.session, fence: context.fence)
+            context.resume = nil
+            newSession = UUID().uuidString.lowercased()
+            outcome = try await runOnce(&context, resume: nil, newSession: newSession, control: control)
+        }
+        return (outcome, newSession)
+    }
+
+    private func runOnce(_ context: inout Context, resume: String?, newSession: String, control: RunControl) async throws -> AgentRunner.Outcome {
+        let prompt = context.job["prompt"] ?? ""
+        do {
+            return try await runner.run(
+                fence: context.fence, agent: context.agent, container: context.container.containerID, workingDir: context.cwd, prompt: prompt,
+                resume: resume, newSessionID: newSession, control: control)
+        } catch let gone as AgentRunner.ContainerGone {
+            // Replaced (or removed) between the reconcile and the exec: reconcile again, once.
+            context.log.notice("\(gone); reconciling again")
+            context.container = try await containers.provision(context.agent)
+            return try await runner.run(
+                fence: context.fence, agent: context.agent, container: context.container.containerID, workingDir: context.cwd, prompt: prompt,
+                resume: resume, newSessionID: newSession, control: control)
+        }
+    }
+
+    /// The outcome on the job: fields, warnings, the session id and its shipped transcript, then finish.
+    func record(_ context: Context, outcome: AgentRunner.Outcome, newSession: String, started: ContinuousClock.Instant) async {
+        let (job, log) = (context.job, context.log)
+        var warnings = context.warnings
+        var fields: [(String, String)] = [
+            ("exit_code", outcome.exitCode.map(String.init) ?? ""), ("duration_ms", String(Int(outcome.duration.seconds * 1000))),
+            ("result_subtype", outcome.parsed.subtype ?? ""), ("is_error", outcome.parsed.isError.map { $0 ? "true" : "false" } ?? ""),
+            ("cost_usd", outcome.parsed.costUSD.map { String($0) } ?? ""), ("num_turns", outcome.parsed.numTurns.map(String.init) ?? ""),
+            ("result", StreamJSONParser.bounded(outcome.parsed.result ?? "", 2000)),
+        ]
+        if outcome.timedOut { fields.append(("timed_out", "true")) }
+        if let rejected = outcome.parsed.rejectedSessionID {
+            warnings.append("the agent reported a session id that is not a UUID ('\(rejected)'); ignored")
+        }
+        if let why = outcome.containmentWarning { warnings.append(why) }
+        if outcome.leftoversKilled > 0 {
+            warnings.append("killed \(outcome.leftoversKilled) process(es) the agent left running after it exited")
+            fields.append(("leftovers_killed", String(outcome.leftoversKilled)))
+        }
+        if outcome.straysKilled > 0 {
+            warnings.append(
+                "killed \(outcome.straysKilled) process(es) of the agent's uid running outside every run's cgroup (an escape attempt?)")
+        }
+        if outcome.droppedLogLines > 0 {
+            warnings.append(
+                "output over queue.log_max_bytes was not stored: \(outcome.droppedLogLines) line(s), \(outcome.droppedLogBytes) bytes")
+        }
+        let sessionID = outcome.parsed.sessionID ?? (outcome.parsed.sawResult ? (context.resume ?? newSession) : nil)
+        if let sessionID {
+            do {
+                let saved = try await transcripts.save(
+                    session: job.session, sessionID: sessionID, agent: context.agent, cwd: context.cwd, host: hostID, fence: context.fence)
+                if case .overCap(let bytes) = saved {
+                    warnings.append("transcript is \(bytes) bytes, over queue.transcript_max_bytes: not shipped, so only this host can resume it")
+                }
+            } catch {
+                log.error("could not ship the session transcript: \(error)")
+                warnings.append("transcript not shipped: \(error)")
+            }
+        }
+        if !warnings.isEmpty {
+            fields.append(("warning", warnings.map { StreamJSONParser.bounded($0, 1000) }.prefix(10).joined(separator: "\n")))
+        }
+        let result: JobQueue.Outcome = outcome.succeeded ? .succeeded : .failed(error: outcome.errorSummary, retryable: true)
+        await finish(job, result, sessionID: sessionID, fields: fields, log: log)
+        log.info(
+            "job finished",
+            metadata: [
+                "outcome": "\(outcome.succeeded ? "succeeded" : "failed")", "exit_code": "\(outcome.exitCode.map(String.init) ?? "-")",
+                "duration_ms": "\(Int((ContinuousClock.now - started).seconds * 1000))", "session_id": "\(sessionID ?? "-")",
+            ])
     }
 
     /// Records the outcome; retried while Redis is unreachable (the job stays in our processing list meanwhile).

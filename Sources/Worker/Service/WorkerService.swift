@@ -23,15 +23,20 @@ final class WorkerService: Service {
     let queue: JobQueue
     let executor: JobExecutor
     let reconciler: ContainerReconciler
+    let runner: AgentRunner
     let config: AppConfig
     let logger: Logger
     private let state = ShutdownState()
 
-    init(options: Options, queue: JobQueue, executor: JobExecutor, reconciler: ContainerReconciler, config: AppConfig, logger: Logger) {
+    init(
+        options: Options, queue: JobQueue, executor: JobExecutor, reconciler: ContainerReconciler, runner: AgentRunner, config: AppConfig,
+        logger: Logger
+    ) {
         self.options = options
         self.queue = queue
         self.executor = executor
         self.reconciler = reconciler
+        self.runner = runner
         self.config = config
         self.logger = logger
     }
@@ -194,7 +199,7 @@ final class WorkerService: Service {
                         logger.warning("could not look for retired containers: \(error)")
                     }
                     do {
-                        _ = await executor.runner.reapOrphans(containers: try await reconciler.runningContainers()) { [queue] jobID, marker in
+                        _ = await runner.reapOrphans(containers: try await reconciler.runningContainers()) { [queue] jobID, marker in
                             await Self.isCurrentRun(queue: queue, jobID: jobID, marker: marker)
                         }
                     } catch {
