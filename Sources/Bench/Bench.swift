@@ -8,7 +8,7 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hooks-bench",
         abstract: "Benchmark harnesses: print figures for this machine.",
-        subcommands: [QueueBench.self, BareServer.self])
+        subcommands: [QueueBench.self, BareServer.self, DispatchBench.self, OutputBench.self, TranscriptsBench.self])
 }
 
 /// Enqueues N no-op jobs, then drains them with K consumers through the worker's own code path
@@ -91,17 +91,6 @@ struct QueueBench: AsyncParsableCommand {
         // Clean up everything under the bench prefix.
         try await client.deleteKeys(matching: "\(prefix):*")
         client.shutdown()
-    }
-}
-
-actor LatencyRecorder {
-    private var samples: [Double] = []
-    func add(_ d: Duration) { samples.append(d.seconds * 1000) }
-    func summary() -> (p50: Double, p99: Double) {
-        let sorted = samples.sorted()
-        guard !sorted.isEmpty else { return (0, 0) }
-        func pct(_ p: Double) -> Double { sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] }
-        return (pct(0.50), pct(0.99))
     }
 }
 

@@ -2,7 +2,7 @@ import Foundation
 import Shared
 import Testing
 
-@testable import Worker
+@testable import WorkerCore
 
 @Suite struct AgentSessionIDTests {
     @Test func onlyCanonicalUUIDsAreAccepted() {

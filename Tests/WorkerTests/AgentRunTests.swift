@@ -3,7 +3,7 @@ import Shared
 import TestSupport
 import Testing
 
-@testable import Worker
+@testable import WorkerCore
 
 /// The agent run and the session lifecycle, through a real container and the stub CLI.
 @Suite(.serialized) struct AgentRunTests {

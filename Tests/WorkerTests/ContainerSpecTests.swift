@@ -2,7 +2,7 @@ import Foundation
 import Shared
 import Testing
 
-@testable import Worker
+@testable import WorkerCore
 
 @Suite struct ContainerSpecTests {
     static let agent = AgentSettings(name: "dev", image: "agent:1", credentialsDir: "/srv/dev/config", workDir: "/srv/dev/work")

@@ -3,7 +3,7 @@ import Shared
 import TestSupport
 import Testing
 
-@testable import Worker
+@testable import WorkerCore
 
 /// Container reconcile on a real dockerd.
 @Suite(.serialized) struct ContainerTests {

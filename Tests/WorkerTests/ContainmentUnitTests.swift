@@ -3,7 +3,7 @@ import Shared
 import TestSupport
 import Testing
 
-@testable import Worker
+@testable import WorkerCore
 
 /// What the root worker does with paths an agent controls, on the real file system (no Docker): it never follows a
 /// link, never blocks on a FIFO, never reads more than it allows, and says which path it refused.

@@ -3,7 +3,7 @@ import Shared
 import TestSupport
 import Testing
 
-@testable import Worker
+@testable import WorkerCore
 
 /// Sessions follow their issue across Docker hosts: two workers with different host ids, data roots and container
 /// names on the same dockerd and Redis stand in for two hosts that share nothing but Redis.

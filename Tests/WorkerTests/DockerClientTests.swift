@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import Worker
+@testable import WorkerCore
 
 /// The Docker client against a fake engine on a unix socket that answers a response head and then stalls, as a
 /// dockerd stopped mid-answer would.

@@ -2,7 +2,7 @@ import Foundation
 import Shared
 import Testing
 
-@testable import Worker
+@testable import WorkerCore
 
 @Suite struct DemuxerTests {
     static func frame(_ stream: UInt8, _ text: String) -> [UInt8] {

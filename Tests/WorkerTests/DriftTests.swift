@@ -4,7 +4,7 @@ import Synchronization
 import TestSupport
 import Testing
 
-@testable import Worker
+@testable import WorkerCore
 
 /// Replacing a drifted container on a real dockerd: runs in the old one finish, and workers that disagree on the spec
 /// (a rolling upgrade) do not replace each other's container back and forth.

@@ -3,7 +3,7 @@ import Shared
 import TestSupport
 import Testing
 
-@testable import Worker
+@testable import WorkerCore
 
 /// The fault-injection suite: real Worker processes, real Redis, real Docker, faults from outside. Each scenario ends
 /// with `QueueInvariants`: every accepted job succeeded or is dead with a reason, no job or session had two runs alive

@@ -3,7 +3,7 @@ import Shared
 import TestSupport
 import Testing
 
-@testable import Worker
+@testable import WorkerCore
 
 /// Faults around a running job, with the real Worker binary, Docker and Redis.
 @Suite(.serialized) struct FaultTests {

@@ -3,7 +3,7 @@ import Shared
 import TestSupport
 import Testing
 
-@testable import Worker
+@testable import WorkerCore
 
 /// A prompt-injected agent attacks the root worker from inside its container (uid 1000), through the stub CLI's
 /// hostile modes, on real Docker and real Redis. After each attack the host is untouched, nothing of the host reaches

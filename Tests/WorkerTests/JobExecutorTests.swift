@@ -4,7 +4,7 @@ import Testing
 
 @testable import Shared
 @testable import TestSupport
-@testable import Worker
+@testable import WorkerCore
 
 /// `JobExecutor`'s branches with in-memory twins for the container side, the agent and the transcripts — real Redis
 /// for the queue (its scripts are the behaviour). Milliseconds each; the real-Docker tests are the integration tier.

@@ -3,7 +3,7 @@ import Logging
 import Shared
 import TestSupport
 
-@testable import Worker
+@testable import WorkerCore
 
 /// One test's world: its own redis-server, data root, container prefix and host id, on the real dockerd.
 /// `cleanup()` removes its containers and files.

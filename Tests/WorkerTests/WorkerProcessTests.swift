@@ -3,7 +3,7 @@ import Shared
 import TestSupport
 import Testing
 
-@testable import Worker
+@testable import WorkerCore
 
 /// The real `Worker` binary against real Redis and Docker: concurrency, crash recovery, graceful shutdown.
 @Suite(.serialized) struct WorkerProcessTests {

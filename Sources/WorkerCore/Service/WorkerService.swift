@@ -10,13 +10,21 @@ import Synchronization
 ///
 /// Shutdown is two-phase: on SIGTERM slots stop reserving and running agents get `shutdownGrace` to finish; then
 /// they are killed and their jobs re-queued without counting the attempt.
-final class WorkerService: Service {
-    struct Options: Sendable {
+package final class WorkerService: Service {
+    package struct Options: Sendable {
         var workerID: String
         var hostID: String
         var concurrency: Int
         var agents: [String]
         var shutdownGrace: Duration
+
+        package init(workerID: String, hostID: String, concurrency: Int, agents: [String], shutdownGrace: Duration) {
+            self.workerID = workerID
+            self.hostID = hostID
+            self.concurrency = concurrency
+            self.agents = agents
+            self.shutdownGrace = shutdownGrace
+        }
     }
 
     let options: Options
@@ -28,7 +36,7 @@ final class WorkerService: Service {
     let logger: Logger
     private let state = ShutdownState()
 
-    init(
+    package init(
         options: Options, queue: JobQueue, executor: JobExecutor, reconciler: ContainerReconciler, runner: AgentRunner, config: AppConfig,
         logger: Logger
     ) {
@@ -41,7 +49,7 @@ final class WorkerService: Service {
         self.logger = logger
     }
 
-    func run() async throws {
+    package func run() async throws {
         let startedAt = Timestamp.iso()
         let info: [String: String] = [
             "host": options.hostID, "pid": String(getpid()), "agents": options.agents.joined(separator: ","), "slots": String(options.concurrency),

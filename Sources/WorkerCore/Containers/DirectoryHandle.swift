@@ -193,7 +193,7 @@ enum EntryKind: String, Sendable, Equatable {
 
 /// A path under an agent's bind mounts that the worker refused to touch, or could not.
 struct AgentPathError: Error, CustomStringConvertible, Equatable {
-    enum Problem: Equatable {
+    package enum Problem: Equatable {
         case missing
         case unexpectedType(EntryKind, expected: EntryKind)
         case unsafeName

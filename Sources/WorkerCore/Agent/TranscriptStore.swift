@@ -8,15 +8,17 @@ import Shared
 /// `hooks:transcript:<session>` (capped at `transcriptMaxBytes`, expiring with the session). Before a resume, a host
 /// whose copy is missing or behind writes the stored one into its own `projects/`. An identical local copy (a shared
 /// filesystem, or the same host) is left alone.
-struct TranscriptStore: Sendable {
+package struct TranscriptStore: Sendable {
     let queue: JobQueue
+
+    package init(queue: JobQueue) { self.queue = queue }
 
     /// Claude Code's project folder name: the absolute cwd with every character outside [A-Za-z0-9] replaced by '-'.
     static func projectFolder(forCwd cwd: String) -> String {
         String(cwd.unicodeScalars.map { ($0.isASCII && CharacterSet.alphanumerics.contains($0)) ? Character($0) : "-" })
     }
 
-    static func localPath(_ agent: AgentSettings, cwd: String, sessionID: String) -> String {
+    package static func localPath(_ agent: AgentSettings, cwd: String, sessionID: String) -> String {
         "\(agent.credentialsDir)/projects/\(projectFolder(forCwd: cwd))/\(sessionID).jsonl"
     }
 
@@ -41,7 +43,7 @@ struct TranscriptStore: Sendable {
         return try folder.readRegularFile("\(sessionID).jsonl", maxBytes: maxBytes)
     }
 
-    enum SaveResult: Equatable, Sendable {
+    package enum SaveResult: Equatable, Sendable {
         case saved(bytes: Int)
         case unchanged
         case noTranscript
@@ -54,7 +56,9 @@ struct TranscriptStore: Sendable {
     /// Stores the session's transcript after a run.
     /// - Throws: `AgentPathError` when the transcript or its folder is a link, FIFO or other non-regular file (nothing
     ///   is read or shipped then), or a Redis error.
-    func save(session: String, sessionID: String, agent: AgentSettings, cwd: String, host: String, fence: JobQueue.Fence) async throws -> SaveResult {
+    package func save(session: String, sessionID: String, agent: AgentSettings, cwd: String, host: String, fence: JobQueue.Fence) async throws
+        -> SaveResult
+    {
         let cap = queue.settings.transcriptMaxBytes
         if cap == 0 { return .disabled }
         let local = try await Offload.run { try Self.readLocal(agent, cwd: cwd, sessionID: sessionID, maxBytes: cap) }
@@ -82,7 +86,7 @@ struct TranscriptStore: Sendable {
         return .saved(bytes: data.count)
     }
 
-    enum RestoreResult: Equatable, Sendable {
+    package enum RestoreResult: Equatable, Sendable {
         case restored(bytes: Int)
         /// The local copy is identical or ahead.
         case localIsCurrent
@@ -93,7 +97,7 @@ struct TranscriptStore: Sendable {
     }
 
     /// Makes the local transcript at least as recent as the stored one, before `--resume <sessionID>`.
-    func restore(session: String, sessionID: String, agent: AgentSettings, cwd: String) async throws -> RestoreResult {
+    package func restore(session: String, sessionID: String, agent: AgentSettings, cwd: String) async throws -> RestoreResult {
         guard let stored = try await queue.transcriptInfo(session), stored.sessionID == sessionID else { return .notStored }
         if let reason = stored.skipped { return .skipped(reason: reason) }
         guard let storedSHA = stored.sha256 else { return .notStored }
@@ -113,7 +117,7 @@ struct TranscriptStore: Sendable {
 
     /// Writes the transcript atomically (temp file + `renameat`) into the project folder, both owned by the agent,
     /// without following any link the agent may have put there.
-    static func writeOwned(_ data: [UInt8], agent: AgentSettings, cwd: String, sessionID: String) throws {
+    package static func writeOwned(_ data: [UInt8], agent: AgentSettings, cwd: String, sessionID: String) throws {
         guard AgentSessionID.isValid(sessionID) else {
             throw WorkerError("session id '\(sessionID.prefix(80))' is not a UUID; not used as a file name")
         }

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Shared
+import WorkerCore
 
 /// What the worker benchmarks share: a throwaway key prefix and container prefix, Redis, Docker, a reconciler and a
 /// runner as the worker builds them (logging only warnings). `tearDown` removes the container and the keys.

@@ -3,7 +3,7 @@ import Synchronization
 
 /// Lets someone outside a run ask it to stop: worker shutdown past its grace period, or the job lost (this worker's
 /// lease lapsed and the job was recovered, so another run may already have it).
-final class RunControl: Sendable {
+package final class RunControl: Sendable {
     enum Reason: Sendable, Equatable { case shutdown, lost }
 
     private struct State {
@@ -12,6 +12,8 @@ final class RunControl: Sendable {
     }
 
     private let state = Mutex(State())
+
+    package init() {}
 
     func abort(_ r: Reason) {
         let pending = state.withLock { state in

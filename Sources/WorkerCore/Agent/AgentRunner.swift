@@ -5,14 +5,20 @@ import Synchronization
 
 /// Runs the agent CLI once inside its container (docker exec semantics through the Engine API) and reports what
 /// happened. Output lines go to the job's capped log in Redis while the agent runs.
-struct AgentRunner: Sendable {
+package struct AgentRunner: Sendable {
     let docker: DockerClient
     let queue: JobQueue
     let logger: Logger
     /// Where run cgroups are made; nil when this worker cannot reach cgroupfs (then the marker kill is all there is).
     var cgroups: RunCgroup.Hierarchy? = .detect()
 
-    struct Outcome: Sendable {
+    package init(docker: DockerClient, queue: JobQueue, logger: Logger) {
+        self.docker = docker
+        self.queue = queue
+        self.logger = logger
+    }
+
+    package struct Outcome: Sendable {
         var exitCode: Int?
         var parsed = StreamJSONParser()
         var timedOut = false
@@ -29,12 +35,12 @@ struct AgentRunner: Sendable {
         /// Processes of the agent's uid found outside every run's cgroup after this run, and killed.
         var straysKilled = 0
         /// Output the job's log did not store (over `queue.log_max_bytes`).
-        var droppedLogLines = 0
+        package var droppedLogLines = 0
         var droppedLogBytes = 0
         /// When the agent's first output line arrived (the process is running).
-        var firstOutputAt: ContinuousClock.Instant?
+        package var firstOutputAt: ContinuousClock.Instant?
 
-        var succeeded: Bool { !timedOut && aborted == nil && containmentFailed == nil && exitCode == 0 && parsed.isError != true }
+        package var succeeded: Bool { !timedOut && aborted == nil && containmentFailed == nil && exitCode == 0 && parsed.isError != true }
 
         /// The CLI did not know the `--resume` id.
         var resumeNotFound: Bool {
@@ -43,7 +49,7 @@ struct AgentRunner: Sendable {
                     || stderrTail.contains { $0.contains(StreamJSONParser.noConversation) })
         }
 
-        var errorSummary: String {
+        package var errorSummary: String {
             if timedOut { return "timed out after \(duration.seconds.rounded())s; agent processes killed (\(killedProcesses))" }
             if aborted == .lost { return "stopped: this worker lost the job (lease lapsed; recovered elsewhere)" }
             if aborted != nil { return "stopped by worker shutdown" }
@@ -65,7 +71,7 @@ struct AgentRunner: Sendable {
     /// prompt whatever it starts with, so `--settings …` or `--dangerously-skip-permissions` in a comment is just text,
     /// and it always ends with a newline, so it is never taken for a subcommand either.
     /// (Config validation guarantees `{{prompt}}` is one whole argument and the template has no `--` of its own.)
-    static func command(template: [String], prompt: String, resume: String?, newSessionID: String) -> [String] {
+    package static func command(template: [String], prompt: String, resume: String?, newSessionID: String) -> [String] {
         var command = template.filter { $0 != AgentSettings.promptPlaceholder }
         if let resume { command += ["--resume", resume] } else { command += ["--session-id", newSessionID] }
         // The CLI's parser (commander) still matches the first operand after `--` against its subcommands: a prompt
@@ -77,7 +83,7 @@ struct AgentRunner: Sendable {
     /// agents never work on the same job at once: the attempt's run cgroups and any agent-uid process outside every
     /// run cgroup, or — where runs are not contained — every process carrying the job's marker. Returns how many
     /// processes were killed.
-    func killLeftovers(jobID: String, agent: AgentSettings, container: String) async -> Int {
+    package func killLeftovers(jobID: String, agent: AgentSettings, container: String) async -> Int {
         if case .success(let (hierarchy, directory)) = await containment(container: container) {
             let prefix = String(RunCgroup.marker(jobID: jobID).split(separator: ".").first ?? "") + "."
             let uid = agent.uid
@@ -150,7 +156,7 @@ struct AgentRunner: Sendable {
     }
 
     /// Runs the agent once for the job `fence` names; the job's log is written only while the fence holds.
-    func run(
+    package func run(
         fence: JobQueue.Fence, agent: AgentSettings, container: String, workingDir: String, prompt: String, resume: String?,
         newSessionID: String, control: RunControl
     ) async throws -> Outcome {

@@ -3,12 +3,12 @@ import Shared
 
 /// Host-side directories an agent's container binds: created before the container so Docker never creates them
 /// root-owned, and repaired when they are. Also the smoke check that verifies them.
-enum AgentEnvironment {
-    struct Problem: Sendable, CustomStringConvertible {
+package enum AgentEnvironment {
+    package struct Problem: Sendable, CustomStringConvertible {
         let path: String
         let issue: String
         let fix: String
-        var description: String { "\(path): \(issue) — fix: \(fix)" }
+        package var description: String { "\(path): \(issue) — fix: \(fix)" }
     }
 
     /// Creates (or repairs ownership of) the credentials dir, its `projects/` and `session-env/`, and the work dir.
@@ -19,7 +19,7 @@ enum AgentEnvironment {
     /// goes through a descriptor, so a link placed there can never redirect root's chown.
     /// - Throws: when a directory cannot be created or chowned, or is a link or a file.
     @discardableResult
-    static func sync(_ agent: AgentSettings) throws -> [String] {
+    package static func sync(_ agent: AgentSettings) throws -> [String] {
         var changes: [String] = []
         let owner = (uid: agent.uid, gid: agent.gid)
         for root in [agent.credentialsDir, agent.workDir] {
@@ -44,7 +44,7 @@ enum AgentEnvironment {
     }
 
     /// Verifies what `sync` would create, without changing anything.
-    static func check(_ agent: AgentSettings) -> [Problem] {
+    package static func check(_ agent: AgentSettings) -> [Problem] {
         var problems: [Problem] = []
         let fix = "run `Worker agent-env sync --config <file>` (or: install -d -o \(agent.uid) -g \(agent.gid) <dir>)"
         for path in [agent.credentialsDir, agent.credentialsDir + "/projects", agent.credentialsDir + "/session-env", agent.workDir] {
@@ -80,7 +80,7 @@ enum AgentEnvironment {
     /// Each level is created and opened below the work dir's descriptor without following links: the agent owns them
     /// all and may have replaced one with a symlink to a host directory; that fails the job naming the path, and root's
     /// chown never reaches anything outside.
-    static func sessionDirectory(_ agent: AgentSettings, repository: String, number: Int) throws -> (host: String, container: String) {
+    package static func sessionDirectory(_ agent: AgentSettings, repository: String, number: Int) throws -> (host: String, container: String) {
         let components = try sessionComponents(repository: repository, number: number)
         let directory = try DirectoryHandle.openTrusted(agent.workDir).descend(components, create: 0o750, owner: (agent.uid, agent.gid))
         return (directory.path, agent.workMount + "/" + components.joined(separator: "/"))
@@ -96,7 +96,7 @@ enum AgentEnvironment {
     }
 }
 
-struct WorkerError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+package struct WorkerError: Error, CustomStringConvertible {
+    package let description: String
+    package init(_ description: String) { self.description = description }
 }

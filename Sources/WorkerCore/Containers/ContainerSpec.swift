@@ -3,7 +3,7 @@ import Foundation
 import Shared
 
 /// The desired state of one agent's long-lived container on this Docker host.
-struct ContainerSpec: Sendable, Equatable {
+package struct ContainerSpec: Sendable, Equatable {
     struct Bind: Sendable, Hashable, CustomStringConvertible {
         let source: String
         let target: String
@@ -26,23 +26,28 @@ struct ContainerSpec: Sendable, Equatable {
     /// run outside every run's cgroup, for good. Agent runs get the agent's uid on each exec instead.
     static let keeperUser = "65534:65534"
 
-    let name: String
+    package let name: String
     let agent: String
     let image: String
     /// The container's user (the keeper); agent execs run as the agent's `uid:gid`.
     let user: String
     let environment: [String: String]
     let binds: [Bind]
-    let command: [String]
+    package let command: [String]
     let hostID: String
     let memoryBytes: Int64
     let pidsLimit: Int
     /// The worker making this container (labels only), nil for an operator's command.
     var creator: Creator?
 
-    struct Creator: Sendable, Equatable {
+    package struct Creator: Sendable, Equatable {
         let worker: String
         let startedMs: Int64
+
+        package init(worker: String, startedMs: Int64) {
+            self.worker = worker
+            self.startedMs = startedMs
+        }
 
         /// Whether `self` started after `other` (ties broken by id): its spec wins a disagreement.
         func isNewer(than other: Creator) -> Bool {

@@ -13,9 +13,9 @@ import Shared
 /// other's container back and forth: the container records which worker made it and when that worker started, and
 /// the most recently started live worker's spec wins. An older worker that finds the newer spec in place *defers*:
 /// `ensure` throws `ContainerDeferral` and the job goes back to the queue for a worker whose spec matches.
-actor ContainerReconciler {
-    struct Result: Sendable {
-        let containerID: String
+package actor ContainerReconciler {
+    package struct Result: Sendable {
+        package let containerID: String
         /// Empty when the existing container matched; otherwise why it was (re)created.
         let changes: [String]
     }
@@ -34,7 +34,7 @@ actor ContainerReconciler {
     private var inFlight: [String: Task<Result, Error>] = [:]
     private var deferredUntil: [String: ContinuousClock.Instant] = [:]
 
-    init(
+    package init(
         docker: DockerClient, containerPrefix: String, hostID: String, logger: Logger, owner: ContainerSpec.Creator? = nil,
         isAlive: @escaping @Sendable (String) async -> Bool = { _ in false }
     ) {
@@ -46,7 +46,7 @@ actor ContainerReconciler {
         self.isAlive = isAlive
     }
 
-    func spec(for agent: AgentSettings) -> ContainerSpec {
+    package func spec(for agent: AgentSettings) -> ContainerSpec {
         var spec = ContainerSpec(agent: agent, containerPrefix: containerPrefix, hostID: hostID)
         spec.creator = owner
         return spec
@@ -62,7 +62,7 @@ actor ContainerReconciler {
     }
 
     /// Ensures the agent's container matches; returns its id. Concurrent callers for the same agent share one run.
-    func ensure(_ agent: AgentSettings, force: Bool = false) async throws -> Result {
+    package func ensure(_ agent: AgentSettings, force: Bool = false) async throws -> Result {
         if let running = inFlight[agent.name] { return try await running.value }
         let spec = spec(for: agent)
         let (docker, logger, owner, isAlive) = (docker, logger, owner, isAlive)
@@ -80,7 +80,7 @@ actor ContainerReconciler {
     }
 
     /// The drift verdict without changing anything: nil = no container.
-    func inspect(_ agent: AgentSettings) async throws -> (id: String, differences: [String])? {
+    package func inspect(_ agent: AgentSettings) async throws -> (id: String, differences: [String])? {
         let spec = spec(for: agent)
         guard let current = try await docker.inspectContainer(spec.name) else { return nil }
         let imageID = try await docker.imageID(spec.image)
@@ -206,7 +206,7 @@ actor ContainerReconciler {
     }
 
     /// The ids of this host's running containers under this prefix, retired ones included.
-    func runningContainers() async throws -> [String] {
+    package func runningContainers() async throws -> [String] {
         try await docker.listContainers(label: "\(ContainerSpec.managedLabel)=true").compactMap { listed in
             let labels = listed["Labels"] as? [String: String] ?? [:]
             let name = (listed["Names"] as? [String])?.first ?? ""
@@ -218,7 +218,7 @@ actor ContainerReconciler {
     }
 
     /// This host's retired containers: name (without `/`), id, when retired.
-    func retired() async throws -> [(name: String, id: String, at: Date)] {
+    package func retired() async throws -> [(name: String, id: String, at: Date)] {
         try await docker.listContainers(label: "\(ContainerSpec.managedLabel)=true").compactMap { listed in
             let labels = listed["Labels"] as? [String: String] ?? [:]
             guard labels[ContainerSpec.hostLabel] == hostID, let id = listed["Id"] as? String,
@@ -229,7 +229,7 @@ actor ContainerReconciler {
     }
 
     /// How many execs run in a container now.
-    func runningExecs(_ id: String) async throws -> Int {
+    package func runningExecs(_ id: String) async throws -> Int {
         var running = 0
         for exec in try await docker.inspectContainer(id)?["ExecIDs"] as? [String] ?? [] where (try? await docker.inspectExec(exec))?.running == true
         {

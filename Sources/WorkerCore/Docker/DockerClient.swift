@@ -5,14 +5,14 @@ import NIOHTTP1
 import Shared
 
 /// A small Docker Engine API (v1.41) client over the unix socket, with AsyncHTTPClient.
-final class DockerClient: Sendable {
-    let socketPath: String
+package final class DockerClient: Sendable {
+    package let socketPath: String
     private let http: HTTPClient
     static let apiVersion = "v1.41"
 
     /// Reads `DOCKER_HOST` (`unix:///path`); default `/var/run/docker.sock`.
     /// - Throws: `DockerError` for a DOCKER_HOST this client cannot use.
-    static func socketPath(environment: [String: String]) throws -> String {
+    package static func socketPath(environment: [String: String]) throws -> String {
         guard let host = environment["DOCKER_HOST"], !host.isEmpty else { return "/var/run/docker.sock" }
         guard host.hasPrefix("unix://") else {
             throw DockerError(status: 0, message: "DOCKER_HOST=\(host) is not supported; use unix:///path/to/docker.sock", operation: "configure")
@@ -34,7 +34,7 @@ final class DockerClient: Sendable {
     /// Connections for `streams` open exec streams: each stream, its helper calls, and headroom.
     static func poolSize(streams: Int) -> Int { 2 * max(1, streams) + 8 }
 
-    func shutdown() async {
+    package func shutdown() async {
         try? await http.shutdown()
     }
 
@@ -117,7 +117,7 @@ final class DockerClient: Sendable {
 
     // MARK: Engine
 
-    func ping() async throws(DockerError) {
+    package func ping() async throws(DockerError) {
         try await expect([200], .GET, "/_ping", timeout: .seconds(5))
     }
 
@@ -150,7 +150,7 @@ final class DockerClient: Sendable {
 
     /// Removes a container (not its named volumes); gone already, or being removed by another caller (409), counts as
     /// done.
-    func removeContainer(_ id: String) async throws(DockerError) {
+    package func removeContainer(_ id: String) async throws(DockerError) {
         try await expect([204, 404, 409], .DELETE, "/containers/\(id)", query: [("force", "true")])
     }
 
@@ -214,7 +214,7 @@ final class DockerClient: Sendable {
         let exitCode: Int?
         let pid: Int
         /// The full id of the exec's container.
-        let containerID: String?
+        package let containerID: String?
     }
 
     func inspectExec(_ id: String, timeout: Duration = .seconds(60)) async throws(DockerError) -> ExecState {

@@ -14,16 +14,16 @@ import Foundation
 /// Works with cgroup v2 (unified, `cgroup.kill`/`cgroup.freeze`) and v1 (the `freezer` hierarchy). Where neither is
 /// reachable (a worker in a container without the host's PID namespace and cgroupfs), `Hierarchy.detect` answers nil
 /// and the runner falls back to the environment-marker kill, saying so on the job.
-struct RunCgroup: Sendable {
+package struct RunCgroup: Sendable {
     /// Where the worker manipulates cgroups.
-    struct Hierarchy: Sendable, Equatable {
-        enum Version: Sendable, Equatable { case v2, v1Freezer }
-        let version: Version
+    package struct Hierarchy: Sendable, Equatable {
+        package enum Version: Sendable, Equatable { case v2, v1Freezer }
+        package let version: Version
         /// Mount point of the hierarchy on the host.
-        let mount: String
+        package let mount: String
 
         /// The first usable hierarchy in `/proc/self/mountinfo`: cgroup v2 first, else the v1 freezer.
-        static func detect(mountinfo: String? = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) -> Hierarchy? {
+        package static func detect(mountinfo: String? = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) -> Hierarchy? {
             guard let mountinfo else { return nil }
             var v2: Hierarchy?
             var freezer: Hierarchy?

@@ -4,17 +4,17 @@ import Shared
 
 /// What the executor needs from the container side: the agent's container, made to match its spec, and every
 /// running container of this host (an earlier attempt may run in a retired one).
-protocol ContainerProvisioning: Sendable {
+package protocol ContainerProvisioning: Sendable {
     func provision(_ agent: AgentSettings) async throws -> ContainerReconciler.Result
     func runningContainers() async throws -> [String]
 }
 
 extension ContainerReconciler: ContainerProvisioning {
-    func provision(_ agent: AgentSettings) async throws -> Result { try await ensure(agent) }
+    package func provision(_ agent: AgentSettings) async throws -> Result { try await ensure(agent) }
 }
 
 /// Runs the agent once, and kills what earlier attempts of a job left.
-protocol AgentRunning: Sendable {
+package protocol AgentRunning: Sendable {
     func run(
         fence: JobQueue.Fence, agent: AgentSettings, container: String, workingDir: String, prompt: String, resume: String?,
         newSessionID: String, control: RunControl
@@ -25,7 +25,7 @@ protocol AgentRunning: Sendable {
 extension AgentRunner: AgentRunning {}
 
 /// Ships session transcripts between the host's files and Redis.
-protocol TranscriptStoring: Sendable {
+package protocol TranscriptStoring: Sendable {
     func restore(session: String, sessionID: String, agent: AgentSettings, cwd: String) async throws -> TranscriptStore.RestoreResult
     func save(session: String, sessionID: String, agent: AgentSettings, cwd: String, host: String, fence: JobQueue.Fence) async throws
         -> TranscriptStore.SaveResult
@@ -38,7 +38,7 @@ extension TranscriptStore: TranscriptStoring {}
 /// session is unknown to the CLI, and one more reconcile when the container went away) → **record** (or release on
 /// shutdown, or nothing when the job was lost). Its edges are protocols, so every branch has a unit test with
 /// in-memory twins; the real-Docker tests are the integration tier.
-struct JobExecutor: Sendable {
+package struct JobExecutor: Sendable {
     let queue: JobQueue
     let containers: any ContainerProvisioning
     let runner: any AgentRunning
@@ -51,7 +51,7 @@ struct JobExecutor: Sendable {
     /// After this many deferrals (5 s each) a job's attempt fails instead: see `ContainerDeferral`.
     static let maxDeferrals = 60
 
-    init(
+    package init(
         queue: JobQueue, containers: any ContainerProvisioning, runner: any AgentRunning, transcripts: (any TranscriptStoring)? = nil,
         agents: [String: AgentSettings], workerID: String, hostID: String, logger: Logger
     ) {

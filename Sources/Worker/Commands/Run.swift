@@ -1,0 +1,85 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+import Shared
+import WorkerCore
+
+extension WorkerCommand {
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Run the worker (the default).")
+
+        @OptionGroup var common: WorkerOptions
+
+        @Option(help: "Job slots in this process (default: worker.concurrency, else 2).")
+        var concurrency: Int?
+
+        @Option(help: "Comma-separated agents to serve (default: all configured).")
+        var agents: String?
+
+        @Option(help: "Stable worker name (default: <host>-<pid>). A restart under the same name reclaims its jobs at once.")
+        var workerID: String?
+
+        func run() async throws {
+            let (config, logger) = try common.load()
+            var served = config.agents.keys.sorted()
+            if let agents {
+                served = agents.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+                if let unknown = served.first(where: { config.agents[$0] == nil }) {
+                    throw ValidationError("--agents: '\(unknown)' is not configured (agents: \(config.agents.keys.sorted().joined(separator: ", ")))")
+                }
+            }
+            guard !served.isEmpty else { throw ValidationError("no agents to serve: configure agents: in \(common.config)") }
+            let slots = concurrency ?? config.worker.concurrency
+            guard (1...256).contains(slots) else { throw ValidationError("--concurrency must be between 1 and 256") }
+            let hostID = common.resolvedHostID
+            let workerID = workerID ?? "\(hostID)-\(getpid())"
+
+            let redis = RedisClient(configuration: config.redisConfiguration, connections: 4, name: "worker-redis")
+            defer { redis.shutdown() }
+            // Three tries: one dropped connection is not "Redis is unreachable".
+            for attempt in 1...3 {
+                do {
+                    try await redis.ping()
+                    break
+                } catch {
+                    if attempt < 3 {
+                        try await Task.sleep(for: .milliseconds(200))
+                        continue
+                    }
+                    logger.critical("\(error)")
+                    throw ExitCode(69)
+                }
+            }
+            try await common.withDocker(streams: slots) { docker in
+                do {
+                    try await docker.ping()
+                } catch {
+                    logger.critical("\(error)")
+                    throw ExitCode(69)
+                }
+                let queue = JobQueue(redis: redis, keys: config.keys, settings: config.queue)
+                let reconciler = ContainerReconciler(
+                    docker: docker, containerPrefix: config.worker.containerPrefix, hostID: hostID, logger: logger,
+                    owner: .init(worker: workerID, startedMs: Timestamp.milliseconds(Date())),
+                    isAlive: { worker in (try? await queue.isAlive(worker: worker)) ?? true })
+                let runner = AgentRunner(docker: docker, queue: queue, logger: logger)
+                let executor = JobExecutor(
+                    queue: queue, containers: reconciler, runner: runner, agents: config.agents, workerID: workerID, hostID: hostID, logger: logger)
+                let service = WorkerService(
+                    options: .init(
+                        workerID: workerID, hostID: hostID, concurrency: slots, agents: served, shutdownGrace: config.worker.shutdownGrace),
+                    queue: queue, executor: executor, reconciler: reconciler, runner: runner, config: config, logger: logger)
+                logger.info(
+                    "worker starting",
+                    metadata: [
+                        "worker": "\(workerID)", "host": "\(hostID)", "slots": "\(slots)", "agents": "\(served.joined(separator: ","))",
+                        "redis": "\(config.redisConfiguration.endpointDescription)", "docker": "\(docker.socketPath)",
+                    ])
+                let group = ServiceGroup(
+                    configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+                try await group.run()
+            }
+        }
+    }
+}

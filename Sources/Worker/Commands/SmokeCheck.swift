@@ -1,0 +1,39 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Shared
+import WorkerCore
+
+extension WorkerCommand {
+    struct SmokeCheck: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "smoke-check",
+            abstract: "Verify each agent's credentials dir, projects/ and session-env/ exist and are writable by the agent uid.")
+
+        @OptionGroup var common: WorkerOptions
+
+        func run() async throws {
+            let (config, _) = try common.load()
+            var failed = false
+            for (name, agent) in config.agents.sorted(by: { $0.key < $1.key }) {
+                let problems = AgentEnvironment.check(agent)
+                if problems.isEmpty {
+                    print("ok    \(name): \(agent.credentialsDir) (projects/, session-env/) and \(agent.workDir) usable by \(agent.user)")
+                } else {
+                    failed = true
+                    for p in problems { print("FAIL  \(name): \(p)") }
+                }
+            }
+            // Not a failure: the worker still runs, but a run's detached processes could outlive its kill.
+            if let hierarchy = RunCgroup.Hierarchy.detect() {
+                let kind = hierarchy.version == .v2 ? "cgroup v2" : "cgroup v1 freezer"
+                print("ok    run containment: each run gets its own cgroup (\(kind) at \(hierarchy.mount))")
+            } else {
+                print(
+                    "WARN  run containment: no cgroup hierarchy is reachable from this worker; a process an agent detaches can "
+                        + "outlive its run (run the worker on the host, or give its container pid: host, cgroup: host and /sys/fs/cgroup)")
+            }
+            if failed { throw ExitCode(1) }
+        }
+    }
+}
