@@ -114,3 +114,11 @@ import Testing
         #expect(a.specHash != b.specHash && a.specHash.count == 16)
     }
 }
+
+extension ContainerSpec {
+    /// The tests write inspect documents as Docker sends them; decoded here as the client decodes an answer.
+    func differences(inspect json: [String: Any], imageID: String?) -> [String] {
+        let body = Array((try? JSONSerialization.data(withJSONObject: json)) ?? Data())
+        return differences(inspect: try! ContainerDetails(json: body), imageID: imageID)
+    }
+}

@@ -15,9 +15,7 @@ import Testing
             #expect(job["status"] == "succeeded", "\(job)")
 
             let inspect = try #require(try await env.docker.inspectContainer("\(env.prefix)-dev"))
-            let mounts = (inspect["Mounts"] as? [[String: Any]] ?? []).map {
-                "\($0["Source"] as? String ?? ""):\($0["Destination"] as? String ?? ""):\(($0["RW"] as? Bool ?? false) ? "rw" : "ro")"
-            }.sorted()
+            let mounts = inspect.mounts.map { "\($0.source):\($0.destination):\($0.readWrite ? "rw" : "ro")" }.sorted()
             #expect(
                 mounts
                     == [
@@ -27,14 +25,14 @@ import Testing
                         "\(agent.workDir):\(agent.workMount):rw",
                     ].sorted())
             #expect(!mounts.contains { $0.contains("docker.sock") })
-            let config = inspect["Config"] as? [String: Any] ?? [:]
+            let config = inspect.config
             // The keeper is not the agent's uid; the agent's execs are (checked by every run: the stub refuses root).
-            #expect(config["User"] as? String == "65534:65534")
-            let host = inspect["HostConfig"] as? [String: Any] ?? [:]
-            #expect(host["CapDrop"] as? [String] == ["ALL"] && host["PidsLimit"] as? Int == agent.pidsLimit && host["Init"] as? Bool == true)
-            #expect((host["SecurityOpt"] as? [String] ?? []).contains("no-new-privileges"))
-            #expect((config["Env"] as? [String] ?? []).contains("CLAUDE_CONFIG_DIR=\(agent.configDir)"))
-            #expect((config["Labels"] as? [String: String])?["forge-hooks.agent"] == "dev")
+            #expect(config.user == "65534:65534")
+            let host = inspect.hostConfig
+            #expect(host.capDrop == ["ALL"] && host.pidsLimit == agent.pidsLimit && host.initProcess == true)
+            #expect(host.securityOpt.contains("no-new-privileges"))
+            #expect(config.env.contains("CLAUDE_CONFIG_DIR=\(agent.configDir)"))
+            #expect(config.labels["forge-hooks.agent"] == "dev")
             for path in [agent.credentialsDir, agent.credentialsDir + "/projects", agent.credentialsDir + "/session-env", agent.workDir] {
                 var st = stat()
                 #expect(stat(path, &st) == 0 && st.st_uid == 1000 && st.st_gid == 1000, "\(path) not owned by 1000:1000")
@@ -121,8 +119,7 @@ import Testing
                 async let second = b.ensure(env.agent())
                 let (one, two) = try await (first, second)
                 #expect(one.containerID == two.containerID, "round \(round)")
-                let state = try await env.docker.inspectContainer(one.containerID)?["State"] as? [String: Any]
-                #expect(state?["Running"] as? Bool == true, "round \(round)")
+                #expect(try await env.docker.inspectContainer(one.containerID)?.state.running == true, "round \(round)")
                 try await env.docker.removeContainer(one.containerID)
             }
         }

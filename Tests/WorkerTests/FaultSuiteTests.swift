@@ -40,8 +40,8 @@ import Testing
     static func agentProcesses(_ env: WorkerEnvironment) async throws -> [String] {
         var found: [String] = []
         for container in try await env.docker.listContainers(label: "forge-hooks.host=\(env.hostID)") {
-            guard let id = container["Id"] as? String, (container["State"] as? String) == "running" else { continue }
-            let (_, ps) = try await env.docker.run(container: id, command: ["ps", "-o", "args"])
+            guard container.state == "running" else { continue }
+            let (_, ps) = try await env.docker.run(container: container.id, command: ["ps", "-o", "args"])
             found += ps.filter { $0.contains("claude") || $0.contains("STUB_") }
         }
         return found
@@ -235,7 +235,9 @@ import Testing
     /// runs jobs. No run is killed by the container change, the container is not replaced back and forth, and every
     /// job succeeds.
     @Test func aRollingUpgradeKillsNoRunAndDoesNotFlap() async throws {
-        try await WorkerEnvironment.with(extraAgentYAML: Self.runLogYAML) { env in
+        // A lease long enough that a loaded machine never lets one lapse: any second attempt here is the container's fault.
+        try await WorkerEnvironment.with(queueYAML: "{retry_base: 200ms, retry_max: 1s, lease: 8s, heartbeat: 1s}", extraAgentYAML: Self.runLogYAML) {
+            env in
             let newer = try Self.variantConfig(
                 env, name: "newer.yaml", [(Self.runLogYAML, "    env: {STUB_RUN_LOG: /work/runs.log, RELEASE: \"2\"}")])
             let sessions = try await Self.enqueueSessions(env, sessions: 4, perSession: 4, sleep: 0.8...1.5)

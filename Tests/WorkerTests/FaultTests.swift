@@ -10,9 +10,7 @@ import Testing
     /// What runs in the agent's container, or nothing while there is no running container yet (a worker may have
     /// created it and not started it yet).
     static func processes(_ env: WorkerEnvironment) async throws -> [String] {
-        guard let inspect = try await env.docker.inspectContainer("\(env.prefix)-dev"),
-            (inspect["State"] as? [String: Any])?["Running"] as? Bool == true
-        else { return [] }
+        guard try await env.docker.inspectContainer("\(env.prefix)-dev")?.state.running == true else { return [] }
         do {
             return try await HostileAgentTests.processes(env)
         } catch let error as DockerError where error.status == 404 || error.status == 409 {

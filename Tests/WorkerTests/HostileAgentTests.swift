@@ -159,7 +159,7 @@ import Testing
             _ = try await env.runNext(env.executor())
             let container = try #require(try await env.containerID())
             let inspect = try #require(try await env.docker.inspectContainer(container))
-            #expect((inspect["Config"] as? [String: Any])?["User"] as? String == "65534:65534")
+            #expect(inspect.config.user == "65534:65534")
             // A stray of the agent's uid in the container's own cgroup, as an injected process would be.
             let exec = try await env.docker.createExec(
                 container: container, command: ["sh", "-c", "sleep 777 </dev/null >/dev/null 2>&1 &"], user: env.agent().user, workingDir: nil,

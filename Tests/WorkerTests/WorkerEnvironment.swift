@@ -96,7 +96,7 @@ final class WorkerEnvironment: @unchecked Sendable {
     }
 
     func containerID(_ agent: String = "dev") async throws -> String? {
-        try await docker.inspectContainer("\(prefix)-\(agent)")?["Id"] as? String
+        try await docker.inspectContainer("\(prefix)-\(agent)")?.id
     }
 
     /// The Worker binary built next to the tests.
@@ -104,7 +104,7 @@ final class WorkerEnvironment: @unchecked Sendable {
 
     func cleanup() async {
         if let list = try? await docker.listContainers(label: "forge-hooks.host=\(hostID)") {
-            for c in list { if let id = c["Id"] as? String { try? await docker.removeContainer(id) } }
+            for c in list { try? await docker.removeContainer(c.id) }
         }
         for name in config.agents.keys { try? await docker.removeContainer("\(prefix)-\(name)") }
         await docker.shutdown()

@@ -134,12 +134,10 @@ package struct AgentRunner: Sendable {
         guard let cgroups else {
             return .failure(.system("no cgroup hierarchy is mounted where the worker runs (/proc/self/mountinfo)"))
         }
-        let inspect: [String: Any]?
+        let inspect: ContainerDetails?
         do { inspect = try await docker.inspectContainer(container) } catch { return .failure(.system("\(error)")) }
-        guard let inspect, let id = inspect["Id"] as? String, let pid = (inspect["State"] as? [String: Any])?["Pid"] as? Int, pid > 0 else {
-            return .failure(.system("container \(container) is not running"))
-        }
-        return RunCgroup.probe(hierarchy: cgroups, containerID: id, containerPID: pid).map { (cgroups, $0) }
+        guard let inspect, !inspect.id.isEmpty, inspect.state.pid > 0 else { return .failure(.system("container \(container) is not running")) }
+        return RunCgroup.probe(hierarchy: cgroups, containerID: inspect.id, containerPID: inspect.state.pid).map { (cgroups, $0) }
     }
 
     /// This worker no longer holds the job (its lease lapsed and the job was recovered): nothing ran.

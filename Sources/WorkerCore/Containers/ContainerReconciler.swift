@@ -84,7 +84,7 @@ package actor ContainerReconciler {
         let spec = spec(for: agent)
         guard let current = try await docker.inspectContainer(spec.name) else { return nil }
         let imageID = try await docker.imageID(spec.image)
-        return (current["Id"] as? String ?? "", spec.differences(inspect: current, imageID: imageID))
+        return (current.id, spec.differences(inspect: current, imageID: imageID))
     }
 
     private static func reconcile(
@@ -101,7 +101,7 @@ package actor ContainerReconciler {
         // Each round looks afresh: another worker may create, start or retire the container between our calls.
         for round in 0..<20 {
             if round > 0 { try await Task.sleep(for: .milliseconds(round < 5 ? 20 : 200)) }
-            guard let current = try await docker.inspectContainer(spec.name), let id = current["Id"] as? String else {
+            guard let current = try await docker.inspectContainer(spec.name), case let id = current.id, !id.isEmpty else {
                 do {
                     let id = try await docker.createContainer(name: spec.name, body: spec.createBody)
                     try await docker.startContainer(id)
@@ -164,9 +164,9 @@ package actor ContainerReconciler {
     /// The creator recorded on `container`, when it is a live worker other than `owner` that started after it and
     /// wanted a different spec. Containers without creator labels (made by hand or by `containers rebuild`) lose.
     private static func newerCreator(
-        of container: [String: Any], than owner: ContainerSpec.Creator, spec: ContainerSpec, isAlive: @Sendable (String) async -> Bool
+        of container: ContainerDetails, than owner: ContainerSpec.Creator, spec: ContainerSpec, isAlive: @Sendable (String) async -> Bool
     ) async -> ContainerSpec.Creator? {
-        let labels = (container["Config"] as? [String: Any])?["Labels"] as? [String: String] ?? [:]
+        let labels = container.config.labels
         guard labels[ContainerSpec.specLabel] != spec.specHash, let worker = labels[ContainerSpec.creatorLabel],
             let started = labels[ContainerSpec.creatorStartedLabel].flatMap(Int64.init), worker != owner.worker
         else { return nil }
@@ -190,8 +190,8 @@ package actor ContainerReconciler {
 
     /// Whether any exec is running in the container — or was created and not started yet (a run between its create
     /// and start calls), for up to five minutes.
-    private func busy(_ container: [String: Any], age: TimeInterval) async throws -> Bool {
-        for exec in container["ExecIDs"] as? [String] ?? [] {
+    private func busy(_ container: ContainerDetails, age: TimeInterval) async throws -> Bool {
+        for exec in container.execIDs {
             let state: DockerClient.ExecState
             do {
                 state = try await docker.inspectExec(exec)
@@ -208,31 +208,25 @@ package actor ContainerReconciler {
     /// The ids of this host's running containers under this prefix, retired ones included.
     package func runningContainers() async throws -> [String] {
         try await docker.listContainers(label: "\(ContainerSpec.managedLabel)=true").compactMap { listed in
-            let labels = listed["Labels"] as? [String: String] ?? [:]
-            let name = (listed["Names"] as? [String])?.first ?? ""
-            guard labels[ContainerSpec.hostLabel] == hostID, (listed["State"] as? String) == "running",
-                name.hasPrefix("/\(containerPrefix)-") || name.hasPrefix("\(containerPrefix)-")
-            else { return nil }
-            return listed["Id"] as? String
+            guard listed.labels[ContainerSpec.hostLabel] == hostID, listed.state == "running", listed.name.hasPrefix("\(containerPrefix)-") else {
+                return nil
+            }
+            return listed.id
         }
     }
 
     /// This host's retired containers: name (without `/`), id, when retired.
     package func retired() async throws -> [(name: String, id: String, at: Date)] {
         try await docker.listContainers(label: "\(ContainerSpec.managedLabel)=true").compactMap { listed in
-            let labels = listed["Labels"] as? [String: String] ?? [:]
-            guard labels[ContainerSpec.hostLabel] == hostID, let id = listed["Id"] as? String,
-                let name = (listed["Names"] as? [String])?.first, let at = Self.retiredAt(name, prefix: containerPrefix)
-            else { return nil }
-            return (name.hasPrefix("/") ? String(name.dropFirst()) : name, id, at)
+            guard listed.labels[ContainerSpec.hostLabel] == hostID, let at = Self.retiredAt(listed.name, prefix: containerPrefix) else { return nil }
+            return (listed.name, listed.id, at)
         }
     }
 
     /// How many execs run in a container now.
     package func runningExecs(_ id: String) async throws -> Int {
         var running = 0
-        for exec in try await docker.inspectContainer(id)?["ExecIDs"] as? [String] ?? [] where (try? await docker.inspectExec(exec))?.running == true
-        {
+        for exec in try await docker.inspectContainer(id)?.execIDs ?? [] where (try? await docker.inspectExec(exec))?.running == true {
             running += 1
         }
         return running
@@ -263,12 +257,11 @@ package actor ContainerReconciler {
     func removeOrphans(configured: Set<String>) async throws -> [String] {
         var removed: [String] = []
         for container in try await docker.listContainers(label: "\(ContainerSpec.managedLabel)=true") {
-            let labels = container["Labels"] as? [String: String] ?? [:]
-            guard labels[ContainerSpec.hostLabel] == hostID, let agent = labels[ContainerSpec.agentLabel], !configured.contains(agent),
-                let id = container["Id"] as? String
-            else { continue }
-            let name = (container["Names"] as? [String])?.first ?? id
-            guard name.hasPrefix("/\(containerPrefix)-") || name.hasPrefix("\(containerPrefix)-") else { continue }
+            let (labels, id, name) = (container.labels, container.id, container.name)
+            guard labels[ContainerSpec.hostLabel] == hostID, let agent = labels[ContainerSpec.agentLabel], !configured.contains(agent) else {
+                continue
+            }
+            guard name.hasPrefix("\(containerPrefix)-") else { continue }
             // Another live worker may still serve that agent (a rolling upgrade), or runs may still be in it.
             if let creator = labels[ContainerSpec.creatorLabel], creator != owner?.worker, await isAlive(creator) { continue }
             if let inspected = try await docker.inspectContainer(id), try await busy(inspected, age: .infinity) { continue }

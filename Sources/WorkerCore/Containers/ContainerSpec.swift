@@ -111,52 +111,45 @@ package struct ContainerSpec: Sendable, Equatable {
     }
 
     /// What differs between a container's inspect document and this spec (empty = matches).
-    func differences(inspect: [String: Any], imageID: String?) -> [String] {
+    func differences(inspect: ContainerDetails, imageID: String?) -> [String] {
         var diffs: [String] = []
-        let state = inspect["State"] as? [String: Any] ?? [:]
-        if state["Running"] as? Bool != true { diffs.append("not running (status \(state["Status"] as? String ?? "?"))") }
-        let config = inspect["Config"] as? [String: Any] ?? [:]
-        if let imageID, let current = inspect["Image"] as? String, current != imageID {
-            diffs.append("image: runs \(current.prefix(19)), \(image) is now \(imageID.prefix(19))")
+        let (state, config, host) = (inspect.state, inspect.config, inspect.hostConfig)
+        if !state.running { diffs.append("not running (status \(state.status.isEmpty ? "?" : state.status))") }
+        if let imageID, !inspect.image.isEmpty, inspect.image != imageID {
+            diffs.append("image: runs \(inspect.image.prefix(19)), \(image) is now \(imageID.prefix(19))")
         }
-        if config["Image"] as? String != image { diffs.append("image: \(config["Image"] as? String ?? "?") ≠ \(image)") }
-        if (config["User"] as? String ?? "") != user { diffs.append("user: '\(config["User"] as? String ?? "")' ≠ '\(user)'") }
-        let env = Set(config["Env"] as? [String] ?? [])
+        if config.image != image { diffs.append("image: \(config.image.isEmpty ? "?" : config.image) ≠ \(image)") }
+        if config.user != user { diffs.append("user: '\(config.user)' ≠ '\(user)'") }
+        let env = Set(config.env)
         for entry in envList where !env.contains(entry) {
             diffs.append("env: \(entry.split(separator: "=", maxSplits: 1).first ?? "") missing or different")
         }
-        let host = inspect["HostConfig"] as? [String: Any] ?? [:]
-        if !((host["CapDrop"] as? [String]) ?? []).contains(where: { $0.uppercased() == "ALL" || $0.uppercased() == "CAP_ALL" }) {
-            diffs.append("capabilities: not all dropped (CapDrop \((host["CapDrop"] as? [String]) ?? []))")
+        if !host.capDrop.contains(where: { $0.uppercased() == "ALL" || $0.uppercased() == "CAP_ALL" }) {
+            diffs.append("capabilities: not all dropped (CapDrop \(host.capDrop))")
         }
-        if !((host["CapAdd"] as? [String]) ?? []).isEmpty { diffs.append("capabilities: adds \((host["CapAdd"] as? [String]) ?? [])") }
-        if !((host["SecurityOpt"] as? [String]) ?? []).contains(where: { $0 == "no-new-privileges" || $0 == "no-new-privileges:true" }) {
+        if !host.capAdd.isEmpty { diffs.append("capabilities: adds \(host.capAdd)") }
+        if !host.securityOpt.contains(where: { $0 == "no-new-privileges" || $0 == "no-new-privileges:true" }) {
             diffs.append("security: no-new-privileges not set")
         }
-        if host["Privileged"] as? Bool == true { diffs.append("security: privileged") }
-        for opt in (host["SecurityOpt"] as? [String]) ?? [] where opt.contains("unconfined") || opt.hasPrefix("systempaths") {
+        if host.privileged { diffs.append("security: privileged") }
+        for opt in host.securityOpt where opt.contains("unconfined") || opt.hasPrefix("systempaths") {
             diffs.append("security: \(opt)")
         }
-        if host["Init"] as? Bool != true { diffs.append("init: not set (orphans would not be reaped)") }
-        if !((host["Devices"] as? [Any]) ?? []).isEmpty { diffs.append("devices: host devices passed in") }
-        for key in ["PidMode", "IpcMode", "UsernsMode", "UTSMode"] where (host[key] as? String) == "host" {
+        if host.initProcess != true { diffs.append("init: not set (orphans would not be reaped)") }
+        if host.deviceCount > 0 { diffs.append("devices: host devices passed in") }
+        for key in ["PidMode", "IpcMode", "UsernsMode", "UTSMode"] where host.namespaceModes[key] == "host" {
             diffs.append("namespaces: \(key) is host")
         }
-        if (host["PidsLimit"] as? Int) != pidsLimit { diffs.append("pids limit: \(host["PidsLimit"].map { "\($0)" } ?? "none") ≠ \(pidsLimit)") }
-        if (host["Memory"] as? NSNumber)?.int64Value != memoryBytes {
-            diffs.append("memory limit: \(host["Memory"].map { "\($0)" } ?? "none") ≠ \(memoryBytes)")
-        }
-        let labels = config["Labels"] as? [String: String] ?? [:]
+        if host.pidsLimit != pidsLimit { diffs.append("pids limit: \(host.pidsLimit.map { "\($0)" } ?? "none") ≠ \(pidsLimit)") }
+        if host.memory != memoryBytes { diffs.append("memory limit: \(host.memory.map { "\($0)" } ?? "none") ≠ \(memoryBytes)") }
+        let labels = config.labels
         if labels[Self.managedLabel] != "true" { diffs.append("labels: not managed by forge-hooks") }
-        for m in inspect["Mounts"] as? [[String: Any]] ?? [] where (m["Type"] as? String) != "bind" {
+        for m in inspect.mounts where m.type != "bind" {
             diffs.append(
-                "mount not desired: \(m["Type"] as? String ?? "?") \(m["Name"] as? String ?? m["Source"] as? String ?? "") at \(m["Destination"] as? String ?? "?")"
+                "mount not desired: \(m.type.isEmpty ? "?" : m.type) \(m.name.isEmpty ? m.source : m.name) at \(m.destination.isEmpty ? "?" : m.destination)"
             )
         }
-        let mounts = (inspect["Mounts"] as? [[String: Any]] ?? []).compactMap { m -> Bind? in
-            guard (m["Type"] as? String) == "bind" else { return nil }
-            return Bind(source: m["Source"] as? String ?? "", target: m["Destination"] as? String ?? "", readOnly: !(m["RW"] as? Bool ?? true))
-        }
+        let mounts = inspect.mounts.filter { $0.type == "bind" }.map { Bind(source: $0.source, target: $0.destination, readOnly: !$0.readWrite) }
         let have = Set(mounts)
         let want = Set(binds)
         for missing in binds where !have.contains(missing) { diffs.append("bind missing: \(missing)") }

@@ -124,13 +124,13 @@ package final class DockerClient: Sendable {
     // MARK: Containers
 
     /// The inspect document, or nil if there is no such container.
-    func inspectContainer(_ name: String) async throws(DockerError) -> [String: Any]? {
+    package func inspectContainer(_ name: String) async throws(DockerError) -> ContainerDetails? {
         let reply = try await call(.GET, "/containers/\(name)/json")
         if reply.status == 404 { return nil }
-        guard reply.status == 200, let json = reply.json else {
+        guard reply.status == 200, let details = try? ContainerDetails(json: reply.body) else {
             throw DockerError(status: reply.status, message: reply.message, operation: "inspect container \(name)")
         }
-        return json
+        return details
     }
 
     func createContainer(name: String, body: [String: Any]) async throws(DockerError) -> String {
@@ -159,10 +159,13 @@ package final class DockerClient: Sendable {
         try await expect([204], .POST, "/containers/\(id)/rename", query: [("name", name)])
     }
 
-    func listContainers(label: String) async throws(DockerError) -> [[String: Any]] {
+    package func listContainers(label: String) async throws(DockerError) -> [ContainerSummary] {
         let filters = "{\"label\":[\"\(label)\"]}"
         let reply = try await expect([200], .GET, "/containers/json", query: [("all", "true"), ("filters", filters)])
-        return reply.jsonArray ?? []
+        guard let list = try? JSONDecoder().decode([ContainerSummary].self, from: Data(reply.body)) else {
+            throw DockerError(status: reply.status, message: "unreadable container list: \(reply.message)", operation: "list containers")
+        }
+        return list
     }
 
     /// The image's `sha256:` id, or nil if there is no such image.
