@@ -4,7 +4,7 @@ import Testing
 import Yams
 
 /// What can be checked here of deploy/ without a registry: the units, the compose file, the Redis configs.
-@Suite struct DeployFilesTests {
+@Suite(.timeLimit(.minutes(5))) struct DeployFilesTests {
     static let deploy = DockerFixture.repositoryRoot.appendingPathComponent("deploy")
 
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze"), "systemd-analyze is not installed"))

@@ -6,7 +6,7 @@ import Testing
 /// The whole system as an operator runs it: real nginx → Producer → Redis → two Workers → real Docker → stub agent,
 /// with Forgejo-shaped payloads signed like Forgejo signs them. Every check reads Redis as an operator would, or
 /// uses `hooksctl --json`.
-@Suite(.serialized) struct EndToEndTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct EndToEndTests {
     static let secret = "e2e-forgejo-secret"
 
     final class Stack: @unchecked Sendable {

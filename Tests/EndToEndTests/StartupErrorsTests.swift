@@ -3,7 +3,7 @@ import TestSupport
 import Testing
 
 /// What an operator sees when something is wrong at start-up: the real binaries, their exit codes and messages.
-@Suite struct StartupErrorsTests {
+@Suite(.timeLimit(.minutes(5))) struct StartupErrorsTests {
     static let bin = DockerFixture.repositoryRoot.appendingPathComponent(".build/debug").path
 
     static func run(_ binary: String, _ args: [String], environment: [String: String] = [:]) throws -> (Int32, String) {

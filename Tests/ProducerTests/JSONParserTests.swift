@@ -5,7 +5,7 @@ import Testing
 
 /// The webhook JSON parser against Foundation's, on generated documents, and on the inputs its word-at-a-time string
 /// scan and inline UTF-8 check must get right at every alignment.
-@Suite struct JSONParserTests {
+@Suite(.timeLimit(.minutes(5))) struct JSONParserTests {
     /// A small deterministic generator (SplitMix64), so a failure can be replayed from its seed.
     struct Generator: RandomNumberGenerator {
         var state: UInt64

@@ -11,7 +11,7 @@ import Testing
 @testable import Shared
 
 /// Real nginx (with the repository's site config) → live producer → real Redis.
-@Suite struct NginxTests {
+@Suite(.timeLimit(.minutes(5))) struct NginxTests {
     @Test func signedCorpusPayloadsThroughNginx() async throws {
         let redis = try RedisServer()
         defer { redis.stop() }

@@ -4,7 +4,7 @@ import Testing
 
 @testable import Producer
 
-@Suite struct NormalizationTests {
+@Suite(.timeLimit(.minutes(5))) struct NormalizationTests {
     struct Expected: Sendable, CustomTestStringConvertible {
         let forge: String, file: String, kind: String, action: String, repo: String, number: Int?, sender: String
         let merged: Bool, labels: [String], reviewState: String?

@@ -10,7 +10,7 @@ import Testing
 
 @testable import Producer
 
-@Suite struct OpsTests {
+@Suite(.timeLimit(.minutes(5))) struct OpsTests {
     static let registry = PrometheusCollectorRegistry()
 
     @Test func healthReadinessAndMetrics() async throws {

@@ -4,7 +4,7 @@ import Testing
 
 @testable import Producer
 
-@Suite struct RoutingTests {
+@Suite(.timeLimit(.minutes(5))) struct RoutingTests {
     static let yaml = """
         forges:
           github: {secret_env: GH}

@@ -10,7 +10,7 @@ import Testing
 @testable import Shared
 
 /// The webhook endpoint through the real HTTP stack (a live Hummingbird server) with a real redis-server.
-@Suite struct WebhookHTTPTests {
+@Suite(.timeLimit(.minutes(5))) struct WebhookHTTPTests {
     static let secret = "It's a Secret to Everybody"
     static let maxBody = 64 * 1024
 

@@ -2,7 +2,7 @@ import Foundation
 import Shared
 import Testing
 
-@Suite struct JobIDTests {
+@Suite(.timeLimit(.minutes(5))) struct JobIDTests {
     @Test func shapeOrderAndUniqueness() {
         let id = JobID.make()
         #expect(id.count == 20 && id.wholeMatch(of: /[0-9a-z]{9}-[0-9a-z]{10}/) != nil, "\(id)")
@@ -18,7 +18,7 @@ import Testing
     }
 }
 
-@Suite struct TimestampTests {
+@Suite(.timeLimit(.minutes(5))) struct TimestampTests {
     /// The hand-written formatter writes Foundation's ISO 8601 format. Foundation truncates the binary fraction
     /// (x.185 may come out as .184), the formatter the nearest millisecond below the decimal value: equal text where
     /// the fraction is exact in binary, the same instant within a millisecond elsewhere.

@@ -5,7 +5,7 @@ import Testing
 @testable import Shared
 
 /// Queue transitions against a real redis-server.
-@Suite struct JobQueueTests {
+@Suite(.timeLimit(.minutes(5))) struct JobQueueTests {
     static func settings() -> QueueSettings {
         var s = QueueSettings()
         s.leaseDuration = .milliseconds(400)

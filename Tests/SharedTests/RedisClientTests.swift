@@ -4,7 +4,7 @@ import Testing
 
 @testable import Shared
 
-@Suite struct RedisClientTests {
+@Suite(.timeLimit(.minutes(5))) struct RedisClientTests {
     @Test func roundTripsBinarySafeValues() async throws {
         let server = try RedisServer()
         defer { server.stop() }

@@ -2,7 +2,7 @@ import Testing
 
 @testable import Shared
 
-@Suite struct RedisConfigurationTests {
+@Suite(.timeLimit(.minutes(5))) struct RedisConfigurationTests {
     @Test func parsesTCPURLs() throws {
         let plain = try RedisConfiguration(url: "redis://localhost")
         #expect(plain.endpoint == .tcp(host: "localhost", port: 6379))

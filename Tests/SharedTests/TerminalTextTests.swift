@@ -1,7 +1,7 @@
 import Shared
 import Testing
 
-@Suite struct TerminalTextTests {
+@Suite(.timeLimit(.minutes(5))) struct TerminalTextTests {
     @Test func controlSequencesBecomeVisibleEscapes() {
         // Clear screen, set the window title, rewrite the line, ring the bell, a C1 CSI, bidi override.
         let hostile = "ok\u{1B}[2J\u{1B}]0;pwned\u{07}\rfake line\u{9B}31m\u{202E}txt.exe"

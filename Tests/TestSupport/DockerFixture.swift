@@ -13,6 +13,13 @@ public enum DockerFixture {
         guard FileManager.default.fileExists(atPath: socket) else {
             throw TestSetupError("no Docker engine at \(socket): start dockerd (scripts/test.sh does) — these tests need real Docker")
         }
+        // Containers a killed test run left behind (test prefixes are fht-…), once they are an hour old: a parallel
+        // test process's containers are younger.
+        _ = try? shell(
+            "docker ps -a --filter label=forge-hooks.managed=true --format '{{.ID}} {{.Names}} {{.CreatedAt}}' | "
+                + "while read -r id name day time zone rest; do case \"$name\" in fht-*) ;; *) continue ;; esac; "
+                + "created=$(date -d \"$day $time $zone\" +%s 2>/dev/null) || continue; "
+                + "[ $(( $(date +%s) - created )) -gt 3600 ] && docker rm -f \"$id\" >/dev/null; done; true")
         // Reused when built from the same files: another test process may be running containers from it.
         try runScript(["env", "FORGE_HOOKS_STUB_REUSE=1", "deploy/agent-stub/build-image.sh", image])
     }

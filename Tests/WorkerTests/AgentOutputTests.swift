@@ -4,7 +4,7 @@ import Testing
 
 @testable import WorkerCore
 
-@Suite struct AgentSessionIDTests {
+@Suite(.timeLimit(.minutes(5))) struct AgentSessionIDTests {
     @Test func onlyCanonicalUUIDsAreAccepted() {
         #expect(AgentSessionID.isValid("0b7e3a2c-59f1-4f6e-9c1d-3d2a8f1e7b40"))
         #expect(AgentSessionID.isValid("0B7E3A2C-59F1-4F6E-9C1D-3D2A8F1E7B40"))
@@ -18,7 +18,7 @@ import Testing
     }
 }
 
-@Suite struct StreamJSONParserTests {
+@Suite(.timeLimit(.minutes(5))) struct StreamJSONParserTests {
     @Test func readsInitAndResult() {
         var p = StreamJSONParser()
         let sid = "0b7e3a2c-59f1-4f6e-9c1d-3d2a8f1e7b40"

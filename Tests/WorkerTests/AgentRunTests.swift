@@ -6,7 +6,7 @@ import Testing
 @testable import WorkerCore
 
 /// The agent run and the session lifecycle, through a real container and the stub CLI.
-@Suite(.serialized) struct AgentRunTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct AgentRunTests {
     @Test func secondJobResumesTheFirstSession() async throws {
         try await WorkerEnvironment.with() { env in
             let executor = env.executor()

@@ -4,7 +4,7 @@ import Testing
 
 @testable import WorkerCore
 
-@Suite struct ContainerSpecTests {
+@Suite(.timeLimit(.minutes(5))) struct ContainerSpecTests {
     static let agent = AgentSettings(name: "dev", image: "agent:1", credentialsDir: "/srv/dev/config", workDir: "/srv/dev/work")
 
     static func inspect(

@@ -6,7 +6,7 @@ import Testing
 @testable import WorkerCore
 
 /// Container reconcile on a real dockerd.
-@Suite(.serialized) struct ContainerTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct ContainerTests {
     @Test func firstJobCreatesContainerWithEveryBindAndAgentOwnedDirs() async throws {
         try await WorkerEnvironment.with() { env in
             let agent = env.agent()

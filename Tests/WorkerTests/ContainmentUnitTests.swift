@@ -7,7 +7,7 @@ import Testing
 
 /// What the root worker does with paths an agent controls, on the real file system (no Docker): it never follows a
 /// link, never blocks on a FIFO, never reads more than it allows, and says which path it refused.
-@Suite struct AgentPathTests {
+@Suite(.timeLimit(.minutes(5))) struct AgentPathTests {
     /// A scratch tree: `agent/` stands for an agent's bind mount, `host/` for what the agent must never reach.
     final class Tree {
         let root: String
@@ -123,7 +123,7 @@ import Testing
     }
 }
 
-@Suite struct RunCgroupTests {
+@Suite(.timeLimit(.minutes(5))) struct RunCgroupTests {
     @Test func findsCgroupV2FirstThenTheV1Freezer() {
         let hybrid = """
             31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
@@ -165,7 +165,7 @@ import Testing
     }
 }
 
-@Suite struct AgentCommandConfigTests {
+@Suite(.timeLimit(.minutes(5))) struct AgentCommandConfigTests {
     static func load(_ command: String) throws -> AppConfig {
         try AppConfig.parse(yaml: "agents: {dev: {image: i, command: \(command)}}", file: "test.yaml", environment: [:])
     }

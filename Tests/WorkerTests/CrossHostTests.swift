@@ -7,7 +7,7 @@ import Testing
 
 /// Sessions follow their issue across Docker hosts: two workers with different host ids, data roots and container
 /// names on the same dockerd and Redis stand in for two hosts that share nothing but Redis.
-@Suite(.serialized) struct CrossHostTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct CrossHostTests {
     @Test func turnTwoOnAnotherHostResumesTurnOne() async throws {
         try await WorkerEnvironment.withTwoHosts { hostA, hostB in
             try await hostA.enqueue("turn one on A", number: 11)

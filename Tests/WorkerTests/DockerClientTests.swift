@@ -5,7 +5,7 @@ import Testing
 
 /// The Docker client against a fake engine on a unix socket that answers a response head and then stalls, as a
 /// dockerd stopped mid-answer would.
-@Suite struct DockerClientTests {
+@Suite(.timeLimit(.minutes(5))) struct DockerClientTests {
     /// Accepts connections on `path`; each gets a 200 head promising a body it never sends.
     final class StallingEngine: @unchecked Sendable {
         let path: String

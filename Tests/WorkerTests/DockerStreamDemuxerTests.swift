@@ -4,7 +4,7 @@ import Testing
 
 @testable import WorkerCore
 
-@Suite struct DemuxerTests {
+@Suite(.timeLimit(.minutes(5))) struct DemuxerTests {
     static func frame(_ stream: UInt8, _ text: String) -> [UInt8] {
         let payload = Array(text.utf8)
         let n = UInt32(payload.count)

@@ -8,7 +8,7 @@ import Testing
 
 /// Replacing a drifted container on a real dockerd: runs in the old one finish, and workers that disagree on the spec
 /// (a rolling upgrade) do not replace each other's container back and forth.
-@Suite(.serialized) struct DriftTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct DriftTests {
     /// Workers a test declares alive (stands in for their leases).
     final class Alive: Sendable {
         private let names: Mutex<Set<String>>

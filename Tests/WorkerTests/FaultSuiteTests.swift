@@ -8,7 +8,7 @@ import Testing
 /// The fault-injection suite: real Worker processes, real Redis, real Docker, faults from outside. Each scenario ends
 /// with `QueueInvariants`: every accepted job succeeded or is dead with a reason, no job or session had two runs alive
 /// at once, sessions ran in order, and no queue key still holds an id.
-@Suite(.serialized) struct FaultSuiteTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct FaultSuiteTests {
     static let runLogYAML = "    env: {STUB_RUN_LOG: /work/runs.log}"
 
     static func runLog(_ env: WorkerEnvironment) -> String { env.agent().workDir + "/runs.log" }

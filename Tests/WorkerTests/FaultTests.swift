@@ -6,7 +6,7 @@ import Testing
 @testable import WorkerCore
 
 /// Faults around a running job, with the real Worker binary, Docker and Redis.
-@Suite(.serialized) struct FaultTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct FaultTests {
     /// What runs in the agent's container, or nothing while there is no running container yet (a worker may have
     /// created it and not started it yet).
     static func processes(_ env: WorkerEnvironment) async throws -> [String] {

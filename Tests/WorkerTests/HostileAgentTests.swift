@@ -8,7 +8,7 @@ import Testing
 /// A prompt-injected agent attacks the root worker from inside its container (uid 1000), through the stub CLI's
 /// hostile modes, on real Docker and real Redis. After each attack the host is untouched, nothing of the host reaches
 /// Redis, the job says what happened, and the worker goes on taking jobs.
-@Suite(.serialized) struct HostileAgentTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct HostileAgentTests {
     /// A root-owned directory and file on the host that the agent must never reach.
     struct Victim {
         let dir: String

@@ -8,7 +8,7 @@ import Testing
 
 /// `JobExecutor`'s branches with in-memory twins for the container side, the agent and the transcripts — real Redis
 /// for the queue (its scripts are the behaviour). Milliseconds each; the real-Docker tests are the integration tier.
-@Suite struct JobExecutorTests {
+@Suite(.timeLimit(.minutes(5))) struct JobExecutorTests {
     actor FakeContainers: ContainerProvisioning {
         var provisions = 0
         var failure: (any Error)?

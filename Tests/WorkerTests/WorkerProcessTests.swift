@@ -6,7 +6,7 @@ import Testing
 @testable import WorkerCore
 
 /// The real `Worker` binary against real Redis and Docker: concurrency, crash recovery, graceful shutdown.
-@Suite(.serialized) struct WorkerProcessTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct WorkerProcessTests {
     static func startWorker(
         _ env: WorkerEnvironment, id: String, concurrency: Int = 4, config: String? = nil, environment: [String: String] = [:]
     ) throws -> ChildProcess {

@@ -19,7 +19,7 @@ public struct RetryPolicy: Sendable, Equatable {
         self.jitter = jitter
     }
 
-    /// 5 attempts; 10 s, 20 s, 40 s, 80 s (±50% jitter), capped at 10 minutes.
+    /// 5 attempts; 10 s, 20 s, 40 s, 80 s (each scaled by a random 0.5–1×), capped at 10 minutes.
     public static let exponentialJitter = RetryPolicy(maxAttempts: 5, base: .seconds(10), maximum: .seconds(600))
 
     /// The wait after attempt number `attempt` (1-based) failed.
