@@ -64,6 +64,18 @@ public final class ChildProcess: @unchecked Sendable {
         return sig != 0 ? 128 + sig : code
     }
 
+    /// `terminate`, with the wait on a thread of its own: async tests must not hold a thread of the cooperative pool
+    /// (two of them on this machine) while a worker shuts down.
+    @discardableResult
+    public func stop(signal: Int32 = SIGTERM) async -> Int32 {
+        await withCheckedContinuation { continuation in Thread { continuation.resume(returning: self.terminate(signal: signal)) }.start() }
+    }
+
+    /// `wait`, with the wait on a thread of its own.
+    public func exited() async -> Int32 {
+        await withCheckedContinuation { continuation in Thread { continuation.resume(returning: self.wait()) }.start() }
+    }
+
     public var isRunning: Bool {
         lock.lock()
         defer { lock.unlock() }

@@ -64,13 +64,13 @@ import Testing
             for _ in 0..<kills {
                 try await Task.sleep(for: .milliseconds(Int.random(in: 300...1500)))
                 let victim = workers.keys.sorted().randomElement()!
-                workers.removeValue(forKey: victim)?.terminate(signal: SIGKILL)
+                await workers.removeValue(forKey: victim)?.stop(signal: SIGKILL)
                 generation += 1
                 let next = Bool.random() ? victim : "storm-g\(generation)"
                 workers[next] = try WorkerProcessTests.startWorker(env, id: next, concurrency: 2)
             }
             try await Self.waitAllFinished(env, Array(sessions.joined()), timeout: .seconds(180))
-            for (_, w) in workers { #expect(w.terminate() == 0, "a worker did not stop cleanly") }
+            for (_, w) in workers { #expect(await w.stop() == 0, "a worker did not stop cleanly") }
             workers.removeAll()
             // Killed workers' ids under new names wait for their lease, then anyone's recovery (none is left now).
             try await Task.sleep(for: .seconds(3))
@@ -106,7 +106,7 @@ import Testing
             try await WorkerProcessTests.waitFor("the agent to start") {
                 try await FaultTests.processes(env).contains { $0.contains("STUB_SLEEP=120") }
             }
-            doomed.terminate(signal: SIGKILL)
+            await doomed.stop(signal: SIGKILL)
             let survivor = try WorkerProcessTests.startWorker(env, id: "survivor", concurrency: 1)
             defer { survivor.terminate() }
             try await WorkerProcessTests.waitFor("the job to be recovered as dead", timeout: .seconds(20)) {
@@ -139,7 +139,7 @@ import Testing
             try env.redis.start()
             try await WorkerProcessTests.waitFor("Redis to answer the test again") { (try? await env.client.send("PING")) != nil }
             try await Self.waitAllFinished(env, Array(sessions.joined()), timeout: .seconds(120))
-            #expect(worker.terminate() == 0)
+            #expect(await worker.stop() == 0)
             let report = try await QueueInvariants.check(env, sessions: sessions, runLog: Self.runLog(env))
             print("fault suite — Redis down 4 s (lease 2 s), back from AOF:\n\(report)")
             #expect(report.holds && report.succeeded == report.jobs, "\(report)")
@@ -222,7 +222,7 @@ import Testing
             try await Self.waitAllFinished(env, Array(sessions.joined()), timeout: .seconds(120))
             for (n, w) in workers.enumerated() {
                 let log = (try? String(contentsOfFile: env.root.appendingPathComponent("worker-lossy-\(n).log").path, encoding: .utf8)) ?? ""
-                #expect(w.terminate() == 0, "a worker did not stop cleanly: \(log.suffix(3000))")
+                #expect(await w.stop() == 0, "a worker did not stop cleanly: \(log.suffix(3000))")
             }
             let report = try await QueueInvariants.check(env, sessions: sessions, runLog: Self.runLog(env))
             print("fault suite — lost replies: \(relay.dropped) replies dropped\n\(report)")
@@ -306,7 +306,7 @@ import Testing
             let keys = env.config.keys
             #expect(try await env.client.send("EXISTS", keys.worker("maint"), keys.lease("maint")).int == 2)
             #expect(try await env.client.send("ZSCORE", keys.workers, "maint").string != nil)
-            #expect(worker.terminate() == 0)
+            #expect(await worker.stop() == 0)
             #expect(try await env.client.send("EXISTS", keys.worker("maint"), keys.lease("maint"), keys.processing("maint")).int == 0)
             #expect(try await env.client.send("ZSCORE", keys.workers, "maint").string == nil, "still listed in \(keys.workers)")
         }

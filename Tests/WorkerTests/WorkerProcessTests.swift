@@ -72,7 +72,7 @@ import Testing
             let a = try Self.startWorker(env, id: "A")
             try await Self.waitFor("worker A to run the job") { try await env.queue.job(first)?["status"] == "running" }
             #expect(try await env.queue.job(first)?["worker"] == "A")
-            a.terminate(signal: SIGKILL)
+            await a.stop(signal: SIGKILL)
 
             let b = try Self.startWorker(env, id: "B")
             defer { b.terminate() }
@@ -102,7 +102,7 @@ import Testing
             try await Self.waitFor("the slow job to run") { try await env.queue.job(slow)?["status"] == "running" }
             let stopAt = ContinuousClock.now
             kill(worker.pid, SIGTERM)
-            let code = worker.wait()
+            let code = await worker.exited()
             #expect(code == 0, "worker exit code \(code)")
             #expect(ContinuousClock.now - stopAt < .seconds(12), "shutdown took longer than the grace period allows")
             let job = try #require(try await env.queue.job(slow))

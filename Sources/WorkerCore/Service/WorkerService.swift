@@ -241,29 +241,56 @@ package final class WorkerService: Service {
     /// stalled process) and may already run elsewhere: its agent is stopped at once and nothing of it is recorded.
     private func heartbeatLoop(info: [String: String]) async {
         let settings = queue.settings
-        var renewed = ContinuousClock.now
+        // When the last renewal that Redis confirmed was *sent*: the lease lasts at most `leaseDuration` from then.
+        let renewed = LastRenewal()
+        let watchdog = Task { await self.leaseWatchdog(renewed: renewed) }
         while !Task.isCancelled {
             do {
+                let sent = ContinuousClock.now
                 try await queue.heartbeat(worker: options.workerID, info: info)
-                renewed = .now
+                renewed.set(sent)
                 for id in try await queue.lostJobs(worker: options.workerID, held: state.held) where state.abort(id, reason: .lost) {
                     logger.warning("lost a running job (lease lapsed, job recovered): stopping its agent", metadata: ["job.id": "\(id)"])
                 }
             } catch {
                 logger.error("heartbeat failed: \(error)")
-                // Unrenewed for a whole lease: any other worker may now recover these jobs and run them again. Stop
-                // ours first rather than find out once Redis answers again.
-                if ContinuousClock.now - renewed >= settings.leaseDuration {
-                    for (id, _) in state.held where state.abort(id, reason: .lost) {
-                        logger.warning(
-                            "lease not renewed for \(settings.leaseDuration): stopping the agent of a job another worker may recover",
-                            metadata: ["job.id": "\(id)"])
-                    }
-                }
             }
             try? await Task.sleep(for: settings.heartbeatInterval)
         }
+        watchdog.cancel()
+        _ = await watchdog.value
     }
+
+    /// Stops every run once the lease may have lapsed: any other worker may then recover those jobs and run them again,
+    /// so ours stop first. On its own clock — a heartbeat call to a Redis that hangs rather than refuses takes as long
+    /// as the command timeout, which can be longer than the lease. Fires a little before the lease ends (a tenth of
+    /// it, at most a second), counted from when the last confirmed renewal was sent.
+    private func leaseWatchdog(renewed: LastRenewal) async {
+        let lease = queue.settings.leaseDuration
+        let deadline = lease - min(lease / 10, .seconds(1))
+        var stopped: Set<String> = []
+        while !Task.isCancelled {
+            try? await Task.sleep(for: min(queue.settings.heartbeatInterval / 2, .milliseconds(250)))
+            let since = ContinuousClock.now - renewed.get()
+            guard since >= deadline else {
+                stopped.removeAll()
+                continue
+            }
+            for (id, _) in state.held where !stopped.contains(id) && state.abort(id, reason: .lost) {
+                stopped.insert(id)
+                logger.warning(
+                    "lease not renewed for \(since): stopping the agent of a job another worker may recover once the lease (\(lease)) ends",
+                    metadata: ["job.id": "\(id)"])
+            }
+        }
+    }
+}
+
+/// When the last confirmed lease renewal was sent; shared by the heartbeat and its watchdog.
+final class LastRenewal: Sendable {
+    private let instant = Mutex(ContinuousClock.now)
+    func set(_ value: ContinuousClock.Instant) { instant.withLock { $0 = value } }
+    func get() -> ContinuousClock.Instant { instant.withLock { $0 } }
 }
 
 /// Shared between the slots and the shutdown path.
