@@ -79,7 +79,8 @@ import Testing
             try await WorkerProcessTests.waitFor("the job to succeed on a new attempt", timeout: .seconds(60)) {
                 try await env.queue.job(id)?["status"] == "succeeded"
             }
-            #expect(try await env.queue.job(id)?["attempts"] == "2")
+            // Given back by the worker itself once Redis answered: the stopped attempt is not counted.
+            #expect(try await env.queue.job(id)?["attempts"] == "1")
             let log = (try? String(contentsOfFile: env.root.appendingPathComponent("worker-cut-off.log").path, encoding: .utf8)) ?? ""
             #expect(log.contains("lease not renewed"), "\(log.suffix(2000))")
         }

@@ -184,6 +184,16 @@ import Testing
         }
     }
 
+    @Test func aRunStoppedOnAnUnconfirmedLeaseIsGivenBackUncounted() async throws {
+        try await Self.withRig { rig in
+            let job = try await rig.reserve()
+            await rig.executor(FakeContainers(), FakeRunner([.outcome(Self.aborted(.leaseUnconfirmed))])).execute(job, control: RunControl())
+            let record = try await rig.record(job.id)
+            #expect(record["status"] == "queued" && record["attempts"] == "0", "\(record)")
+            #expect(record["note"]?.contains("could not renew its lease") == true, "\(record)")
+        }
+    }
+
     @Test func aLostJobRecordsNothing() async throws {
         try await Self.withRig { rig in
             let job = try await rig.reserve()

@@ -52,6 +52,7 @@ package struct AgentRunner: Sendable {
         package var errorSummary: String {
             if timedOut { return "timed out after \(duration.seconds.rounded())s; agent processes killed (\(killedProcesses))" }
             if aborted == .lost { return "stopped: this worker lost the job (lease lapsed; recovered elsewhere)" }
+            if aborted == .leaseUnconfirmed { return "stopped: this worker could not renew its lease in time" }
             if aborted != nil { return "stopped by worker shutdown" }
             if let containmentFailed { return "the run could not be contained, so the agent was not started: \(containmentFailed)" }
             if let first = parsed.errors.first { return first }

@@ -4,7 +4,9 @@ import Synchronization
 /// Lets someone outside a run ask it to stop: worker shutdown past its grace period, or the job lost (this worker's
 /// lease lapsed and the job was recovered, so another run may already have it).
 package final class RunControl: Sendable {
-    enum Reason: Sendable, Equatable { case shutdown, lost }
+    /// `lost`: the job was recovered by another worker. `leaseUnconfirmed`: this worker could not renew its lease in
+    /// time, so another worker may recover it. `shutdown`: the worker stops.
+    enum Reason: Sendable, Equatable { case shutdown, lost, leaseUnconfirmed }
 
     private struct State {
         var reason: Reason?

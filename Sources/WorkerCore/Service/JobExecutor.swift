@@ -101,6 +101,12 @@ package struct JobExecutor: Sendable {
                 let released =
                     (try? await queue.release(job, worker: workerID, reason: "worker \(workerID) shut down during the run; re-queued")) ?? false
                 log.notice("agent stopped for shutdown; job re-queued", metadata: ["released": "\(released)"])
+            case .leaseUnconfirmed:
+                // Given back once Redis answers, without counting the attempt — unless another worker recovered it
+                // meanwhile (the release is fenced: then nothing is written).
+                let released = await releaseWhenRedisAnswers(
+                    job, reason: "worker \(workerID) could not renew its lease in time and stopped the run; re-queued", log: log)
+                log.warning("agent stopped: the lease could not be renewed in time", metadata: ["released": "\(released)"])
             case nil:
                 await record(context, outcome: outcome, newSession: newSession, started: started)
             }
@@ -256,6 +262,22 @@ package struct JobExecutor: Sendable {
                 "outcome": "\(outcome.succeeded ? "succeeded" : "failed")", "exit_code": "\(outcome.exitCode.map(String.init) ?? "-")",
                 "duration_ms": "\(Int((ContinuousClock.now - started).seconds * 1000))", "session_id": "\(sessionID ?? "-")",
             ])
+    }
+
+    /// `queue.release`, retried while Redis does not answer (for about a minute; then the stranded-id sweep gives the
+    /// job back, its attempt counted). Returns whether this worker still held the job.
+    private func releaseWhenRedisAnswers(_ job: ReservedJob, reason: String, log: Logger) async -> Bool {
+        var delay = Duration.milliseconds(200)
+        for _ in 1...12 {
+            do {
+                return try await queue.release(job, worker: workerID, reason: reason)
+            } catch {
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(10))
+            }
+        }
+        log.error("could not give the job back: Redis did not answer")
+        return false
     }
 
     /// Records the outcome; retried while Redis is unreachable (the job stays in our processing list meanwhile).

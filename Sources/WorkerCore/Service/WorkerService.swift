@@ -35,6 +35,8 @@ package final class WorkerService: Service {
     let config: AppConfig
     let logger: Logger
     private let state = ShutdownState()
+    /// When the last confirmed lease renewal was sent: the heartbeat sets it, the watchdog and the slots read it.
+    private let renewal = LastRenewal()
 
     package init(
         options: Options, queue: JobQueue, executor: JobExecutor, reconciler: ContainerReconciler, runner: AgentRunner, config: AppConfig,
@@ -56,7 +58,13 @@ package final class WorkerService: Service {
             "started_at": startedAt,
         ]
         // Redis answered the start-up ping; a reply lost now (a dropped connection) must not end the worker.
-        try await retrying("register with Redis") { try await queue.heartbeat(worker: options.workerID, info: info) }
+        try await retrying("register with Redis") {
+            let sent = ContinuousClock.now
+            try await queue.heartbeat(worker: options.workerID, info: info)
+            renewal.set(sent)
+        }
+        // The lease is kept from now on: reconciling the containers below can take longer than it lasts.
+        let background = Task { await self.backgroundLoop(info: info) }
         let reclaimed = try await retrying("reclaim this worker's earlier jobs") { try await queue.recoverExpired(forcing: options.workerID) }
         if !reclaimed.isEmpty { logger.notice("re-queued jobs left by this worker's previous run", metadata: ["jobs": "\(reclaimed.map(\.jobID))"]) }
 
@@ -80,7 +88,6 @@ package final class WorkerService: Service {
             logger.warning("could not look for orphaned containers: \(error)")
         }
 
-        let background = Task { await self.backgroundLoop(info: info) }
         let limiter = AgentLimiter(limits: config.agents.mapValues(\.concurrency))
         await withGracefulShutdownHandler {
             await withTaskGroup(of: Void.self) { group in
@@ -140,6 +147,11 @@ package final class WorkerService: Service {
         var backoff = Duration.milliseconds(250)
         let rotation = (0..<options.agents.count).map { options.agents[($0 + slot) % options.agents.count] }
         while !state.isStopping {
+            // No new job while the lease may have lapsed: the watchdog would stop it at once, its attempt counted.
+            if renewal.unconfirmed(lease: queue.settings.leaseDuration) {
+                try? await Task.sleep(for: .milliseconds(100))
+                continue
+            }
             let deferred = await reconciler.deferredAgents()
             let claimed = await limiter.claim(deferred.isEmpty ? rotation : rotation.filter { !deferred.contains($0) })
             if claimed.isEmpty {
@@ -241,21 +253,21 @@ package final class WorkerService: Service {
     /// stalled process) and may already run elsewhere: its agent is stopped at once and nothing of it is recorded.
     private func heartbeatLoop(info: [String: String]) async {
         let settings = queue.settings
-        // When the last renewal that Redis confirmed was *sent*: the lease lasts at most `leaseDuration` from then.
-        let renewed = LastRenewal()
-        let watchdog = Task { await self.leaseWatchdog(renewed: renewed) }
+        let watchdog = Task { await self.leaseWatchdog(renewed: renewal) }
         while !Task.isCancelled {
+            var pause = settings.heartbeatInterval
             do {
                 let sent = ContinuousClock.now
                 try await queue.heartbeat(worker: options.workerID, info: info)
-                renewed.set(sent)
+                renewal.set(sent)
                 for id in try await queue.lostJobs(worker: options.workerID, held: state.held) where state.abort(id, reason: .lost) {
                     logger.warning("lost a running job (lease lapsed, job recovered): stopping its agent", metadata: ["job.id": "\(id)"])
                 }
             } catch {
                 logger.error("heartbeat failed: \(error)")
+                pause = min(pause, .seconds(1))  // try again soon: slots wait for a confirmed lease
             }
-            try? await Task.sleep(for: settings.heartbeatInterval)
+            try? await Task.sleep(for: pause)
         }
         watchdog.cancel()
         _ = await watchdog.value
@@ -267,16 +279,17 @@ package final class WorkerService: Service {
     /// it, at most a second), counted from when the last confirmed renewal was sent.
     private func leaseWatchdog(renewed: LastRenewal) async {
         let lease = queue.settings.leaseDuration
-        let deadline = lease - min(lease / 10, .seconds(1))
         var stopped: Set<String> = []
         while !Task.isCancelled {
             try? await Task.sleep(for: min(queue.settings.heartbeatInterval / 2, .milliseconds(250)))
-            let since = ContinuousClock.now - renewed.get()
-            guard since >= deadline else {
+            guard renewed.unconfirmed(lease: lease) else {
                 stopped.removeAll()
                 continue
             }
-            for (id, _) in state.held where !stopped.contains(id) && state.abort(id, reason: .lost) {
+            let since = ContinuousClock.now - renewed.get()
+            // Not `.lost`: the lease may yet have held. The executor gives the job back (fenced, attempt not counted)
+            // once Redis answers; if another worker took it meanwhile, the fence says so and nothing is written.
+            for (id, _) in state.held where !stopped.contains(id) && state.abort(id, reason: .leaseUnconfirmed) {
                 stopped.insert(id)
                 logger.warning(
                     "lease not renewed for \(since): stopping the agent of a job another worker may recover once the lease (\(lease)) ends",
@@ -291,6 +304,9 @@ final class LastRenewal: Sendable {
     private let instant = Mutex(ContinuousClock.now)
     func set(_ value: ContinuousClock.Instant) { instant.withLock { $0 = value } }
     func get() -> ContinuousClock.Instant { instant.withLock { $0 } }
+
+    /// Whether the lease may end within a tenth of it (at most 1 s): runs must stop, and no new one may start.
+    func unconfirmed(lease: Duration) -> Bool { ContinuousClock.now - get() >= lease - min(lease / 10, .seconds(1)) }
 }
 
 /// Shared between the slots and the shutdown path.
