@@ -70,8 +70,8 @@ extension Hooksctl {
                 var rows: [[String: String]] = []
                 var offset = 0
                 let names = ["agent", "status", "repo", "number", "event", "attempts", "created_at", "error"]
-                let indexed = try await queue.indexedJobCount()
-                while rows.count < limit && offset < indexed {
+                // Newest first; jobs enqueued meanwhile shift the index, so its length is read each page.
+                while rows.count < limit, try await offset < queue.indexedJobCount() {
                     let page = try await queue.recentJobs(offset: offset, count: 200, fields: names)
                     offset += 200
                     for job in page {
