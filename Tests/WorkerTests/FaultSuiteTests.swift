@@ -254,7 +254,9 @@ import Testing
             #expect(report.holds && report.succeeded == report.jobs, "\(report)")
             var containers = Set<String>()
             var changes = 0
-            let logs = ["v1", "v2"].map { (try? String(contentsOfFile: env.root.appendingPathComponent("worker-\($0).log").path, encoding: .utf8)) ?? "" }
+            let logs = ["v1", "v2"].map {
+                (try? String(contentsOfFile: env.root.appendingPathComponent("worker-\($0).log").path, encoding: .utf8)) ?? ""
+            }
             for id in sessions.joined() {
                 let job = try #require(try await env.queue.job(id))
                 let lines = logs.joined(separator: "\n").split(separator: "\n").filter { $0.contains(id) }.joined(separator: "\n")
