@@ -194,6 +194,25 @@ import Testing
         }
     }
 
+    /// What the orphan reaper kills by: a run is current only while its job runs and names it.
+    @Test func aRunIsCurrentOnlyWhileItsJobRunsAndNamesIt() async throws {
+        try await Self.withRig { rig in
+            let job = try await rig.reserve()
+            let jobKey = rig.queue.keys.job(job.id)
+            // Claimed, no run set up yet: the claim cleared the marker, so no earlier run counts.
+            #expect(await !WorkerService.isCurrentRun(queue: rig.queue, jobID: job.id, marker: "\(job.id).old"))
+            try await rig.client.send("HSET", jobKey, "run", "\(job.id).aaaa")
+            #expect(await WorkerService.isCurrentRun(queue: rig.queue, jobID: job.id, marker: "\(job.id).aaaa"))
+            #expect(await !WorkerService.isCurrentRun(queue: rig.queue, jobID: job.id, marker: "\(job.id).bbbb"))
+            // A record claimed by an older worker has no `run` field: its run is left alone.
+            try await rig.client.send("HDEL", jobKey, "run")
+            #expect(await WorkerService.isCurrentRun(queue: rig.queue, jobID: job.id, marker: "\(job.id).bbbb"))
+            try await rig.client.send("HSET", jobKey, "status", "succeeded")
+            #expect(await !WorkerService.isCurrentRun(queue: rig.queue, jobID: job.id, marker: "\(job.id).bbbb"))
+            #expect(await !WorkerService.isCurrentRun(queue: rig.queue, jobID: "no-such-job", marker: "no-such-job.cccc"))
+        }
+    }
+
     @Test func aLostJobRecordsNothing() async throws {
         try await Self.withRig { rig in
             let job = try await rig.reserve()

@@ -79,6 +79,14 @@ extension JobQueue {
         return fields.isEmpty ? nil : JobRecord(id: id, fields: fields)
     }
 
+    /// A job's status and current run marker (`run`: nil when the field is absent), or nil when there is no record.
+    /// Two fields, not the record: the orphan reaper asks this for every run on the host, every recovery interval.
+    public func runState(_ id: String) async throws(RedisError) -> (status: JobStatus?, run: String?)? {
+        let values = try await redis.send("HMGET", keys.job(id), "status", "run").array ?? []
+        guard values.count == 2, let status = values[0].string else { return nil }
+        return (JobStatus(rawValue: status), values[1].string)
+    }
+
     /// Jobs newest first from the job index, `count` from `offset`; records gone meanwhile are left out. Only
     /// `fields` are read (all when empty).
     public func recentJobs(offset: Int, count: Int, fields: [String] = []) async throws(RedisError) -> [JobRecord] {

@@ -44,7 +44,6 @@ package final class DockerClient: Sendable {
         let status: Int
         let body: [UInt8]
         var json: [String: Any]? { (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] }
-        var jsonArray: [[String: Any]]? { (try? JSONSerialization.jsonObject(with: Data(body))) as? [[String: Any]] }
         var message: String {
             (json?["message"] as? String) ?? String(decoding: body.prefix(500), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         }

@@ -241,8 +241,8 @@ package final class WorkerService: Service {
     /// unreachable) says yes.
     static func isCurrentRun(queue: JobQueue, jobID: String, marker: String) async -> Bool {
         do {
-            guard let job = try await queue.record(jobID) else { return false }
-            return job.status == .running && (job["run"].map { $0 == marker } ?? true)
+            guard let job = try await queue.runState(jobID) else { return false }
+            return job.status == .running && (job.run.map { $0 == marker } ?? true)
         } catch {
             return true
         }
