@@ -46,6 +46,25 @@ import Testing
         #expect(try await queue.redis.send("GET", keys.delivery(forge: "forgejo", id: "d-1")).string == j.id)
     }
 
+    /// The scripts' `key` table names exactly the keys `KeySchema` does, for a plain and a braced prefix.
+    @Test(arguments: ["hooks", "{team-a}:hooks"]) func scriptKeyTableMatchesKeySchema(prefix: String) async throws {
+        let schema = KeySchema(prefix: prefix)
+        let expected = [
+            schema.queue("dev"), schema.job("j1"), schema.sessions, schema.dead, schema.processing("w1"), schema.lease("w1"),
+            schema.worker("w1"), schema.workers, schema.delayed, schema.pending("dev:o/r:1"), schema.sequence, schema.log("j1"),
+            schema.sessionsUsed, schema.transcript("dev:o/r:1"), schema.jobIndex,
+        ]
+        let script = RedisScript(
+            name: "key-table",
+            source: KeySchema.luaKeyTable + """
+
+                return {key.queue('dev'), key.job('j1'), key.sessions, key.dead, key.processing('w1'), key.lease('w1'),
+                  key.worker('w1'), key.workers, key.delayed, key.pending('dev:o/r:1'), key.sequence, key.log('j1'),
+                  key.sessionsUsed, key.transcript('dev:o/r:1'), key.jobIndex}
+                """)
+        #expect(try await queue.redis.evaluate(script, arguments: [prefix]).strings == expected)
+    }
+
     @Test func redeliveryCreatesNothing() async throws {
         let first = Self.job()
         #expect(try await queue.enqueue([first], delivery: (forge: "github", id: "abc")) == .queued([first.id]))

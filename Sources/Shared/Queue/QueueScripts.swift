@@ -1,43 +1,48 @@
 /// The Lua scripts behind every queue transition. Each runs atomically inside Redis, so a transition is never
 /// half-done, and two scripts (e.g. two workers' recoveries) never interleave.
 ///
-/// Scripts build key names from the prefix in ARGV[1] (they touch keys that depend on job fields). With a braced
-/// prefix (`{hooks}`) every key hashes to one Cluster slot.
+/// Every script takes the key prefix in ARGV[1] and names keys only through the `key` table generated from `KeySchema`
+/// (`key.job(id)`, `key.dead`, …), so the key names exist once, in Swift. The keys cannot all be declared in KEYS[]:
+/// most depend on fields read inside the script (a job's agent and session). A braced prefix (`{hooks}`) still puts
+/// every key in one Cluster slot.
 enum QueueScripts {
+    /// A script with the `key` table prepended.
+    static func script(name: String, source: String) -> RedisScript {
+        RedisScript(name: name, source: KeySchema.luaKeyTable + "\n" + source)
+    }
+
     /// Shared helpers, prepended to the scripts that need them.
     static let helpers = """
-        local p = ARGV[1]
-        local function jobkey(id) return p .. ':job:' .. id end
         -- Hands the session on to its next job: drops pending entries whose record is gone, and puts the lowest
         -- pending job back at the front of its queue if it was parked as 'waiting'.
         local function wake(session)
           if not session or session == '' then return end
-          local pk = p .. ':pending:' .. session
+          local pk = key.pending(session)
           while true do
             local low = redis.call('ZRANGE', pk, 0, 0)[1]
             if not low then return end
-            local st, agent = unpack(redis.call('HMGET', jobkey(low), 'status', 'agent'))
+            local st, agent = unpack(redis.call('HMGET', key.job(low), 'status', 'agent'))
             if not st then
               redis.call('ZREM', pk, low)
             else
               if st == 'waiting' then
-                redis.call('HSET', jobkey(low), 'status', 'queued')
-                redis.call('HDEL', jobkey(low), 'waiting_for')
-                redis.call('RPUSH', p .. ':queue:' .. agent, low)
+                redis.call('HSET', key.job(low), 'status', 'queued')
+                redis.call('HDEL', key.job(low), 'waiting_for')
+                redis.call('RPUSH', key.queue(agent), low)
               end
               return
             end
           end
         end
         local function bury(id, session, reason, nowIso, deadTtl)
-          local jk = jobkey(id)
+          local jk = key.job(id)
           redis.call('HSET', jk, 'status', 'dead', 'error', reason, 'finished_at', nowIso)
-          redis.call('LPUSH', p .. ':dead', id)
+          redis.call('LPUSH', key.dead, id)
           if tonumber(deadTtl) > 0 then
             redis.call('EXPIRE', jk, deadTtl)
-            redis.call('EXPIRE', p .. ':log:' .. id, deadTtl)
+            redis.call('EXPIRE', key.log(id), deadTtl)
           end
-          if session then redis.call('ZREM', p .. ':pending:' .. session, id) end
+          if session then redis.call('ZREM', key.pending(session), id) end
           wake(session)
         end
         """
@@ -47,8 +52,8 @@ enum QueueScripts {
     /// so it survives any worker's death) and is put back on its queue by `wake` when its turn comes.
     static let claim = """
         local function claim(worker, id, nowIso)
-          local jk = jobkey(id)
-          local proc = p .. ':processing:' .. worker
+          local jk = key.job(id)
+          local proc = key.processing(worker)
           local session, status = unpack(redis.call('HMGET', jk, 'session', 'status'))
           if not status then
             redis.call('LREM', proc, 1, id)
@@ -58,9 +63,9 @@ enum QueueScripts {
             redis.call('LREM', proc, 1, id)
             return {'skipped', id, status}
           end
-          local pk = p .. ':pending:' .. session
+          local pk = key.pending(session)
           local low = redis.call('ZRANGE', pk, 0, 0)[1]
-          if low and low ~= id and redis.call('EXISTS', jobkey(low)) == 0 then
+          if low and low ~= id and redis.call('EXISTS', key.job(low)) == 0 then
             -- The holder's record is gone (deleted by hand, lost): drop it and hand the session on, so a successor
             -- parked behind it is woken rather than left waiting for a job that will never finish.
             wake(session)
@@ -80,7 +85,7 @@ enum QueueScripts {
         """
 
     /// ARGV: prefix, worker, id, nowIso → {'running', id, fields} | {'waiting', id, holder} | {'missing'|'skipped', …}
-    static let claimOne = RedisScript(
+    static let claimOne = script(
         name: "claim",
         source: helpers + "\n" + claim + "\n" + """
             return claim(ARGV[2], ARGV[3], ARGV[4])
@@ -88,15 +93,15 @@ enum QueueScripts {
 
     /// Non-blocking reserve across several queues in the given order. ARGV: prefix, worker, nowIso, agent…
     /// → the first claimable job, or {} when every queue is empty. Jobs parked as 'waiting' on the way are skipped.
-    static let reserveAny = RedisScript(
+    static let reserveAny = script(
         name: "reserve-any",
         source: helpers + "\n" + claim + "\n" + """
             local worker, nowIso = ARGV[2], ARGV[3]
-            local proc = p .. ':processing:' .. worker
+            local proc = key.processing(worker)
             local budget = 64
             for i = 4, #ARGV do
               while budget > 0 do
-                local id = redis.call('LMOVE', p .. ':queue:' .. ARGV[i], proc, 'RIGHT', 'LEFT')
+                local id = redis.call('LMOVE', key.queue(ARGV[i]), proc, 'RIGHT', 'LEFT')
                 if not id then break end
                 budget = budget - 1
                 local r = claim(worker, id, nowIso)
@@ -110,10 +115,9 @@ enum QueueScripts {
     /// ARGV: prefix, deliveryKey ('' = no dedup), dedupTtl, nowMs, jobCount, dropCount,
     ///       then per job: id, agent, session, fieldCount, field, value…; then the session keys to drop.
     /// → {'duplicate', previous ids…} | {'queued', ids…}
-    static let enqueue = RedisScript(
+    static let enqueue = script(
         name: "enqueue",
         source: """
-            local p = ARGV[1]
             local dk, ttl, nowMs = ARGV[2], ARGV[3], ARGV[4]
             local jobs, drops = tonumber(ARGV[5]), tonumber(ARGV[6])
             if dk ~= '' then
@@ -128,20 +132,20 @@ enum QueueScripts {
             local out = {'queued'}
             for _ = 1, jobs do
               local id, agent, session, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-              local seq = redis.call('INCR', p .. ':seq')
+              local seq = redis.call('INCR', key.sequence)
               -- The job's own fields go straight from ARGV: no table is built per job.
-              redis.call('HSET', p .. ':job:' .. id, 'status', 'queued', 'attempts', '0', 'seq', seq, 'agent', agent,
+              redis.call('HSET', key.job(id), 'status', 'queued', 'attempts', '0', 'seq', seq, 'agent', agent,
                 'session', session, unpack(ARGV, i + 4, i + 3 + 2 * n))
-              redis.call('ZADD', p .. ':pending:' .. session, seq, id)
-              redis.call('LPUSH', p .. ':queue:' .. agent, id)
-              redis.call('ZADD', p .. ':jobs', nowMs, id)
+              redis.call('ZADD', key.pending(session), seq, id)
+              redis.call('LPUSH', key.queue(agent), id)
+              redis.call('ZADD', key.jobIndex, nowMs, id)
               out[#out + 1] = id
               i = i + 4 + 2 * n
             end
             for _ = 1, drops do
-              redis.call('HDEL', p .. ':sessions', ARGV[i])
-              redis.call('ZREM', p .. ':sessions:used', ARGV[i])
-              redis.call('DEL', p .. ':transcript:' .. ARGV[i])
+              redis.call('HDEL', key.sessions, ARGV[i])
+              redis.call('ZREM', key.sessionsUsed, ARGV[i])
+              redis.call('DEL', key.transcript(ARGV[i]))
               i = i + 1
             end
             -- Last, so a failure above leaves no dedup record and a redelivery can still create the jobs.
@@ -158,28 +162,28 @@ enum QueueScripts {
     /// ARGV: prefix, worker, id, attempt, outcome (succeeded|retry|dead), nowMs, nowIso, retentionSec, deadTtlSec,
     ///       retryDueMs, sessionId ('' = none), session key (to hand on if the record vanished), fieldCount, field, value…
     /// → {'ok', status} | {'lost', currentStatus, currentWorker, currentAttempt}
-    static let finish = RedisScript(
+    static let finish = script(
         name: "finish",
         source: helpers + "\n" + """
             local worker, id, attempt, outcome = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
             local nowMs, nowIso, retention, deadTtl, dueMs, sid = ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
             local knownSession, n = ARGV[12], tonumber(ARGV[13])
-            local jk = jobkey(id)
+            local jk = key.job(id)
             local st, w, a, session = unpack(redis.call('HMGET', jk, 'status', 'worker', 'attempts', 'session'))
             if not st then
               -- The record vanished under the run: its session must not stay blocked behind it.
-              redis.call('LREM', p .. ':processing:' .. worker, 1, id)
+              redis.call('LREM', key.processing(worker), 1, id)
               if knownSession ~= '' then
-                redis.call('ZREM', p .. ':pending:' .. knownSession, id)
+                redis.call('ZREM', key.pending(knownSession), id)
                 wake(knownSession)
               end
               return {'lost', '', '', ''}
             end
             if st ~= 'running' or w ~= worker or a ~= attempt then
-              redis.call('LREM', p .. ':processing:' .. worker, 1, id)
+              redis.call('LREM', key.processing(worker), 1, id)
               return {'lost', st or '', w or '', a or ''}
             end
-            redis.call('LREM', p .. ':processing:' .. worker, 1, id)
+            redis.call('LREM', key.processing(worker), 1, id)
             if n > 0 then
               local fields = {}
               for k = 0, n - 1 do
@@ -189,21 +193,21 @@ enum QueueScripts {
               redis.call('HSET', jk, unpack(fields))
             end
             if sid ~= '' then
-              redis.call('HSET', p .. ':sessions', session, sid)
-              redis.call('ZADD', p .. ':sessions:used', nowMs, session)
+              redis.call('HSET', key.sessions, session, sid)
+              redis.call('ZADD', key.sessionsUsed, nowMs, session)
               redis.call('HSET', jk, 'session_id', sid)
             end
             if outcome == 'succeeded' then
               redis.call('HSET', jk, 'status', 'succeeded', 'finished_at', nowIso)
               redis.call('HDEL', jk, 'error')
               redis.call('EXPIRE', jk, retention)
-              redis.call('EXPIRE', p .. ':log:' .. id, retention)
-              redis.call('ZREM', p .. ':pending:' .. session, id)
+              redis.call('EXPIRE', key.log(id), retention)
+              redis.call('ZREM', key.pending(session), id)
               wake(session)
               return {'ok', 'succeeded'}
             elseif outcome == 'retry' then
               redis.call('HSET', jk, 'status', 'failed', 'finished_at', nowIso, 'retry_at', dueMs)
-              redis.call('ZADD', p .. ':delayed', dueMs, id)
+              redis.call('ZADD', key.delayed, dueMs, id)
               return {'ok', 'failed'}
             else
               bury(id, session, redis.call('HGET', jk, 'error') or 'failed', nowIso, deadTtl)
@@ -214,15 +218,15 @@ enum QueueScripts {
     /// Gives a running job back without counting the attempt: to the front of its queue (graceful shutdown), or with
     /// a due time to the delayed set (status stays `queued`; a deferral) — the promoter moves it back when due.
     /// ARGV: prefix, worker, id, attempt, reason, session key, dueMs ('' = now) → {'ok'} | {'lost'}
-    static let release = RedisScript(
+    static let release = script(
         name: "release",
         source: helpers + "\n" + """
             local worker, id, attempt, reason, knownSession = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-            local jk = jobkey(id)
-            redis.call('LREM', p .. ':processing:' .. worker, 1, id)
+            local jk = key.job(id)
+            redis.call('LREM', key.processing(worker), 1, id)
             local st, w, a, agent = unpack(redis.call('HMGET', jk, 'status', 'worker', 'attempts', 'agent'))
             if not st and knownSession and knownSession ~= '' then
-              redis.call('ZREM', p .. ':pending:' .. knownSession, id)
+              redis.call('ZREM', key.pending(knownSession), id)
               wake(knownSession)
             end
             if st ~= 'running' or w ~= worker or a ~= attempt then return {'lost'} end
@@ -231,26 +235,25 @@ enum QueueScripts {
             if ARGV[7] and ARGV[7] ~= '' then
               redis.call('HINCRBY', jk, 'deferrals', 1)
               redis.call('HSET', jk, 'retry_at', ARGV[7])
-              redis.call('ZADD', p .. ':delayed', ARGV[7], id)
+              redis.call('ZADD', key.delayed, ARGV[7], id)
             else
-              redis.call('RPUSH', p .. ':queue:' .. agent, id)
+              redis.call('RPUSH', key.queue(agent), id)
             end
             return {'ok'}
             """)
 
     /// Moves retries whose back-off has elapsed to the front of their queue. ARGV: prefix, nowMs, limit → count
-    static let promote = RedisScript(
+    static let promote = script(
         name: "promote",
         source: """
-            local p = ARGV[1]
-            local due = redis.call('ZRANGEBYSCORE', p .. ':delayed', '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
+            local due = redis.call('ZRANGEBYSCORE', key.delayed, '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
             local moved = 0
             for _, id in ipairs(due) do
-              redis.call('ZREM', p .. ':delayed', id)
-              local st, agent = unpack(redis.call('HMGET', p .. ':job:' .. id, 'status', 'agent'))
+              redis.call('ZREM', key.delayed, id)
+              local st, agent = unpack(redis.call('HMGET', key.job(id), 'status', 'agent'))
               if st == 'failed' or st == 'queued' then
-                redis.call('HSET', p .. ':job:' .. id, 'status', 'queued')
-                redis.call('RPUSH', p .. ':queue:' .. agent, id)
+                redis.call('HSET', key.job(id), 'status', 'queued')
+                redis.call('RPUSH', key.queue(agent), id)
                 moved = moved + 1
               end
             end
@@ -260,18 +263,18 @@ enum QueueScripts {
     /// Gives back the jobs of workers whose lease expired (or of ARGV[6], a worker restarting under the same name).
     /// A job whose attempts are used up goes to the dead list. ARGV: prefix, nowIso, nowMs, deadTtl, defaultMax,
     /// forcedWorker ('' = none) → flat list of {worker, id, outcome}
-    static let recover = RedisScript(
+    static let recover = script(
         name: "recover",
         source: helpers + "\n" + """
             local nowIso, nowMs, deadTtl, defaultMax, forced = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
             local out = {}
-            local candidates = redis.call('ZRANGE', p .. ':workers', 0, -1)
+            local candidates = redis.call('ZRANGE', key.workers, 0, -1)
             if forced ~= '' then table.insert(candidates, forced) end
             for _, w in ipairs(candidates) do
-              if w == forced or redis.call('EXISTS', p .. ':lease:' .. w) == 0 then
-                local proc = p .. ':processing:' .. w
+              if w == forced or redis.call('EXISTS', key.lease(w)) == 0 then
+                local proc = key.processing(w)
                 for _, id in ipairs(redis.call('LRANGE', proc, 0, -1)) do
-                  local jk = jobkey(id)
+                  local jk = key.job(id)
                   local st, owner, a, m, agent, session =
                     unpack(redis.call('HMGET', jk, 'status', 'worker', 'attempts', 'max_attempts', 'agent', 'session'))
                   if st == 'running' and owner == w then
@@ -282,19 +285,19 @@ enum QueueScripts {
                       table.insert(out, w); table.insert(out, id); table.insert(out, 'dead')
                     else
                       redis.call('HSET', jk, 'status', 'queued', 'error', why, 'recovered_at', nowIso)
-                      redis.call('RPUSH', p .. ':queue:' .. agent, id)
+                      redis.call('RPUSH', key.queue(agent), id)
                       table.insert(out, w); table.insert(out, id); table.insert(out, 'requeued')
                     end
                   elseif st == 'queued' and agent then
                     -- taken off the queue by BLMOVE but never claimed
-                    redis.call('RPUSH', p .. ':queue:' .. agent, id)
+                    redis.call('RPUSH', key.queue(agent), id)
                     table.insert(out, w); table.insert(out, id); table.insert(out, 'requeued')
                   end
                 end
                 redis.call('DEL', proc)
                 if w ~= forced then
-                  redis.call('ZREM', p .. ':workers', w)
-                  redis.call('DEL', p .. ':worker:' .. w)
+                  redis.call('ZREM', key.workers, w)
+                  redis.call('DEL', key.worker(w))
                 end
               end
             end
@@ -303,35 +306,35 @@ enum QueueScripts {
 
     /// Operator action: a dead (or failed, waiting for its retry) job goes back on its queue with fresh attempts. A
     /// dead job takes a new place at the end of its session's order; a failed one keeps its place. ARGV: prefix, id, nowIso → {'queued', agent} | {'refused', status} | {'missing'}
-    static let requeue = RedisScript(
+    static let requeue = script(
         name: "requeue",
         source: """
-            local p, id, now = ARGV[1], ARGV[2], ARGV[3]
-            local jk = p .. ':job:' .. id
+            local id, now = ARGV[2], ARGV[3]
+            local jk = key.job(id)
             local st, agent, session = unpack(redis.call('HMGET', jk, 'status', 'agent', 'session'))
             if not st then return {'missing'} end
             if st ~= 'dead' and st ~= 'failed' then return {'refused', st} end
-            redis.call('LREM', p .. ':dead', 0, id)
-            redis.call('ZREM', p .. ':delayed', id)
+            redis.call('LREM', key.dead, 0, id)
+            redis.call('ZREM', key.delayed, id)
             redis.call('PERSIST', jk)
-            redis.call('PERSIST', p .. ':log:' .. id)
-            local pk = p .. ':pending:' .. session
+            redis.call('PERSIST', key.log(id))
+            local pk = key.pending(session)
             local seq = redis.call('ZSCORE', pk, id)
             if st == 'dead' or not seq then
               -- A dead job left its session's order (its successors ran on): it queues up again at the end.
-              seq = redis.call('INCR', p .. ':seq')
+              seq = redis.call('INCR', key.sequence)
               redis.call('ZADD', pk, seq, id)
             end
             -- A failed job keeps its place: successors parked behind it stay parked until it finishes. A new,
             -- higher place would put a parked successor first with nothing to wake it, and both would wait forever.
             redis.call('HSET', jk, 'status', 'queued', 'attempts', '0', 'requeued_at', now, 'seq', tostring(seq))
             redis.call('HDEL', jk, 'retry_at', 'finished_at', 'worker')
-            redis.call('LPUSH', p .. ':queue:' .. agent, id)
+            redis.call('LPUSH', key.queue(agent), id)
             return {'queued', agent}
             """)
 
     /// Hands a session on if its lowest pending job's record is gone (repair). ARGV: prefix, session → 1
-    static let wakeSession = RedisScript(
+    static let wakeSession = script(
         name: "wake-session",
         source: helpers + "\n" + """
             wake(ARGV[2])
@@ -340,20 +343,20 @@ enum QueueScripts {
 
     /// Deletes finished job records and their logs, checking each one's status in the same step, so a job re-queued
     /// meanwhile is never deleted. ARGV: prefix, includeDead ('1'|'0'), id… → number deleted
-    static let purge = RedisScript(
+    static let purge = script(
         name: "purge",
         source: helpers + "\n" + """
             local withDead = ARGV[2] == '1'
             local n = 0
             for i = 3, #ARGV do
               local id = ARGV[i]
-              local st, session = unpack(redis.call('HMGET', jobkey(id), 'status', 'session'))
+              local st, session = unpack(redis.call('HMGET', key.job(id), 'status', 'session'))
               if not st or st == 'succeeded' or (withDead and st == 'dead') then
-                redis.call('DEL', jobkey(id), p .. ':log:' .. id)
-                redis.call('ZREM', p .. ':jobs', id)
-                if st == 'dead' then redis.call('LREM', p .. ':dead', 0, id) end
+                redis.call('DEL', key.job(id), key.log(id))
+                redis.call('ZREM', key.jobIndex, id)
+                if st == 'dead' then redis.call('LREM', key.dead, 0, id) end
                 if session then
-                  redis.call('ZREM', p .. ':pending:' .. session, id)
+                  redis.call('ZREM', key.pending(session), id)
                   wake(session)
                 end
                 if st then n = n + 1 end
@@ -366,21 +369,21 @@ enum QueueScripts {
     /// this attempt, and runs. A worker that lost its lease (its job recovered and re-run elsewhere) writes nothing.
     static let fence = """
         local function holds(id, worker, attempt)
-          local st, w, a = unpack(redis.call('HMGET', p .. ':job:' .. id, 'status', 'worker', 'attempts'))
+          local st, w, a = unpack(redis.call('HMGET', key.job(id), 'status', 'worker', 'attempts'))
           return st == 'running' and w == worker and a == attempt
         end
         """
 
     /// A script whose `body` runs only while ARGV[2..4] (worker, id, attempt) still hold the job; else it answers 0.
     static func fenced(_ name: String, _ body: String) -> RedisScript {
-        RedisScript(name: name, source: "local p = ARGV[1]\n" + fence + "\nif not holds(ARGV[3], ARGV[2], ARGV[4]) then return 0 end\n" + body)
+        script(name: name, source: fence + "\nif not holds(ARGV[3], ARGV[2], ARGV[4]) then return 0 end\n" + body)
     }
 
     /// Fenced HSET of job fields. ARGV: prefix, worker, id, attempt, field, value… → 1 | 0 (not held)
     static let annotate = fenced(
         "annotate",
         """
-        if #ARGV >= 6 then redis.call('HSET', p .. ':job:' .. ARGV[3], unpack(ARGV, 5, #ARGV)) end
+        if #ARGV >= 6 then redis.call('HSET', key.job(ARGV[3]), unpack(ARGV, 5, #ARGV)) end
         return 1
         """)
 
@@ -389,10 +392,10 @@ enum QueueScripts {
     static let appendLog = fenced(
         "append-log",
         """
-        local key = p .. ':log:' .. ARGV[3]
-        if #ARGV >= 7 then redis.call('RPUSH', key, unpack(ARGV, 7, #ARGV)) end
-        redis.call('LTRIM', key, -tonumber(ARGV[5]), -1)
-        redis.call('EXPIRE', key, ARGV[6])
+        local lk = key.log(ARGV[3])
+        if #ARGV >= 7 then redis.call('RPUSH', lk, unpack(ARGV, 7, #ARGV)) end
+        redis.call('LTRIM', lk, -tonumber(ARGV[5]), -1)
+        redis.call('EXPIRE', lk, ARGV[6])
         return 1
         """)
 
@@ -400,9 +403,9 @@ enum QueueScripts {
     static let dropStaleSession = fenced(
         "drop-stale-session",
         """
-        redis.call('HDEL', p .. ':sessions', ARGV[5])
-        redis.call('ZREM', p .. ':sessions:used', ARGV[5])
-        redis.call('DEL', p .. ':transcript:' .. ARGV[5])
+        redis.call('HDEL', key.sessions, ARGV[5])
+        redis.call('ZREM', key.sessionsUsed, ARGV[5])
+        redis.call('DEL', key.transcript(ARGV[5]))
         return 1
         """)
 
@@ -411,21 +414,21 @@ enum QueueScripts {
     static let storeTranscript = fenced(
         "store-transcript",
         """
-        local key = p .. ':transcript:' .. ARGV[5]
-        redis.call('DEL', key)
-        redis.call('HSET', key, unpack(ARGV, 7, #ARGV))
-        redis.call('EXPIRE', key, ARGV[6])
+        local tk = key.transcript(ARGV[5])
+        redis.call('DEL', tk)
+        redis.call('HSET', tk, unpack(ARGV, 7, #ARGV))
+        redis.call('EXPIRE', tk, ARGV[6])
         return 1
         """)
 
     /// Which of the given jobs no longer name this worker and attempt as running. ARGV: prefix, worker, (id, attempt)…
     /// → ids lost
-    static let lostJobs = RedisScript(
+    static let lostJobs = script(
         name: "lost-jobs",
-        source: "local p = ARGV[1]\n" + fence + "\n" + """
+        source: fence + "\n" + """
             local out = {}
             for i = 3, #ARGV, 2 do
-              local st, w, a = unpack(redis.call('HMGET', p .. ':job:' .. ARGV[i], 'status', 'worker', 'attempts'))
+              local st, w, a = unpack(redis.call('HMGET', key.job(ARGV[i]), 'status', 'worker', 'attempts'))
               -- Finished by this very attempt (a slot between its finish and its bookkeeping) is not lost; re-queued
               -- (recovered, same worker and attempt fields), taken by another worker or attempt, or gone, is.
               local mine = w == ARGV[2] and a == ARGV[i + 1]
@@ -439,16 +442,16 @@ enum QueueScripts {
     /// BLMOVE/claim, a finish that gave up). A job still marked running by this worker is re-queued with the attempt
     /// counted (dead when none are left); a queued one goes back on its queue; anything else is just unlisted.
     /// ARGV: prefix, worker, nowIso, deadTtl, defaultMax, id… → flat list of {id, outcome}
-    static let releaseStranded = RedisScript(
+    static let releaseStranded = script(
         name: "release-stranded",
         source: helpers + "\n" + """
             local worker, nowIso, deadTtl, defaultMax = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-            local proc = p .. ':processing:' .. worker
+            local proc = key.processing(worker)
             local out = {}
             for i = 6, #ARGV do
               local id = ARGV[i]
               if redis.call('LREM', proc, 0, id) > 0 then
-                local jk = jobkey(id)
+                local jk = key.job(id)
                 local st, owner, a, m, agent, session =
                   unpack(redis.call('HMGET', jk, 'status', 'worker', 'attempts', 'max_attempts', 'agent', 'session'))
                 local outcome = 'unlisted'
@@ -460,11 +463,11 @@ enum QueueScripts {
                     outcome = 'dead'
                   else
                     redis.call('HSET', jk, 'status', 'queued', 'error', why, 'recovered_at', nowIso)
-                    redis.call('RPUSH', p .. ':queue:' .. agent, id)
+                    redis.call('RPUSH', key.queue(agent), id)
                     outcome = 'requeued'
                   end
                 elseif st == 'queued' and agent then
-                  redis.call('RPUSH', p .. ':queue:' .. agent, id)
+                  redis.call('RPUSH', key.queue(agent), id)
                   outcome = 'requeued'
                 end
                 out[#out + 1] = id
