@@ -213,7 +213,7 @@ import Testing
         let payload = try EventNormalizer.parse(try Corpus.body(e.forge, e.file))
         let event = try EventNormalizer.normalize(
             forge: Forge(rawValue: e.forge)!, event: Corpus.event(e.forge, e.file), eventType: nil, payload: payload)
-        #expect(event.kind == e.kind)
+        #expect(event.kind.name == e.kind)
         #expect(event.action == e.action)
         #expect(event.repository == e.repo)
         #expect(event.number == e.number)
@@ -266,24 +266,24 @@ import Testing
 
     @Test func giteaIssuesAndComments() throws {
         let issue = try EventNormalizer.normalize(forge: .forgejo, event: "issues", eventType: "issues", payload: Self.json(Self.giteaIssuePayload()))
-        #expect(issue.kind == "issues" && issue.action == "opened" && issue.number == 12 && !issue.isPullRequest)
+        #expect(issue.kind == .issues && issue.action == "opened" && issue.number == 12 && !issue.isPullRequest)
         #expect(issue.labels == ["bug"] && issue.assignees == ["dev-bot"] && issue.sender == "alice")
 
         let comment = try EventNormalizer.normalize(
             forge: .gitea, event: "issue_comment", eventType: "issue_comment", payload: Self.json(Self.giteaIssuePayload(comment: "@dev please fix")))
-        #expect(comment.kind == "issue_comment" && comment.comment == "@dev please fix" && !comment.isPullRequest)
+        #expect(comment.kind == .issueComment && comment.comment == "@dev please fix" && !comment.isPullRequest)
         #expect(comment.url == "https://git.example/acme/app/issues/12#c5")
 
         // A comment on a PR's conversation: X-Gitea-Event: issue_comment, X-Gitea-Event-Type: pull_request_comment, is_pull.
         let prComment = try EventNormalizer.normalize(
             forge: .gitea, event: "issue_comment", eventType: "pull_request_comment",
             payload: Self.json(Self.giteaIssuePayload(comment: "@dev rebase", isPull: true, action: "created")))
-        #expect(prComment.kind == "issue_comment" && prComment.isPullRequest)
+        #expect(prComment.kind == .issueComment && prComment.isPullRequest)
         // …and sent under X-Gitea-Event: pull_request_comment it is still a conversation comment, not a review.
         let asHeader = try EventNormalizer.normalize(
             forge: .forgejo, event: "pull_request_comment", eventType: "pull_request_comment",
             payload: Self.json(Self.giteaIssuePayload(comment: "@dev rebase", isPull: true, action: "created")))
-        #expect(asHeader.kind == "issue_comment" && asHeader.isPullRequest)
+        #expect(asHeader.kind == .issueComment && asHeader.isPullRequest)
     }
 
     @Test(arguments: [

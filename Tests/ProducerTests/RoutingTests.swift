@@ -56,7 +56,8 @@ import Testing
         labels: [String] = [], added: [String] = [], assignee: String? = nil, comment: String? = nil, review: String? = nil
     ) -> ForgeEvent {
         ForgeEvent(
-            forge: .github, kind: kind, action: action, repository: repo, number: number, isPullRequest: pr, sender: sender, labels: labels,
+            forge: .github, kind: EventKind(name: kind), action: action, repository: repo, number: number, isPullRequest: pr, sender: sender,
+            labels: labels,
             labelsAdded: added, assignees: assignee.map { [$0] } ?? [], assigneeAdded: assignee, comment: comment, reviewState: review,
             url: "https://x/\(number)", title: "T", body: nil, merged: false, state: "open")
     }
@@ -222,5 +223,17 @@ import Testing
     ])
     func contentTypeCheck(value: String, isJSON: Bool) {
         #expect(WebhookHandler.isJSON(contentType: value) == isJSON)
+    }
+}
+
+@Suite struct EventKindTests {
+    @Test func routedKindsRoundTripByName() {
+        for kind in EventKind.routed {
+            #expect(EventKind(name: kind.name) == kind)
+            #expect(kind.isRouted)
+        }
+        #expect(EventKind(name: "push") == .other("push"))
+        #expect(!EventKind(name: "push").isRouted)
+        #expect(EventKind.issues.isSubject && EventKind.pullRequest.isSubject && !EventKind.issueComment.isSubject)
     }
 }

@@ -115,7 +115,7 @@ struct WebhookHandler: Sendable {
         }
         progress.log.repository = normalized.repository
         progress.log.number = normalized.number
-        progress.metricEvent = normalized.kind
+        progress.metricEvent = normalized.kind.name
 
         // 5. Route.
         let decision = router.route(normalized)
@@ -131,7 +131,7 @@ struct WebhookHandler: Sendable {
                 agent: routed.agent,
                 session: SessionKey(agent: routed.agent, repository: normalized.repository, number: normalized.number ?? 0),
                 fields: [
-                    ("forge", forge.rawValue), ("event", normalized.kind), ("action", normalized.action), ("repo", normalized.repository),
+                    ("forge", forge.rawValue), ("event", normalized.kind.name), ("action", normalized.action), ("repo", normalized.repository),
                     ("number", String(normalized.number ?? 0)), ("is_pull_request", normalized.isPullRequest ? "1" : "0"),
                     ("delivery", delivery), ("sender", normalized.sender), ("rule", routed.rule), ("url", normalized.url ?? ""),
                     ("title", normalized.title ?? ""), ("prompt", routed.prompt),

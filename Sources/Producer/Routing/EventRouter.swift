@@ -54,7 +54,7 @@ struct EventRouter: Sendable {
 
     func route(_ event: ForgeEvent) -> Decision {
         var decision = Decision()
-        guard RuleSettings.knownEvents.contains(event.kind), let number = event.number else {
+        guard event.kind.isRouted, let number = event.number else {
             decision.ignored = "event '\(event.kind)' is not routed"
             return decision
         }
@@ -97,7 +97,7 @@ struct EventRouter: Sendable {
         }
         if !rule.reviewStates.isEmpty && !(e.reviewState.map(rule.reviewStates.contains) ?? false) { return false }
         if rule.mention {
-            let text = e.comment ?? (e.kind == "issues" || e.kind == "pull_request" ? e.body : nil) ?? ""
+            let text = e.comment ?? (e.kind.isSubject ? e.body : nil) ?? ""
             let words = agents[rule.agent]?.mentions ?? ["@\(rule.agent)"]
             if !words.contains(where: { Self.mentions(text, $0) }) { return false }
         }
@@ -139,7 +139,7 @@ struct EventRouter: Sendable {
             switch name {
             case "agent": return agent
             case "forge": return e.forge.rawValue
-            case "event": return e.kind
+            case "event": return e.kind.name
             case "action": return e.action
             case "repo": return e.repository
             case "owner": return e.owner

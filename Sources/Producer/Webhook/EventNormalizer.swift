@@ -52,28 +52,26 @@ enum EventNormalizer {
     /// - Throws: `PayloadError` naming the missing or mistyped field.
     static func normalize(forge: Forge, event: String, eventType: String?, payload p: [String: JSONValue]) throws -> ForgeEvent {
         let j = JSONObject(p, path: "")
-        var kind = event
+        var kind = EventKind(name: event)
         var reviewState: String?
         if forge != .github {
             switch event {
             case "pull_request_approved", "pull_request_rejected", "pull_request_comment", "pull_request_review_approved",
                 "pull_request_review_rejected", "pull_request_review_comment":
                 if p.present("comment") && p.present("issue") {
-                    kind = "issue_comment"  // a comment on the PR's conversation (X-Gitea-Event-Type: pull_request_comment)
+                    kind = .issueComment  // a comment on the PR's conversation (X-Gitea-Event-Type: pull_request_comment)
                 } else {
-                    kind = "pull_request_review"
+                    kind = .pullRequestReview
                     let type = (try? j.object("review")?.string("type")) ?? nil
                     let tag = type ?? eventType ?? event
                     reviewState =
                         tag.hasSuffix("approved") ? "approved" : tag.hasSuffix("rejected") ? "changes_requested" : "commented"
                 }
-            case "issues", "issue_comment", "pull_request":
-                kind = event
             default:
-                kind = event
+                break
             }
         }
-        guard RuleSettings.knownEvents.contains(kind) else {
+        guard kind.isRouted else {
             // Not routed (push, create, release, …): only the repository is read, if present.
             let repo = (try? j.object("repository")?.string("full_name")) ?? nil
             return ForgeEvent(
@@ -100,7 +98,7 @@ enum EventNormalizer {
         // The issue or pull request the event is about.
         let subject: JSONObject
         switch kind {
-        case "issues", "issue_comment":
+        case .issues, .issueComment:
             subject = try j.requiredObject("issue")
             let isPull = try j.bool("is_pull") ?? false
             let hasPullRequest = try subject.object("pull_request") != nil
@@ -134,11 +132,11 @@ enum EventNormalizer {
         }
 
         switch kind {
-        case "issue_comment", "pull_request_review_comment":
+        case .issueComment, .pullRequestReviewComment:
             let comment = try j.requiredObject("comment")
             event.comment = try comment.requiredString("body", allowEmpty: true)
             if let u = try comment.string("html_url") { event.url = u }
-        case "pull_request_review":
+        case .pullRequestReview:
             let review = try j.requiredObject("review")
             if forge == .github {
                 event.comment = try review.string("body")

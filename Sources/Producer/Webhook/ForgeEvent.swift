@@ -3,9 +3,7 @@ import Shared
 /// One forge event in forge-neutral terms: what routing and prompt templates see.
 struct ForgeEvent: Sendable, Equatable {
     var forge: Forge
-    /// `issues`, `issue_comment`, `pull_request`, `pull_request_review`, `pull_request_review_comment`, or the raw
-    /// event name for kinds that are not routed (`push`, `create`, `release`, …).
-    var kind: String
+    var kind: EventKind
     /// Normalized to GitHub's words: Gitea `synchronized` → `synchronize`, `label_updated` → `labeled`,
     /// `label_cleared` → `unlabeled`, `reviewed` → `submitted`.
     var action: String
@@ -33,5 +31,5 @@ struct ForgeEvent: Sendable, Equatable {
     var owner: String { String(repository.split(separator: "/").first ?? "") }
     var name: String { String(repository.split(separator: "/").last ?? "") }
     /// True for an issue or pull request that was closed (or merged).
-    var isClose: Bool { (kind == "issues" || kind == "pull_request") && action == "closed" }
+    var isClose: Bool { kind.isSubject && action == "closed" }
 }

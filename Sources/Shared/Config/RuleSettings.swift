@@ -1,14 +1,11 @@
 /// One routing rule: which events, under which conditions, start which agent with which prompt.
 /// Every condition given must hold; a condition left out matches anything.
 public struct RuleSettings: Sendable {
-    public static let knownEvents: Set<String> = [
-        "issues", "issue_comment", "pull_request", "pull_request_review", "pull_request_review_comment",
-    ]
     public static let knownReviewStates: Set<String> = ["approved", "changes_requested", "commented"]
 
     public var name: String
     public var agent: String
-    public var events: Set<String>
+    public var events: Set<EventKind>
     public var actions: Set<String>
     public var forges: Set<String>
     public var repos: [String]
@@ -26,7 +23,7 @@ public struct RuleSettings: Sendable {
     public var senders: Set<String>
     public var prompt: String
 
-    public init(name: String, agent: String, events: Set<String>, prompt: String) {
+    public init(name: String, agent: String, events: Set<EventKind>, prompt: String) {
         self.name = name
         self.agent = agent
         self.events = events
@@ -48,15 +45,16 @@ public struct RuleSettings: Sendable {
             "review_states", "senders", "prompt",
         ])
         let agent = try node.child("agent").requiredString()
-        let events = Set(try node.child("events").strings())
-        guard !events.isEmpty else {
-            throw node.child("events").error("is required: a list of event kinds (\(Self.knownEvents.sorted().joined(separator: ", ")))")
+        let names = try node.child("events").strings()
+        let known = EventKind.routed.map(\.name).joined(separator: ", ")
+        guard !names.isEmpty else {
+            throw node.child("events").error("is required: a list of event kinds (\(known))")
         }
-        if let bad = events.first(where: { !Self.knownEvents.contains($0) }) {
-            throw node.child("events").error("unknown event kind '\(bad)' (known: \(Self.knownEvents.sorted().joined(separator: ", ")))")
+        if let bad = names.first(where: { !EventKind(name: $0).isRouted }) {
+            throw node.child("events").error("unknown event kind '\(bad)' (known: \(known))")
         }
         self.init(
-            name: try node.child("name").string(default: node.path), agent: agent, events: events,
+            name: try node.child("name").string(default: node.path), agent: agent, events: Set(names.map(EventKind.init(name:))),
             prompt: try node.child("prompt").requiredString())
         actions = Set(try node.child("actions").strings())
         forges = Set(try node.child("forges").strings())
