@@ -9,6 +9,7 @@ let package = Package(
         .executable(name: "Worker", targets: ["Worker"]),
         .executable(name: "hooks-bench", targets: ["Bench"]),
         .executable(name: "hooksctl", targets: ["Ctl"]),
+        .executable(name: "hooks-dashboard", targets: ["Dashboard"]),
         .library(name: "Shared", targets: ["Shared"]),
     ],
     dependencies: [
@@ -78,6 +79,18 @@ let package = Package(
             name: "Ctl",
             dependencies: [
                 "Shared",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .executableTarget(
+            name: "Dashboard",
+            dependencies: [
+                "Shared",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]

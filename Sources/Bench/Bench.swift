@@ -8,7 +8,7 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hooks-bench",
         abstract: "Benchmark harnesses: print figures for this machine.",
-        subcommands: [QueueBench.self, BareServer.self, DispatchBench.self, OutputBench.self, TranscriptsBench.self])
+        subcommands: [QueueBench.self, BareServer.self, DispatchBench.self, OutputBench.self, TranscriptsBench.self, DashboardSeed.self])
 }
 
 /// Enqueues N no-op jobs, then drains them with K consumers through the worker's own code path

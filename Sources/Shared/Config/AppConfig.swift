@@ -15,6 +15,7 @@ public struct AppConfig: Sendable {
     public var agents: [String: AgentSettings]
     public var rules: [RuleSettings]
     public var worker: WorkerSettings
+    public var dashboard: DashboardSettings
 
     /// Loads and validates a config file. Secrets are resolved (from environment variables or files) here.
     /// - Throws: `ConfigError` naming the key and the problem.
@@ -43,7 +44,7 @@ public struct AppConfig: Sendable {
             throw ConfigError(file: file, path: "", problem: "not valid YAML: \(error)")
         }
         let root = ConfigNode(file: file, path: "", value: Self.normalize(parsed))
-        _ = try root.mapping(allowed: ["redis", "queue", "producer", "worker", "forges", "senders", "bots", "agents", "rules"])
+        _ = try root.mapping(allowed: ["redis", "queue", "producer", "worker", "forges", "senders", "bots", "agents", "rules", "dashboard"])
 
         let redis = root.child("redis")
         _ = try redis.mapping(allowed: ["url", "prefix"])
@@ -59,6 +60,7 @@ public struct AppConfig: Sendable {
         let queue = try Self.queueSettings(root.child("queue"))
         let producer = try ProducerSettings(root.child("producer"))
         let worker = try WorkerSettings(root.child("worker"))
+        let dashboard = try DashboardSettings(root.child("dashboard"))
 
         var forges: [Forge: ForgeSettings] = [:]
         let forgesNode = root.child("forges")
@@ -92,7 +94,7 @@ public struct AppConfig: Sendable {
         }
         return AppConfig(
             redisURL: redisURL, keyPrefix: prefix, queue: queue, producer: producer, forges: forges, allowedSenders: allowed,
-            botLogins: bots, agents: agents, rules: rules, worker: worker)
+            botLogins: bots, agents: agents, rules: rules, worker: worker, dashboard: dashboard)
     }
 
     public var redisConfiguration: RedisConfiguration { try! RedisConfiguration(url: redisURL) }

@@ -99,19 +99,18 @@ extension JobQueue {
     public func sweep(now: Date = Date()) async throws(RedisError) -> [String] {
         let nowMs = Timestamp.milliseconds(now)
         let horizon = nowMs - Int64(max(settings.retention.seconds, settings.deadRetention.seconds) * 1000)
-        var commands = [RedisCommand("ZREMRANGEBYSCORE", keys.jobIndex, "-inf", String(horizon))]
+        try await redis.send("ZREMRANGEBYSCORE", keys.jobIndex, "-inf", String(horizon))
         var idle: [String] = []
         if settings.sessionIdle > .zero {
-            let cutoff = nowMs - Int64(settings.sessionIdle.seconds * 1000)
-            idle = try await redis.send("ZRANGEBYSCORE", keys.sessionsUsed, "-inf", String(cutoff), "LIMIT", "0", "1000").strings ?? []
-            if !idle.isEmpty {
-                commands.append(RedisCommand(["HDEL", keys.sessions] + idle))
-                commands.append(RedisCommand(["ZREM", keys.sessionsUsed] + idle))
-                commands.append(RedisCommand(["DEL"] + idle.map(keys.transcript)))
+            let cutoff = String(nowMs - Int64(settings.sessionIdle.seconds * 1000))
+            let candidates = try await redis.send("ZRANGEBYSCORE", keys.sessionsUsed, "-inf", cutoff, "LIMIT", "0", "1000").strings ?? []
+            if !candidates.isEmpty {
+                // The script looks at each one's last use again: one used since the listing stays.
+                idle = try await redis.evaluate(QueueScripts.dropSessions, arguments: [keys.prefix, cutoff] + candidates).strings ?? []
             }
         }
-        _ = try await redis.pipeline(commands)
         try await repairSessions()
+        try await recountSessionsIfMissing()
         // Dead ids whose record expired are dropped from the dead list (oldest are at the tail).
         let tail = try await redis.send("LRANGE", keys.dead, "-100", "-1").strings ?? []
         if !tail.isEmpty {

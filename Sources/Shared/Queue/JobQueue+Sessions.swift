@@ -12,11 +12,20 @@ extension JobQueue {
     /// Drops a stored session id (stale, or its issue closed). Returns whether one was stored.
     @discardableResult
     public func dropSession(_ session: String) async throws(RedisError) -> Bool {
-        let replies = try await redis.pipeline([
-            RedisCommand("HDEL", keys.sessions, session), RedisCommand("ZREM", keys.sessionsUsed, session),
-            RedisCommand("DEL", keys.transcript(session)),
-        ])
-        return replies[0].int == 1
+        let dropped = try await redis.evaluate(QueueScripts.dropSessions, arguments: [keys.prefix, "", session]).strings ?? []
+        return !dropped.isEmpty
+    }
+
+    /// Recounts the sessions per agent that the dashboard shows (`sessions:count`) from `sessions`. Returns the total.
+    @discardableResult
+    public func recountSessions() async throws(RedisError) -> Int {
+        try await redis.evaluate(QueueScripts.recountSessions, arguments: [keys.prefix]).int ?? 0
+    }
+
+    /// Recounts sessions when there are sessions but no counter yet (the first start after an upgrade).
+    public func recountSessionsIfMissing() async throws(RedisError) {
+        let replies = try await redis.pipeline([RedisCommand("EXISTS", keys.sessionCounts), RedisCommand("HLEN", keys.sessions)])
+        if replies[0].int == 0 && (replies[1].int ?? 0) > 0 { try await recountSessions() }
     }
 
     /// Who may write about a running job: the worker that holds it, for the attempt it runs. Every write a run makes

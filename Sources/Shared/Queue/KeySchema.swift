@@ -47,6 +47,19 @@ public struct KeySchema: Sendable, Equatable {
     public func transcript(_ session: String) -> String { "\(prefix):transcript:\(session)" }
     /// zset — job id → creation time (ms): the index `jobs` listings read; trimmed with retention.
     public var jobIndex: String { "\(prefix):jobs" }
+
+    // Read models for the dashboard, kept by the queue scripts so no page has to scan.
+
+    /// zset — job id → enqueue sequence, for each agent's jobs parked as `waiting` behind an earlier job of their session.
+    public func waiting(_ agent: String) -> String { "\(prefix):waiting:\(agent)" }
+    /// hash — agent → number of its sessions in `sessions` (recounted by `hooksctl repair`).
+    public var sessionCounts: String { "\(prefix):sessions:count" }
+    /// hash with a 2 h TTL — `<agent>:<succeeded|failed|dead>` → attempts that ended so in that minute (unix minute).
+    public func statsMinute(_ minute: String) -> String { "\(prefix):stats:m:\(minute)" }
+    /// hash with an 8 day TTL — the same per hour (unix hour).
+    public func statsHour(_ hour: String) -> String { "\(prefix):stats:h:\(hour)" }
+    /// hash — `<host>/<agent>` → JSON: that agent's container on that Docker host as its workers last saw it.
+    public var containers: String { "\(prefix):containers" }
 }
 
 extension KeySchema {
@@ -63,7 +76,8 @@ extension KeySchema {
             ("worker", schema.worker(argumentMark)), ("workers", schema.workers), ("delayed", schema.delayed),
             ("pending", schema.pending(argumentMark)), ("sequence", schema.sequence), ("log", schema.log(argumentMark)),
             ("sessionsUsed", schema.sessionsUsed), ("transcript", schema.transcript(argumentMark)),
-            ("jobIndex", schema.jobIndex),
+            ("jobIndex", schema.jobIndex), ("waiting", schema.waiting(argumentMark)), ("sessionCounts", schema.sessionCounts),
+            ("statsMinute", schema.statsMinute(argumentMark)), ("statsHour", schema.statsHour(argumentMark)),
         ]
         var lines = ["local p = ARGV[1]", "local key = {}"]
         for (name, template) in entries {

@@ -12,40 +12,44 @@ enum QueueScripts {
     }
 
     /// Shared helpers, prepended to the scripts that need them.
-    static let helpers = """
-        -- Hands the session on to its next job: drops pending entries whose record is gone, and puts the lowest
-        -- pending job back at the front of its queue if it was parked as 'waiting'.
-        local function wake(session)
-          if not session or session == '' then return end
-          local pk = key.pending(session)
-          while true do
-            local low = redis.call('ZRANGE', pk, 0, 0)[1]
-            if not low then return end
-            local st, agent = unpack(redis.call('HMGET', key.job(low), 'status', 'agent'))
-            if not st then
-              redis.call('ZREM', pk, low)
-            else
-              if st == 'waiting' then
-                redis.call('HSET', key.job(low), 'status', 'queued')
-                redis.call('HDEL', key.job(low), 'waiting_for')
-                redis.call('RPUSH', key.queue(agent), low)
+    static let helpers =
+        sessionHelpers + "\n" + """
+            -- Hands the session on to its next job: drops pending entries whose record is gone, and puts the lowest
+            -- pending job back at the front of its queue if it was parked as 'waiting'.
+            local function wake(session)
+              if not session or session == '' then return end
+              local pk = key.pending(session)
+              while true do
+                local low = redis.call('ZRANGE', pk, 0, 0)[1]
+                if not low then return end
+                local st, agent = unpack(redis.call('HMGET', key.job(low), 'status', 'agent'))
+                if not st then
+                  redis.call('ZREM', pk, low)
+                  redis.call('ZREM', key.waiting(agentOf(session)), low)
+                else
+                  if st == 'waiting' then
+                    redis.call('ZREM', key.waiting(agent), low)
+                    redis.call('HSET', key.job(low), 'status', 'queued')
+                    redis.call('HDEL', key.job(low), 'waiting_for')
+                    redis.call('RPUSH', key.queue(agent), low)
+                  end
+                  return
+                end
               end
-              return
             end
-          end
-        end
-        local function bury(id, session, reason, nowIso, deadTtl)
-          local jk = key.job(id)
-          redis.call('HSET', jk, 'status', 'dead', 'error', reason, 'finished_at', nowIso)
-          redis.call('LPUSH', key.dead, id)
-          if tonumber(deadTtl) > 0 then
-            redis.call('EXPIRE', jk, deadTtl)
-            redis.call('EXPIRE', key.log(id), deadTtl)
-          end
-          if session then redis.call('ZREM', key.pending(session), id) end
-          wake(session)
-        end
-        """
+            local function bury(id, session, reason, nowIso, deadTtl)
+              local jk = key.job(id)
+              tally(redis.call('HGET', jk, 'agent'), 'dead')
+              redis.call('HSET', jk, 'status', 'dead', 'error', reason, 'finished_at', nowIso)
+              redis.call('LPUSH', key.dead, id)
+              if tonumber(deadTtl) > 0 then
+                redis.call('EXPIRE', jk, deadTtl)
+                redis.call('EXPIRE', key.log(id), deadTtl)
+              end
+              if session then redis.call('ZREM', key.pending(session), id) end
+              wake(session)
+            end
+            """
 
     /// Claims a job id that is already in this worker's processing list. Only the lowest pending job of a session may
     /// run: a later one is parked as 'waiting' (taken off the processing list; it stays in the session's pending set,
@@ -74,6 +78,7 @@ enum QueueScripts {
           if low and low ~= id and redis.call('ZSCORE', pk, id) then
             redis.call('LREM', proc, 1, id)
             redis.call('HSET', jk, 'status', 'waiting', 'waiting_for', low)
+            redis.call('ZADD', key.waiting(agentOf(session)), redis.call('ZSCORE', pk, id), id)
             return {'waiting', id, low}
           end
           redis.call('HINCRBY', jk, 'attempts', 1)
@@ -117,7 +122,7 @@ enum QueueScripts {
     /// → {'duplicate', previous ids…} | {'queued', ids…}
     static let enqueue = script(
         name: "enqueue",
-        source: """
+        source: sessionHelpers + "\n" + """
             local dk, ttl, nowMs = ARGV[2], ARGV[3], ARGV[4]
             local jobs, drops = tonumber(ARGV[5]), tonumber(ARGV[6])
             if dk ~= '' then
@@ -143,9 +148,7 @@ enum QueueScripts {
               i = i + 4 + 2 * n
             end
             for _ = 1, drops do
-              redis.call('HDEL', key.sessions, ARGV[i])
-              redis.call('ZREM', key.sessionsUsed, ARGV[i])
-              redis.call('DEL', key.transcript(ARGV[i]))
+              dropSession(ARGV[i])
               i = i + 1
             end
             -- Last, so a failure above leaves no dedup record and a redelivery can still create the jobs.
@@ -193,11 +196,11 @@ enum QueueScripts {
               redis.call('HSET', jk, unpack(fields))
             end
             if sid ~= '' then
-              redis.call('HSET', key.sessions, session, sid)
-              redis.call('ZADD', key.sessionsUsed, nowMs, session)
+              setSession(session, sid, nowMs)
               redis.call('HSET', jk, 'session_id', sid)
             end
             if outcome == 'succeeded' then
+              tally(redis.call('HGET', jk, 'agent'), 'succeeded')
               redis.call('HSET', jk, 'status', 'succeeded', 'finished_at', nowIso)
               redis.call('HDEL', jk, 'error')
               redis.call('EXPIRE', jk, retention)
@@ -206,6 +209,7 @@ enum QueueScripts {
               wake(session)
               return {'ok', 'succeeded'}
             elseif outcome == 'retry' then
+              tally(redis.call('HGET', jk, 'agent'), 'failed')
               redis.call('HSET', jk, 'status', 'failed', 'finished_at', nowIso, 'retry_at', dueMs)
               redis.call('ZADD', key.delayed, dueMs, id)
               return {'ok', 'failed'}
@@ -284,6 +288,7 @@ enum QueueScripts {
                       bury(id, session, why .. '; no attempts left', nowIso, deadTtl)
                       table.insert(out, w); table.insert(out, id); table.insert(out, 'dead')
                     else
+                      tally(agent, 'failed')
                       redis.call('HSET', jk, 'status', 'queued', 'error', why, 'recovered_at', nowIso)
                       redis.call('RPUSH', key.queue(agent), id)
                       table.insert(out, w); table.insert(out, id); table.insert(out, 'requeued')
@@ -376,7 +381,7 @@ enum QueueScripts {
 
     /// A script whose `body` runs only while ARGV[2..4] (worker, id, attempt) still hold the job; else it answers 0.
     static func fenced(_ name: String, _ body: String) -> RedisScript {
-        script(name: name, source: fence + "\nif not holds(ARGV[3], ARGV[2], ARGV[4]) then return 0 end\n" + body)
+        script(name: name, source: sessionHelpers + "\n" + fence + "\nif not holds(ARGV[3], ARGV[2], ARGV[4]) then return 0 end\n" + body)
     }
 
     /// Fenced HSET of job fields. ARGV: prefix, worker, id, attempt, field, value… → 1 | 0 (not held)
@@ -393,7 +398,11 @@ enum QueueScripts {
         "append-log",
         """
         local lk = key.log(ARGV[3])
-        if #ARGV >= 7 then redis.call('RPUSH', lk, unpack(ARGV, 7, #ARGV)) end
+        if #ARGV >= 7 then
+          redis.call('RPUSH', lk, unpack(ARGV, 7, #ARGV))
+          -- Lines ever appended: a reader following the capped log knows how many it missed.
+          redis.call('HINCRBY', key.job(ARGV[3]), 'log_lines', #ARGV - 6)
+        end
         redis.call('LTRIM', lk, -tonumber(ARGV[5]), -1)
         redis.call('EXPIRE', lk, ARGV[6])
         return 1
@@ -403,9 +412,7 @@ enum QueueScripts {
     static let dropStaleSession = fenced(
         "drop-stale-session",
         """
-        redis.call('HDEL', key.sessions, ARGV[5])
-        redis.call('ZREM', key.sessionsUsed, ARGV[5])
-        redis.call('DEL', key.transcript(ARGV[5]))
+        dropSession(ARGV[5])
         return 1
         """)
 
@@ -462,6 +469,7 @@ enum QueueScripts {
                     bury(id, session, why .. '; no attempts left', nowIso, deadTtl)
                     outcome = 'dead'
                   else
+                    tally(agent, 'failed')
                     redis.call('HSET', jk, 'status', 'queued', 'error', why, 'recovered_at', nowIso)
                     redis.call('RPUSH', key.queue(agent), id)
                     outcome = 'requeued'
@@ -475,5 +483,58 @@ enum QueueScripts {
               end
             end
             return out
+            """)
+
+    /// Session bookkeeping and the dashboard's counters, shared by every script that touches them.
+    static let sessionHelpers = """
+        -- Session keys are 'agent:owner/repo:number'.
+        local function agentOf(session) return string.match(session, '^([^:]*)') end
+        local function setSession(session, sid, nowMs)
+          if redis.call('HSET', key.sessions, session, sid) == 1 then redis.call('HINCRBY', key.sessionCounts, agentOf(session), 1) end
+          redis.call('ZADD', key.sessionsUsed, nowMs, session)
+        end
+        local function dropSession(session)
+          local dropped = redis.call('HDEL', key.sessions, session)
+          if dropped == 1 then redis.call('HINCRBY', key.sessionCounts, agentOf(session), -1) end
+          redis.call('ZREM', key.sessionsUsed, session)
+          redis.call('DEL', key.transcript(session))
+          return dropped
+        end
+        -- Counts an ended attempt in this minute's and this hour's stats (the dashboard's charts).
+        local function tally(agent, outcome)
+          if not agent then return end
+          local now = tonumber(redis.call('TIME')[1])
+          local m, h = key.statsMinute(math.floor(now / 60)), key.statsHour(math.floor(now / 3600))
+          redis.call('HINCRBY', m, agent .. ':' .. outcome, 1)
+          redis.call('EXPIRE', m, 7200)
+          redis.call('HINCRBY', h, agent .. ':' .. outcome, 1)
+          redis.call('EXPIRE', h, 8 * 86400)
+        end
+        """
+
+    /// Drops sessions (operator, idle sweep). With a cutoff, only those last used at or before it: a session a run
+    /// used since the sweep listed it stays. ARGV: prefix, cutoffMs ('' = any), session… → the sessions dropped
+    static let dropSessions = script(
+        name: "drop-sessions",
+        source: sessionHelpers + "\n" + """
+            local out = {}
+            for i = 3, #ARGV do
+              local used = tonumber(redis.call('ZSCORE', key.sessionsUsed, ARGV[i]))
+              if ARGV[2] == '' or not used or used <= tonumber(ARGV[2]) then
+                if dropSession(ARGV[i]) == 1 then out[#out + 1] = ARGV[i] end
+              end
+            end
+            return out
+            """)
+
+    /// Recounts sessions per agent from `sessions` (after an upgrade from a version without the counter, or repair).
+    /// ARGV: prefix → number of sessions
+    static let recountSessions = script(
+        name: "recount-sessions",
+        source: sessionHelpers + "\n" + """
+            redis.call('DEL', key.sessionCounts)
+            local all = redis.call('HKEYS', key.sessions)
+            for _, session in ipairs(all) do redis.call('HINCRBY', key.sessionCounts, agentOf(session), 1) end
+            return #all
             """)
 }

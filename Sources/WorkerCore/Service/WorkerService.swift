@@ -218,6 +218,7 @@ package final class WorkerService: Service {
                     } catch {
                         logger.warning("could not look for retired containers: \(error)")
                     }
+                    await reportContainers()
                     do {
                         _ = await runner.reapOrphans(containers: try await reconciler.runningContainers()) { [queue] jobID, marker in
                             await Self.isCurrentRun(queue: queue, jobID: jobID, marker: marker)
@@ -233,6 +234,32 @@ package final class WorkerService: Service {
         }
         heartbeat.cancel()
         _ = await heartbeat.value
+    }
+
+    /// Publishes each agent's container state on this host for the dashboard (it has no Docker access of its own).
+    private func reportContainers() async {
+        var reports: [ContainerReport] = []
+        for name in options.agents {
+            guard let agent = config.agents[name] else { continue }
+            var report = ContainerReport(
+                host: options.hostID, agent: name, state: .missing, containerID: "", differences: [], worker: options.workerID, checkedAt: Date())
+            do {
+                if let found = try await reconciler.inspect(agent) {
+                    report.containerID = String(found.id.prefix(12))
+                    report.differences = found.differences
+                    report.state = found.differences.isEmpty ? .matches : .drifted
+                }
+            } catch {
+                report.state = .unknown
+                report.differences = ["\(error)"]
+            }
+            reports.append(report)
+        }
+        do {
+            try await queue.reportContainers(reports)
+        } catch {
+            logger.info("could not publish container states: \(error)")
+        }
     }
 
     /// Whether the run `marker` is its job's current run: the job is running and names this run (no `run` field at all:

@@ -1,7 +1,7 @@
 import Foundation
 
 /// Which peers may tell us the client's address in `X-Forwarded-For`. Exact addresses or CIDR blocks, IPv4 or IPv6.
-struct TrustedProxies: Sendable {
+public struct TrustedProxies: Sendable {
     private struct Block: Sendable {
         let bytes: [UInt8]
         let prefix: Int
@@ -9,7 +9,7 @@ struct TrustedProxies: Sendable {
     private let blocks: [Block]
 
     /// - Throws: a message naming the entry that is not an address or CIDR block.
-    init(_ entries: [String]) throws {
+    public init(_ entries: [String]) throws {
         var blocks: [Block] = []
         for entry in entries {
             let parts = entry.split(separator: "/", maxSplits: 1).map(String.init)
@@ -21,7 +21,7 @@ struct TrustedProxies: Sendable {
         self.blocks = blocks
     }
 
-    func contains(_ address: String) -> Bool {
+    public func contains(_ address: String) -> Bool {
         guard let bytes = Self.parse(address) else { return false }
         return blocks.contains { block in
             guard block.bytes.count == bytes.count else { return false }
@@ -39,7 +39,7 @@ struct TrustedProxies: Sendable {
 
     /// The client: the peer itself, unless the peer is a trusted proxy; then the right-most `X-Forwarded-For` hop that
     /// is not itself a trusted proxy (entries left of it could have been written by the client).
-    func clientAddress(peer: String?, forwardedFor: String?) -> String {
+    public func clientAddress(peer: String?, forwardedFor: String?) -> String {
         guard let peer else { return "unknown" }
         guard contains(peer), let forwardedFor else { return peer }
         let hops = forwardedFor.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
@@ -63,7 +63,7 @@ struct TrustedProxies: Sendable {
     }
 }
 
-struct TrustedProxyError: Error, CustomStringConvertible {
+public struct TrustedProxyError: Error, CustomStringConvertible {
     let entry: String
-    var description: String { "producer.trusted_proxies: '\(entry)' is not an IP address or CIDR block (e.g. 10.0.0.0/8, ::1)" }
+    public var description: String { "trusted_proxies: '\(entry)' is not an IP address or CIDR block (e.g. 10.0.0.0/8, ::1)" }
 }

@@ -1,0 +1,140 @@
+import Foundation
+import Shared
+
+/// Turns queue read models into the dictionaries the templates render. Pure functions of their input, so they are
+/// unit-tested without a server.
+enum ViewModels {
+    static func time(_ date: Date?) -> String {
+        guard let date else { return "" }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyy-MM-dd HH:mm:ss'Z'"
+        return formatter.string(from: date)
+    }
+
+    static func time(iso: String?) -> String {
+        guard let iso, !iso.isEmpty else { return "" }
+        return Timestamp.parse(iso).map { time($0) } ?? iso
+    }
+
+    /// `5s`, `3m 20s`, `2h 5m`, `3d 4h`.
+    static func age(_ interval: TimeInterval) -> String {
+        let s = max(0, Int(interval))
+        if s < 60 { return "\(s)s" }
+        if s < 3600 { return "\(s / 60)m \(s % 60)s" }
+        if s < 86400 { return "\(s / 3600)h \(s % 3600 / 60)m" }
+        return "\(s / 86400)d \(s % 86400 / 3600)h"
+    }
+
+    static func bytes(_ count: Int) -> String {
+        if count < 1024 { return "\(count) B" }
+        if count < 1 << 20 { return String(format: "%.1f KiB", Double(count) / 1024) }
+        return String(format: "%.1f MiB", Double(count) / Double(1 << 20))
+    }
+
+    static func transcript(_ info: TranscriptInfo?) -> String {
+        guard let info else { return "not shipped" }
+        if let skipped = info.skipped { return "skipped: \(skipped)" }
+        return "\(bytes(info.bytes)) from \(info.host)"
+    }
+
+    /// The live part of the overview.
+    static func overview(
+        _ overview: Overview, perMinute: [String: [FinishedBucket]], perHour: [String: [FinishedBucket]], workers: [WorkerInfo],
+        running: [String: JobRecord], now: Date, base: String
+    ) -> [String: Any] {
+        let agents: [[String: Any]] = overview.agents.map { counts in
+            let minutes = perMinute[counts.agent] ?? []
+            let hours = perHour[counts.agent] ?? []
+            return [
+                "agent": counts.agent, "agentQuery": HTML.query(counts.agent), "queued": counts.queued, "running": counts.running,
+                "waiting": counts.waiting, "delayed": counts.delayed, "dead": counts.dead, "sessions": counts.sessions,
+                "hourChart": FinishedChart.svg(minutes, label: "\(counts.agent): jobs finished per minute, last hour") { time($0) },
+                "dayChart": FinishedChart.svg(hours, label: "\(counts.agent): jobs finished per hour, last day") { time($0) },
+                "hourSucceeded": minutes.reduce(0) { $0 + $1.succeeded }, "hourFailed": minutes.reduce(0) { $0 + $1.failed },
+                "daySucceeded": hours.reduce(0) { $0 + $1.succeeded }, "dayFailed": hours.reduce(0) { $0 + $1.failed },
+            ]
+        }
+        let workerRows: [[String: Any]] = workers.sorted { $0.id < $1.id }.map { worker in
+            let runs: [[String: Any]] = worker.held.compactMap { id in
+                guard let record = running[id], record.status == .running else { return nil }
+                return ["jobID": id, "jobAgent": record.agent, "jobSubject": subject(record)]
+            }
+            return [
+                "workerID": worker.id, "host": worker.host, "slots": worker.slots, "agents": worker.agents.joined(separator: ", "),
+                "heartbeatAge": age(now.timeIntervalSince(worker.lastHeartbeat)), "alive": worker.alive,
+                "leaseLeft": worker.leaseRemaining.map { age($0.seconds) } ?? "", "runs": runs,
+            ]
+        }
+        return [
+            "base": base, "updated": time(now), "agents": agents, "workers": workerRows, "delayedTotal": overview.delayedTotal,
+            "deadTotal": overview.deadTotal, "sessionsTotal": overview.sessionsTotal, "sampled": overview.sampled,
+        ]
+    }
+
+    static func subject(_ record: JobRecord) -> String {
+        guard let repo = record["repo"], !repo.isEmpty else { return "" }
+        return "\(repo)#\(record["number"] ?? "?")"
+    }
+
+    /// One row of a job table.
+    static func jobRow(_ record: JobRecord) -> [String: Any] {
+        let status = record["status"] ?? ""
+        return [
+            "id": record.id, "status": status, "agent": record.agent, "repo": record["repo"] ?? "", "number": record["number"] ?? "",
+            "title": record["title"] ?? "",
+            "event": [record["event"], record["action"]].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: "."),
+            "attempts": record["attempts"] ?? "", "created": time(iso: record["created_at"]),
+            "finished": status == "failed" || record["retry_at"] != nil && status == "queued"
+                ? retryTime(record["retry_at"]) : time(iso: record["finished_at"]),
+            "requeueable": status == "dead" || status == "failed",
+        ]
+    }
+
+    static func retryTime(_ milliseconds: String?) -> String {
+        guard let ms = milliseconds.flatMap(Double.init) else { return "" }
+        return "retry " + time(Date(timeIntervalSince1970: ms / 1000))
+    }
+
+    /// Fields shown first on a job page, in this order; every other field follows, sorted.
+    static let fieldOrder = [
+        "status", "agent", "forge", "event", "action", "repo", "title", "url", "sender", "rule", "prompt", "attempts", "max_attempts",
+        "deferrals", "note", "worker", "host", "container", "cwd", "session", "session_id", "resumed_from", "cost_usd", "num_turns",
+        "duration_ms", "exit_code", "result", "warning", "error", "retry_at", "created_at", "started_at", "finished_at",
+    ]
+    /// Internal bookkeeping not worth a row.
+    static let hiddenFields: Set<String> = ["log_lines", "seq", "number", "is_pull_request"]
+
+    static func jobFields(_ record: JobRecord, base: String) -> [[String: Any]] {
+        var rows: [[String: Any]] = []
+        let known = Set(fieldOrder)
+        let names = fieldOrder.filter { record[$0] != nil } + record.fields.keys.filter { !known.contains($0) && !hiddenFields.contains($0) }.sorted()
+        for name in names {
+            let value = record[name] ?? ""
+            var row: [String: Any] = ["name": name, "value": value]
+            switch name {
+            case "repo":
+                let kind = record["is_pull_request"] == "1" ? "pull request" : "issue"
+                row["value"] = "\(value)#\(record["number"] ?? "?") (\(kind))"
+                if let link = HTML.safeLink(record["url"]) { row["link"] = link }
+            case "url":
+                if let link = HTML.safeLink(value) { row["link"] = link }
+            case "session":
+                row["internal"] = "\(base)/session?key=\(HTML.query(value))"
+            case "retry_at":
+                row["value"] = retryTime(value)
+            case "cost_usd":
+                if let cost = Double(value) { row["value"] = String(format: "$%.4f", cost) }
+            case "duration_ms":
+                if let ms = Double(value) { row["value"] = age(ms / 1000) + " (\(value) ms)" }
+            case "created_at", "started_at", "finished_at":
+                row["value"] = time(iso: value)
+            default:
+                break
+            }
+            rows.append(row)
+        }
+        return rows
+    }
+}

@@ -1,0 +1,180 @@
+import Foundation
+
+/// What the dashboard's overview shows of one agent. Every figure is read in O(agents + slots + `sampleLimit`):
+/// queue lengths and counters the scripts keep, never a scan of the job records.
+public struct AgentCounts: Sendable, Equatable {
+    public let agent: String
+    public var queued = 0
+    public var running = 0
+    /// Parked behind an earlier job of their session.
+    public var waiting = 0
+    /// Failed attempts waiting for their retry, and deferred jobs.
+    public var delayed = 0
+    public var dead = 0
+    public var sessions = 0
+
+    public init(agent: String) { self.agent = agent }
+}
+
+/// The overview's counts, with the totals that per-agent figures were sampled from.
+public struct Overview: Sendable, Equatable {
+    public var agents: [AgentCounts]
+    public var delayedTotal: Int
+    public var deadTotal: Int
+    public var sessionsTotal: Int
+    /// True when `delayed` or `dead` per agent were counted from the newest `sampleLimit` entries only.
+    public var sampled: Bool
+}
+
+/// Attempts that ended in one bucket (a minute or an hour).
+public struct FinishedBucket: Sendable, Equatable {
+    public let start: Date
+    public var succeeded = 0
+    /// Failed attempts (retried) and jobs that went dead.
+    public var failed = 0
+
+    public init(start: Date, succeeded: Int = 0, failed: Int = 0) {
+        self.start = start
+        self.succeeded = succeeded
+        self.failed = failed
+    }
+}
+
+/// An agent's container on one Docker host, as that host's workers last saw it.
+public struct ContainerReport: Sendable, Equatable, Codable {
+    public enum State: String, Sendable, Codable { case matches, drifted, missing, unknown }
+    public var host: String
+    public var agent: String
+    public var state: State
+    public var containerID: String
+    /// What differs from the spec (drifted), or why it could not be inspected (unknown).
+    public var differences: [String]
+    public var worker: String
+    public var checkedAt: Date
+
+    public init(
+        host: String, agent: String, state: State, containerID: String, differences: [String], worker: String, checkedAt: Date
+    ) {
+        self.host = host
+        self.agent = agent
+        self.state = state
+        self.containerID = containerID
+        self.differences = differences
+        self.worker = worker
+        self.checkedAt = checkedAt
+    }
+}
+
+extension JobQueue {
+    /// Per-agent counts for `agents`. Delayed and dead entries are attributed to agents from the newest
+    /// `sampleLimit` entries of each (the totals are exact).
+    public func overview(agents: [String], sampleLimit: Int = 1000) async throws(RedisError) -> Overview {
+        var commands: [RedisCommand] = []
+        for agent in agents {
+            commands.append(RedisCommand("LLEN", keys.queue(agent)))
+            commands.append(RedisCommand("ZCARD", keys.waiting(agent)))
+        }
+        commands += [
+            RedisCommand("ZCARD", keys.delayed), RedisCommand("LLEN", keys.dead), RedisCommand("HLEN", keys.sessions),
+            RedisCommand("HGETALL", keys.sessionCounts),
+            RedisCommand("ZREVRANGE", keys.delayed, "0", String(sampleLimit - 1)),
+            RedisCommand("LRANGE", keys.dead, "0", String(sampleLimit - 1)),
+            RedisCommand("ZRANGE", keys.workers, "0", "-1"),
+        ]
+        let replies = try await redis.pipeline(commands)
+        var counts = agents.map(AgentCounts.init(agent:))
+        for index in counts.indices {
+            counts[index].queued = replies[2 * index].int ?? 0
+            counts[index].waiting = replies[2 * index + 1].int ?? 0
+        }
+        let rest = Array(replies[(2 * agents.count)...])
+        let sessionCounts = rest[3].hash ?? [:]
+        for index in counts.indices { counts[index].sessions = max(0, Int(sessionCounts[counts[index].agent] ?? "") ?? 0) }
+        let delayedIDs = rest[4].strings ?? []
+        let deadIDs = rest[5].strings ?? []
+        let workers = rest[6].strings ?? []
+
+        // Running: what live and dead-but-unrecovered workers hold — bounded by the slots in the system.
+        let held = try await redis.pipeline(workers.map { RedisCommand("LRANGE", keys.processing($0), "0", "-1") }).flatMap { $0.strings ?? [] }
+        let ids = held + delayedIDs + deadIDs
+        let records = ids.isEmpty ? [] : try await redis.pipeline(ids.map { RedisCommand("HMGET", keys.job($0), "agent", "status") })
+        let position = Dictionary(uniqueKeysWithValues: counts.enumerated().map { ($1.agent, $0) })
+        for (offset, reply) in records.enumerated() {
+            let values = reply.array ?? []
+            guard values.count == 2, let agent = values[0].string, let index = position[agent] else { continue }
+            let status = values[1].string
+            if offset < held.count {
+                if status == JobStatus.running.rawValue { counts[index].running += 1 }
+            } else if offset < held.count + delayedIDs.count {
+                counts[index].delayed += 1
+            } else if status == JobStatus.dead.rawValue {
+                counts[index].dead += 1
+            }
+        }
+        let delayedTotal = rest[0].int ?? 0
+        let deadTotal = rest[1].int ?? 0
+        return Overview(
+            agents: counts, delayedTotal: delayedTotal, deadTotal: deadTotal, sessionsTotal: rest[2].int ?? 0,
+            sampled: delayedTotal > delayedIDs.count || deadTotal > deadIDs.count)
+    }
+
+    /// Attempts ended per minute over the `minutes` up to `now` (oldest first), per agent.
+    public func finishedPerMinute(agents: [String], minutes: Int = 60, now: Date = Date()) async throws(RedisError) -> [String: [FinishedBucket]] {
+        try await finished(agents: agents, buckets: minutes, width: 60, now: now, key: keys.statsMinute)
+    }
+
+    /// Attempts ended per hour over the `hours` up to `now` (oldest first), per agent.
+    public func finishedPerHour(agents: [String], hours: Int = 24, now: Date = Date()) async throws(RedisError) -> [String: [FinishedBucket]] {
+        try await finished(agents: agents, buckets: hours, width: 3600, now: now, key: keys.statsHour)
+    }
+
+    private func finished(
+        agents: [String], buckets: Int, width: Int, now: Date, key: (String) -> String
+    ) async throws(RedisError) -> [String: [FinishedBucket]] {
+        let last = Int(now.timeIntervalSince1970) / width
+        let numbers = Array((last - buckets + 1)...last)
+        let replies = try await redis.pipeline(numbers.map { RedisCommand("HGETALL", key(String($0))) })
+        var result: [String: [FinishedBucket]] = [:]
+        for agent in agents {
+            result[agent] = zip(numbers, replies).map { number, reply in
+                let hash = reply.hash ?? [:]
+                func count(_ outcome: String) -> Int { Int(hash["\(agent):\(outcome)"] ?? "") ?? 0 }
+                return FinishedBucket(
+                    start: Date(timeIntervalSince1970: TimeInterval(number * width)), succeeded: count("succeeded"),
+                    failed: count("failed") + count("dead"))
+            }
+        }
+        return result
+    }
+
+    /// Publishes what a worker saw of its host's containers (replacing earlier reports of the same host and agents).
+    public func reportContainers(_ reports: [ContainerReport]) async throws(RedisError) {
+        guard !reports.isEmpty else { return }
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .millisecondsSince1970
+        var command = RedisCommand("HSET", keys.containers)
+        for report in reports {
+            guard let json = try? encoder.encode(report) else { continue }
+            command.append(contentsOf: ["\(report.host)/\(report.agent)", String(decoding: json, as: UTF8.self)])
+        }
+        try await redis.send(command)
+    }
+
+    /// Every container report, by host then agent. Reports older than `forgetAfter` are deleted (a host gone for good).
+    public func containerReports(now: Date = Date(), forgetAfter: TimeInterval = 7 * 86400) async throws(RedisError) -> [ContainerReport] {
+        let all = try await redis.send("HGETALL", keys.containers).hash ?? [:]
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .millisecondsSince1970
+        var reports: [ContainerReport] = []
+        var stale: [String] = []
+        for (field, json) in all {
+            guard let report = try? decoder.decode(ContainerReport.self, from: Data(json.utf8)) else {
+                stale.append(field)
+                continue
+            }
+            if now.timeIntervalSince(report.checkedAt) > forgetAfter { stale.append(field) } else { reports.append(report) }
+        }
+        if !stale.isEmpty { try await redis.send(["HDEL", keys.containers] + stale) }
+        return reports.sorted { ($0.host, $0.agent) < ($1.host, $1.agent) }
+    }
+}
