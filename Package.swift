@@ -124,6 +124,15 @@ let package = Package(
             dependencies: ["Shared", "TestSupport", .product(name: "Yams", package: "Yams")]
         ),
         .testTarget(
+            name: "DashboardTests",
+            dependencies: [
+                "Dashboard", "Shared", "TestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
             name: "ProducerTests",
             dependencies: [
                 "Producer", "Shared", "TestSupport",

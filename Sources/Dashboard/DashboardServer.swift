@@ -52,20 +52,20 @@ struct DashboardServer: Sendable {
         r.get("jobs/:id") { request, context in try await jobPage(request, id: context.parameters.get("id") ?? "") }
         r.get("jobs/:id/output") { request, context in try await jobOutput(request, id: context.parameters.get("id") ?? "") }
         r.post("jobs/:id/requeue") { request, context in
-            try await act(request, context) { user in try await requeue(context.parameters.get("id") ?? "", user: user, request: request) }
+            try await act(request, context) { user, form in try await requeue(context.parameters.get("id") ?? "", user: user, form: form) }
         }
         r.get("sessions") { request, _ in try await sessionsPage(request) }
         r.get("session") { request, _ in try await sessionPage(request) }
         r.post("sessions/drop") { request, context in
-            try await act(request, context) { user in try await dropSession(request, user: user) }
+            try await act(request, context) { user, form in try await dropSession(form, user: user) }
         }
         r.get("dead") { request, _ in try await deadPage(request) }
-        r.post("dead/requeue-all") { request, context in try await act(request, context) { user in try await requeueAll(user: user) } }
-        r.post("purge") { request, context in try await act(request, context) { user in try await purge(request, user: user) } }
+        r.post("dead/requeue-all") { request, context in try await act(request, context) { user, _ in try await requeueAll(user: user) } }
+        r.post("purge") { request, context in try await act(request, context) { user, form in try await purge(form, user: user) } }
         r.get("containers") { request, _ in try await containersPage(request) }
         r.get("login") { request, _ in loginPage(request, failed: false, user: "") }
         r.post("login") { request, context in try await login(request, context) }
-        r.post("logout") { request, context in try await act(request, context) { _ in logout() } }
+        r.post("logout") { request, context in try await act(request, context) { _, _ in logout() } }
         r.get("static/app.css") { _, _ in asset(Assets.css, type: "text/css; charset=utf-8") }
         r.get("static/app.js") { _, _ in asset(Assets.js, type: "text/javascript; charset=utf-8") }
         r.get("healthz") { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n"))) }
@@ -202,7 +202,9 @@ struct DashboardServer: Sendable {
 
     /// One SSE event; every line of `data` gets its own `data:` prefix (a newline cannot end the event early).
     static func event(_ name: String, _ data: String) -> String {
-        let lines = data.split(separator: "\n", omittingEmptySubsequences: false).map { "data: " + $0.replacingOccurrences(of: "\r", with: "") }
+        // CR, LF and CRLF all end a line in SSE: each becomes a line of its own.
+        let normalized = data.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n")
+        let lines = normalized.split(separator: "\n", omittingEmptySubsequences: false).map { "data: " + $0 }
         return "event: \(name)\n" + lines.joined(separator: "\n") + "\n\n"
     }
 
@@ -390,7 +392,7 @@ struct DashboardServer: Sendable {
 
     /// Runs an action for a signed-in user whose form carries the right CSRF token; logs who did what.
     func act(
-        _ request: Request, _ context: DashboardContext, _ action: (String) async throws -> Response
+        _ request: Request, _ context: DashboardContext, _ action: (_ user: String, _ form: [String: String]) async throws -> Response
     ) async throws -> Response {
         guard auth.actionsEnabled else {
             return errorPage(request, status: .forbidden, heading: "Read-only", message: "This dashboard is read-only (dashboard.read_only).")
@@ -412,7 +414,7 @@ struct DashboardServer: Sendable {
         var logger = logger
         logger[metadataKey: "user"] = "\(who)"
         logger[metadataKey: "action"] = "\(request.uri.path)"
-        let response = try await action(who)
+        let response = try await action(who, form)
         logger.notice("dashboard action", metadata: ["result": "\(response.headers[.location] ?? "\(response.status.code)")"])
         return response
     }
@@ -431,8 +433,8 @@ struct DashboardServer: Sendable {
         return String(withoutFlash.hasSuffix("&") || withoutFlash.hasSuffix("?") ? withoutFlash.dropLast() : Substring(withoutFlash))
     }
 
-    func requeue(_ id: String, user: String, request: Request) async throws -> Response {
-        let target = back(try await Self.form(request)["back"], default: "\(base)/dead")
+    func requeue(_ id: String, user: String, form: [String: String]) async throws -> Response {
+        let target = back(form["back"], default: "\(base)/dead")
         guard Self.validID(id) else { return redirect(target, done: "missing") }
         let result = try await queue.requeue(id)
         logger.notice("dashboard: requeue", metadata: ["user": "\(user)", "job.id": "\(id)", "result": "\(result)"])
@@ -452,15 +454,15 @@ struct DashboardServer: Sendable {
         return redirect("\(base)/dead", done: "requeued", n: count)
     }
 
-    func purge(_ request: Request, user: String) async throws -> Response {
-        let includeDead = try await Self.form(request)["dead"] == "1"
+    func purge(_ form: [String: String], user: String) async throws -> Response {
+        let includeDead = form["dead"] == "1"
         let purged = try await queue.purgeFinished(includeDead: includeDead)
         logger.notice("dashboard: purge", metadata: ["user": "\(user)", "include_dead": "\(includeDead)", "purged": "\(purged)"])
         return redirect("\(base)/dead", done: "purged", n: purged)
     }
 
-    func dropSession(_ request: Request, user: String) async throws -> Response {
-        let key = try await Self.form(request)["key"] ?? ""
+    func dropSession(_ form: [String: String], user: String) async throws -> Response {
+        let key = form["key"] ?? ""
         let dropped = key.isEmpty ? false : try await queue.dropSession(key)
         logger.notice("dashboard: drop session", metadata: ["user": "\(user)", "session": "\(key)", "dropped": "\(dropped)"])
         return redirect("\(base)/session?key=\(HTML.query(key))", done: dropped ? "dropped" : "not-dropped")

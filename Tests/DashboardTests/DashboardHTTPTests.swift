@@ -1,0 +1,220 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import TestSupport
+import Testing
+
+@testable import Dashboard
+@testable import Shared
+
+/// The dashboard's routes over a real server and a real redis-server: pages, pagination, escaping, and the
+/// authentication and CSRF rules for actions.
+@Suite(.timeLimit(.minutes(5))) struct DashboardHTTPTests {
+    static let password = "a long dashboard password"
+    let server: RedisServer
+    let queue: JobQueue
+
+    init() throws {
+        server = try RedisServer()
+        var settings = QueueSettings()
+        settings.retry = RetryPolicy(maxAttempts: 1, base: .milliseconds(10), maximum: .milliseconds(10), jitter: 0)
+        queue = JobQueue(redis: server.client(), settings: settings)
+    }
+
+    func dashboard(readOnly: Bool = false, base: String = "/dashboard") throws -> DashboardServer {
+        DashboardServer(
+            queue: queue, configuredAgents: ["dev"], auth: DashboardAuth(password: readOnly ? nil : Self.password, ttl: .seconds(600)),
+            library: try Templates.library(), base: base, secureCookie: false, proxies: try TrustedProxies(["127.0.0.1"]),
+            logger: Logger(label: "dashboard-test"))
+    }
+
+    func withApp(readOnly: Bool = false, _ body: @Sendable (any TestClientProtocol) async throws -> Void) async throws {
+        let app = Application(router: try dashboard(readOnly: readOnly).router())
+        try await app.test(.live) { client in try await body(client) }
+    }
+
+    /// Enqueues a job, runs it and lets it fail for good: a dead job to requeue.
+    func deadJob(title: String = "Checkout fails") async throws -> String {
+        let job = NewJob(
+            agent: "dev", session: SessionKey(agent: "dev", repository: "acme/shop", number: 3),
+            fields: [("repo", "acme/shop"), ("number", "3"), ("title", title), ("prompt", title), ("event", "issue_comment")])
+        _ = try await queue.enqueue([job])
+        let reserved = try #require(try await queue.reserveAny(worker: "w1", agents: ["dev"]))
+        #expect(try await queue.finish(reserved, worker: "w1", outcome: .failed(error: "boom", retryable: false)) == .dead)
+        return job.id
+    }
+
+    static func body(_ response: TestResponse) -> String { String(buffer: response.body) }
+
+    static func formHeaders(cookie: String? = nil) -> HTTPFields {
+        var headers: HTTPFields = [.contentType: "application/x-www-form-urlencoded"]
+        if let cookie { headers[.cookie] = "\(DashboardAuth.cookieName)=\(cookie)" }
+        return headers
+    }
+
+    /// Signs in and returns the login cookie's value.
+    static func signIn(_ client: any TestClientProtocol) async throws -> String {
+        let response = try await client.execute(
+            uri: "/dashboard/login", method: .post, headers: formHeaders(),
+            body: ByteBuffer(string: "user=alice&password=a+long+dashboard+password&back=%2Fdashboard%2Fdead"))
+        #expect(response.status == .seeOther)
+        #expect(response.headers[.location] == "/dashboard/dead?done=signed-in")
+        let setCookie = try #require(response.headers[.setCookie])
+        #expect(setCookie.contains("HttpOnly") && setCookie.contains("SameSite=Strict") && setCookie.contains("Path=/dashboard"))
+        let value = setCookie.split(separator: ";")[0].split(separator: "=", maxSplits: 1)[1]
+        return String(value)
+    }
+
+    static func csrf(in html: String) throws -> String {
+        let marker = "name=\"csrf\" value=\""
+        let start = try #require(html.range(of: marker)).upperBound
+        return String(html[start...].prefix { $0 != "\"" })
+    }
+
+    @Test func pagesRenderWithSecurityHeadersAndEscapeForgeText() async throws {
+        let id = try await deadJob(title: "<script>alert(1)</script><img src=x onerror=alert(2)>")
+        try await withApp { client in
+            for path in [
+                "/dashboard/", "/dashboard/jobs", "/dashboard/jobs/\(id)", "/dashboard/dead", "/dashboard/sessions", "/dashboard/containers",
+            ] {
+                let response = try await client.execute(uri: path, method: .get)
+                #expect(response.status == .ok, "\(path)")
+                let csp = response.headers[.contentSecurityPolicy] ?? ""
+                #expect(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "\(path)")
+                let html = Self.body(response)
+                #expect(!html.contains("<script>alert") && !html.contains("<img"), "\(path)")
+                if path != "/dashboard/" && path != "/dashboard/sessions" && path != "/dashboard/containers" {
+                    #expect(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;"), "\(path)")
+                }
+            }
+            #expect(try await client.execute(uri: "/dashboard/jobs/nope", method: .get).status == .notFound)
+            #expect(try await client.execute(uri: "/dashboard/jobs/%3Cx%3E", method: .get).status == .notFound)
+            let root = try await client.execute(uri: "/", method: .get)
+            #expect(root.status == .seeOther && root.headers[.location] == "/dashboard/")
+        }
+    }
+
+    @Test func actionsNeedASignInAndTheFormsToken() async throws {
+        let id = try await deadJob()
+        try await withApp { client in
+            let path = "/dashboard/jobs/\(id)/requeue"
+            // Nobody signed in.
+            #expect(
+                try await client.execute(uri: path, method: .post, headers: Self.formHeaders(), body: ByteBuffer(string: "csrf=x")).status
+                    == .unauthorized)
+            // A wrong password.
+            let wrong = try await client.execute(
+                uri: "/dashboard/login", method: .post, headers: Self.formHeaders(), body: ByteBuffer(string: "user=alice&password=guess"))
+            #expect(wrong.status == .unauthorized && wrong.headers[.setCookie] == nil)
+
+            let cookie = try await Self.signIn(client)
+            // Signed in, but no token, or another login's token.
+            #expect(
+                try await client.execute(uri: path, method: .post, headers: Self.formHeaders(cookie: cookie), body: ByteBuffer()).status == .forbidden
+            )
+            let forged = DashboardAuth(password: Self.password, ttl: .seconds(600)).csrfToken(cookie: "1.bob.00")
+            #expect(
+                try await client.execute(
+                    uri: path, method: .post, headers: Self.formHeaders(cookie: cookie), body: ByteBuffer(string: "csrf=\(forged)")
+                )
+                .status == .forbidden)
+            // A cross-site post, even with the right token.
+            let page = try await client.execute(uri: "/dashboard/dead", method: .get, headers: Self.formHeaders(cookie: cookie))
+            let token = try Self.csrf(in: Self.body(page))
+            var crossSite = Self.formHeaders(cookie: cookie)
+            crossSite[HTTPField.Name("Sec-Fetch-Site")!] = "cross-site"
+            #expect(
+                try await client.execute(uri: path, method: .post, headers: crossSite, body: ByteBuffer(string: "csrf=\(token)")).status == .forbidden
+            )
+            #expect(try await queue.record(id)?.status == .dead)
+
+            // The real form: re-queued, and sent back where it came from (never to another site).
+            let done = try await client.execute(
+                uri: path, method: .post, headers: Self.formHeaders(cookie: cookie),
+                body: ByteBuffer(string: "csrf=\(token)&back=https%3A%2F%2Fevil.example%2F"))
+            #expect(done.status == .seeOther && done.headers[.location] == "/dashboard/dead?done=requeued&n=1")
+            #expect(try await queue.record(id)?.status == .queued)
+            let flash = try await client.execute(uri: "/dashboard/dead?done=requeued&n=1", method: .get, headers: Self.formHeaders(cookie: cookie))
+            #expect(Self.body(flash).contains("Re-queued 1 job(s)."))
+        }
+    }
+
+    @Test func dropSessionAndPurgeThroughTheForms() async throws {
+        let job = NewJob(agent: "dev", session: SessionKey(agent: "dev", repository: "acme/shop", number: 9), fields: [("prompt", "p")])
+        _ = try await queue.enqueue([job])
+        let reserved = try #require(try await queue.reserveAny(worker: "w1", agents: ["dev"]))
+        _ = try await queue.finish(reserved, worker: "w1", outcome: .succeeded, sessionID: "cli-session-1")
+        #expect(try await queue.overview(agents: ["dev"]).agents[0].sessions == 1)
+        try await withApp { client in
+            let cookie = try await Self.signIn(client)
+            let page = try await client.execute(
+                uri: "/dashboard/session?key=dev%3Aacme%2Fshop%3A9", method: .get, headers: Self.formHeaders(cookie: cookie))
+            let html = Self.body(page)
+            #expect(html.contains("cli-session-1") && html.contains(job.id))
+            let token = try Self.csrf(in: html)
+            let dropped = try await client.execute(
+                uri: "/dashboard/sessions/drop", method: .post, headers: Self.formHeaders(cookie: cookie),
+                body: ByteBuffer(string: "csrf=\(token)&key=dev%3Aacme%2Fshop%3A9"))
+            #expect(dropped.status == .seeOther && dropped.headers[.location]?.contains("done=dropped") == true)
+            #expect(try await queue.sessionID(for: "dev:acme/shop:9") == nil)
+            #expect(try await queue.overview(agents: ["dev"]).agents[0].sessions == 0)
+
+            let purged = try await client.execute(
+                uri: "/dashboard/purge", method: .post, headers: Self.formHeaders(cookie: cookie), body: ByteBuffer(string: "csrf=\(token)"))
+            #expect(purged.headers[.location] == "/dashboard/dead?done=purged&n=1")
+            #expect(try await queue.record(job.id) == nil)
+        }
+    }
+
+    @Test func readOnlyRefusesEveryAction() async throws {
+        let id = try await deadJob()
+        try await withApp(readOnly: true) { client in
+            #expect(try await client.execute(uri: "/dashboard/login", method: .get).status == .notFound)
+            let response = try await client.execute(
+                uri: "/dashboard/jobs/\(id)/requeue", method: .post, headers: Self.formHeaders(), body: ByteBuffer())
+            #expect(response.status == .forbidden)
+            let overview = Self.body(try await client.execute(uri: "/dashboard/", method: .get))
+            #expect(overview.contains("read-only") && !overview.contains("Sign in"))
+        }
+        #expect(try await queue.record(id)?.status == .dead)
+    }
+
+    @Test func jobListPagesWithACursorAndFilters() async throws {
+        var ids: [String] = []
+        for n in 0..<120 {
+            let agent = n % 3 == 0 ? "boss" : "dev"
+            let job = NewJob(
+                agent: agent, session: SessionKey(agent: agent, repository: "acme/r\(n % 2)", number: n),
+                fields: [("repo", "acme/r\(n % 2)"), ("number", String(n)), ("prompt", "p")])
+            _ = try await queue.enqueue([job])
+            ids.append(job.id)
+        }
+        let all = ids
+        try await withApp { client in
+            var seen: [String] = []
+            var next: String? = "/dashboard/jobs"
+            var pages = 0
+            while let uri = next {
+                let html = Self.body(try await client.execute(uri: uri, method: .get))
+                let found = html.components(separatedBy: "<td><a href=\"/dashboard/jobs/").dropFirst().map { String($0.prefix { $0 != "\"" }) }
+                seen += found
+                pages += 1
+                next = html.range(of: "class=\"more\" href=\"").map { r in
+                    String(html[r.upperBound...].prefix { $0 != "\"" }).replacingOccurrences(of: "&amp;", with: "&")
+                }
+                #expect(pages < 10)
+            }
+            #expect(pages == 3 && seen.count == 120 && Set(seen) == Set(all), "every job once, newest first")
+            // Newest first: ids start with their creation time (jobs created in the same millisecond may come in any order).
+            let times = seen.map { $0.split(separator: "-")[0] }
+            #expect(times == times.sorted(by: >))
+
+            let filtered = Self.body(try await client.execute(uri: "/dashboard/jobs?agent=boss&repo=acme%2Fr1", method: .get))
+            let rows = filtered.components(separatedBy: "<td><a href=\"/dashboard/jobs/").count - 1
+            #expect(rows == 20, "boss jobs in acme/r1: n % 3 == 0 and n odd")
+        }
+    }
+}
