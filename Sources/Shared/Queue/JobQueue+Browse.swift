@@ -153,7 +153,7 @@ extension JobQueue {
         let max = cursor.map { String($0.score) } ?? "+inf"
         var keysAndScores: [(String, Int64)] = []
         var offset = 0
-        while keysAndScores.count < limit {
+        while keysAndScores.count <= limit {  // one more than shown tells whether there is a next page
             let flat =
                 try await redis.send("ZREVRANGEBYSCORE", keys.sessionsUsed, max, "-inf", "WITHSCORES", "LIMIT", String(offset), String(limit + 1))
                 .strings ?? []
