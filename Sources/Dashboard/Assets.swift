@@ -18,6 +18,7 @@ enum Assets {
         th, td { text-align: left; padding: .35rem .5rem; border-bottom: 1px solid var(--line); vertical-align: top; }
         th { font-weight: 600; color: var(--muted); font-size: .85rem; }
         td.n { text-align: right; font-variant-numeric: tabular-nums; }
+        td.id { white-space: nowrap; font-family: ui-monospace, monospace; font-size: .85rem; }
         a { color: var(--accent); }
         .note, .updated, .legend { color: var(--muted); font-size: .85rem; }
         .legend { display: block; }

@@ -261,6 +261,7 @@ struct DashboardServer: Sendable {
         ]
         if log.missed == 0 { context["missed"] = false }
         if !["succeeded", "dead"].contains(status) { context["stream"] = "\(base)/jobs/\(id)/output?seen=\(log.total)" }
+        context["showOutput"] = !log.lines.isEmpty || context["stream"] != nil
         return page("job", title: "Job \(id)", nav: "Jobs", request: request, context: context)
     }
 

@@ -88,7 +88,7 @@ enum Templates {
 
     static let jobRows = """
         {{#jobs}}<tr>
-        <td><a href="{{base}}/jobs/{{id}}">{{id}}</a></td>
+        <td class="id"><a href="{{base}}/jobs/{{id}}">{{id}}</a></td>
         <td><span class="status s-{{status}}">{{status}}</span></td>
         <td>{{agent}}</td>
         <td>{{repo}}#{{number}} <span class="title">{{title}}</span></td>
@@ -128,8 +128,8 @@ enum Templates {
         </dl>
         <h2>Output</h2>
         {{#missed}}<p class="note">{{missed}} earlier lines were trimmed from the stored log.</p>{{/missed}}
-        <pre id="output" class="output"{{#stream}} data-stream="{{stream}}"{{/stream}}>{{output}}</pre>
-        {{^output}}{{^stream}}<p class="note">No output was stored.</p>{{/stream}}{{/output}}
+        {{#showOutput}}<pre id="output" class="output"{{#stream}} data-stream="{{stream}}"{{/stream}}>{{output}}</pre>{{/showOutput}}
+        {{^showOutput}}<p class="note">No output was stored.</p>{{/showOutput}}
         """
 
     static let sessions = """

@@ -199,7 +199,9 @@ import Testing
             var pages = 0
             while let uri = next {
                 let html = Self.body(try await client.execute(uri: uri, method: .get))
-                let found = html.components(separatedBy: "<td><a href=\"/dashboard/jobs/").dropFirst().map { String($0.prefix { $0 != "\"" }) }
+                let found = html.components(separatedBy: "<td class=\"id\"><a href=\"/dashboard/jobs/").dropFirst().map {
+                    String($0.prefix { $0 != "\"" })
+                }
                 seen += found
                 pages += 1
                 next = html.range(of: "class=\"more\" href=\"").map { r in
@@ -213,7 +215,7 @@ import Testing
             #expect(times == times.sorted(by: >))
 
             let filtered = Self.body(try await client.execute(uri: "/dashboard/jobs?agent=boss&repo=acme%2Fr1", method: .get))
-            let rows = filtered.components(separatedBy: "<td><a href=\"/dashboard/jobs/").count - 1
+            let rows = filtered.components(separatedBy: "<td class=\"id\"><a href=\"/dashboard/jobs/").count - 1
             #expect(rows == 20, "boss jobs in acme/r1: n % 3 == 0 and n odd")
         }
     }

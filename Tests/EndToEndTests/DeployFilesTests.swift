@@ -15,15 +15,18 @@ import Yams
         // The binaries are not installed on this machine: point the units at one that exists, keep everything else.
         for (file, instance) in [
             ("forge-hooks-producer.service", "forge-hooks-producer.service"), ("forge-hooks-worker@.service", "forge-hooks-worker@1.service"),
+            ("forge-hooks-dashboard.service", "forge-hooks-dashboard.service"),
         ] {
             var text = try String(contentsOf: Self.deploy.appendingPathComponent("systemd/\(file)"), encoding: .utf8)
             #expect(text.contains("/usr/local/bin/"))
             text = text.replacingOccurrences(of: "/usr/local/bin/Producer", with: "/bin/true").replacingOccurrences(
-                of: "/usr/local/bin/Worker", with: "/bin/true")
+                of: "/usr/local/bin/Worker", with: "/bin/true"
+            ).replacingOccurrences(of: "/usr/local/bin/hooks-dashboard", with: "/bin/true")
             try text.write(to: dir.appendingPathComponent(instance), atomically: true, encoding: .utf8)
         }
         let (code, out) = try DockerFixture.shell(
-            "cd '\(dir.path)' && SYSTEMD_LOG_LEVEL=warning systemd-analyze verify forge-hooks-producer.service forge-hooks-worker@1.service 2>&1")
+            "cd '\(dir.path)' && SYSTEMD_LOG_LEVEL=warning systemd-analyze verify forge-hooks-producer.service forge-hooks-worker@1.service forge-hooks-dashboard.service 2>&1"
+        )
         #expect(code == 0, "\(out)")
         #expect(!out.contains("Unknown key") && !out.contains("Failed to parse"), "\(out)")
         let worker = try String(contentsOf: Self.deploy.appendingPathComponent("systemd/forge-hooks-worker@.service"), encoding: .utf8)
@@ -34,7 +37,7 @@ import Yams
         let text = try String(contentsOf: Self.deploy.appendingPathComponent("compose.yaml"), encoding: .utf8)
         let root = try #require(try Yams.load(yaml: text) as? [String: Any])
         let services = try #require(root["services"] as? [String: Any])
-        #expect(Set(services.keys) == ["redis", "producer", "worker", "nginx"])
+        #expect(Set(services.keys) == ["redis", "producer", "worker", "dashboard", "nginx"])
         let worker = try #require(services["worker"] as? [String: Any])
         let volumes = worker["volumes"] as? [String] ?? []
         #expect(volumes.contains("/var/run/docker.sock:/var/run/docker.sock"))

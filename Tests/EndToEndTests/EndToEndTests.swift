@@ -15,6 +15,8 @@ import Testing
         let client: RedisClient
         var processes: [ChildProcess] = []
         var nginx: NginxServer?
+        /// Set by `enableDashboard()`: the dashboard is started with the stack, behind nginx at /dashboard/.
+        var dashboardPort: Int?
         let httpPort: Int
         let opsPort: Int
         let prefix: String
@@ -74,7 +76,27 @@ import Testing
             let deadline = Date().addingTimeInterval(20)
             while Date() < deadline && !canConnect(port: opsPort) { try await Task.sleep(for: .milliseconds(100)) }
             guard canConnect(port: opsPort) else { throw TestSetupError("producer did not start: \(log("producer"))") }
-            nginx = try NginxServer(upstreamPort: httpPort)
+            if let dashboardPort {
+                processes.append(
+                    try ChildProcess("\(bin)/hooks-dashboard", ["-c", configPath], output: root.appendingPathComponent("dashboard.log").path))
+                let deadline = Date().addingTimeInterval(20)
+                while Date() < deadline && !canConnect(port: dashboardPort) { try await Task.sleep(for: .milliseconds(100)) }
+                guard canConnect(port: dashboardPort) else { throw TestSetupError("dashboard did not start: \(log("dashboard"))") }
+            }
+            nginx = try NginxServer(upstreamPort: httpPort, dashboardPort: dashboardPort)
+        }
+
+        /// Adds a dashboard section (password in a file) to the config; call before `start()`.
+        func enableDashboard(password: String) throws {
+            let port = try freePort()
+            let passwordFile = root.appendingPathComponent("dashboard-password").path
+            try password.write(toFile: passwordFile, atomically: true, encoding: .utf8)
+            let section = "\ndashboard: {listen: \"127.0.0.1:\(port)\", base_path: /dashboard, password_file: \"\(passwordFile)\"}\n"
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: configPath))
+            try handle.seekToEnd()
+            try handle.write(contentsOf: Data(section.utf8))
+            try handle.close()
+            dashboardPort = port
         }
 
         func log(_ name: String) -> String { (try? String(contentsOf: root.appendingPathComponent("\(name).log"), encoding: .utf8)) ?? "" }

@@ -118,7 +118,8 @@ import Testing
             _ = try await enqueue("dev", number: n)
             let job = try #require(try await queue.reserveAny(worker: "w1", agents: ["dev"]))
             // Two share a last-use time: the cursor must still show each once.
-            _ = try await queue.finish(job, worker: "w1", outcome: .succeeded, sessionID: "s\(n)", now: Date(timeIntervalSince1970: Double(1000 + min(n, 6))))
+            _ = try await queue.finish(
+                job, worker: "w1", outcome: .succeeded, sessionID: "s\(n)", now: Date(timeIntervalSince1970: Double(1000 + min(n, 6))))
         }
         var seen: [String] = []
         var cursor: JobCursor?
@@ -137,7 +138,9 @@ import Testing
         let now = Date()
         try await queue.reportContainers([
             ContainerReport(host: "h1", agent: "dev", state: .drifted, containerID: "abc", differences: ["image"], worker: "w1", checkedAt: now),
-            ContainerReport(host: "h0", agent: "dev", state: .matches, containerID: "def", differences: [], worker: "w0", checkedAt: now.addingTimeInterval(-8 * 86400)),
+            ContainerReport(
+                host: "h0", agent: "dev", state: .matches, containerID: "def", differences: [], worker: "w0",
+                checkedAt: now.addingTimeInterval(-8 * 86400)),
         ])
         let reports = try await queue.containerReports(now: now)
         #expect(reports.count == 1 && reports[0].host == "h1" && reports[0].state == .drifted && reports[0].differences == ["image"])

@@ -18,7 +18,8 @@ public final class NginxServer: @unchecked Sendable {
             .appendingPathComponent("deploy")
     }
 
-    public init(upstreamPort: Int) throws {
+    /// - Parameter dashboardPort: where `/dashboard/` goes (nothing listens there by default).
+    public init(upstreamPort: Int, dashboardPort: Int? = nil) throws {
         port = try freePort()
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("nginx-test-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -38,6 +39,7 @@ public final class NginxServer: @unchecked Sendable {
                 uwsgi_temp_path \(directory.path)/uwsgi;
                 scgi_temp_path \(directory.path)/scgi;
                 upstream forge_hooks_producer { server 127.0.0.1:\(upstreamPort); keepalive 16; }
+                upstream forge_hooks_dashboard { server 127.0.0.1:\(dashboardPort ?? 9); keepalive 4; }
                 server {
                     listen 127.0.0.1:\(port);
                     include \(locations);
