@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole system on this machine: Redis (append-only file on), dockerd (if no engine answers), the producer,
-# two workers and a demo agent image (the stub CLI). Safe to run again: what already runs is left alone.
+# two workers, the dashboard and a demo agent image (the stub CLI). Safe to run again: what already runs is left alone.
 #
 #   scripts/run.sh          start (or check) everything, print how to send a test event
 #   scripts/run.sh stop     stop everything this script started
@@ -14,13 +14,14 @@ data="${FORGE_HOOKS_DATA:-$repo/.data}"
 redis_port="${FORGE_HOOKS_REDIS_PORT:-6380}"
 http_port="${FORGE_HOOKS_PORT:-8080}"
 ops_port="${FORGE_HOOKS_OPS_PORT:-9090}"
+dashboard_port="${FORGE_HOOKS_DASHBOARD_PORT:-9191}"
 image="forge-hooks/agent-stub:latest"
 run="$data/run"
 
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 stop_all() {
-  for name in worker-2 worker-1 producer; do
+  for name in dashboard worker-2 worker-1 producer; do
     if pid_alive "$run/$name.pid"; then
       kill -TERM "$(cat "$run/$name.pid")" 2>/dev/null || true
       for _ in $(seq 1 150); do pid_alive "$run/$name.pid" || break; sleep 0.2; done
@@ -46,7 +47,7 @@ stop_all() {
 
 status() {
   redis-cli -p "$redis_port" ping >/dev/null 2>&1 && echo "redis     running on 127.0.0.1:$redis_port" || echo "redis     stopped"
-  for name in producer worker-1 worker-2; do
+  for name in producer worker-1 worker-2 dashboard; do
     pid_alive "$run/$name.pid" && echo "$name running (pid $(cat "$run/$name.pid"), log $data/logs/$name.log)" || echo "$name stopped"
   done
   curl -sf "http://127.0.0.1:$ops_port/readyz" >/dev/null 2>&1 && echo "readyz    ok" || echo "readyz    not ready"
@@ -79,7 +80,8 @@ redis-cli -p "$redis_port" ping >/dev/null || { echo "error: redis did not start
 echo "==> build (release)"
 swift build -c release --product Producer
 swift build -c release --product Worker
-swift build -c release --product hooksctl 2>/dev/null || true
+swift build -c release --product hooksctl
+swift build -c release --product hooks-dashboard
 bin="$repo/.build/release"
 
 echo "==> demo agent image"
@@ -90,10 +92,17 @@ if [ ! -f "$data/webhook-secret" ]; then
   (umask 077; openssl rand -hex 32 >"$data/webhook-secret")
 fi
 secret="$(cat "$data/webhook-secret")"
+if [ ! -f "$data/dashboard-password" ]; then
+  (umask 077; openssl rand -base64 18 >"$data/dashboard-password")
+fi
 if [ ! -f "$data/config.yaml" ]; then
   sed -e "s#@DATA@#$data#g" -e "s#@REDIS_PORT@#$redis_port#g" -e "s#@HTTP_PORT@#$http_port#g" -e "s#@OPS_PORT@#$ops_port#g" \
-    -e "s#@IMAGE@#$image#g" deploy/demo/config.yaml.in >"$data/config.yaml"
+    -e "s#@IMAGE@#$image#g" -e "s#@DASHBOARD_PORT@#$dashboard_port#g" deploy/demo/config.yaml.in >"$data/config.yaml"
   echo "wrote $data/config.yaml"
+elif ! grep -q '^dashboard:' "$data/config.yaml"; then
+  # A config written before the dashboard existed: give it the demo's dashboard section.
+  echo "dashboard: {listen: \"127.0.0.1:$dashboard_port\", password_file: \"$data/dashboard-password\"}" >>"$data/config.yaml"
+  echo "added a dashboard section to $data/config.yaml"
 fi
 "$bin/Worker" agent-env sync -c "$data/config.yaml" >/dev/null
 
@@ -108,6 +117,7 @@ start() {  # name, command…
 start producer "$bin/Producer" -c "$data/config.yaml"
 start worker-1 "$bin/Worker" -c "$data/config.yaml" --worker-id demo-worker-1 --host-id demo
 start worker-2 "$bin/Worker" -c "$data/config.yaml" --worker-id demo-worker-2 --host-id demo
+start dashboard "$bin/hooks-dashboard" -c "$data/config.yaml"
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$ops_port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -sf "http://127.0.0.1:$ops_port/readyz" >/dev/null || { echo "error: producer not ready; see $data/logs/producer.log" >&2; tail -5 "$data/logs/producer.log" >&2; exit 1; }
 
@@ -121,6 +131,8 @@ cat <<MSG
 
 forge-hooks is running: webhooks on http://127.0.0.1:$http_port/webhooks/{forgejo,gitea,github}, ops on 127.0.0.1:$ops_port,
 Redis on 127.0.0.1:$redis_port (append-only file in $data/redis), agents boss/dev/reviewer (image $image).
+
+Dashboard: http://127.0.0.1:$dashboard_port/ (actions: sign in with any name and the password in $data/dashboard-password)
 
 Send a signed sample event (an issue opened with the 'triage' label → the boss agent runs):
 

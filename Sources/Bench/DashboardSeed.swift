@@ -15,6 +15,7 @@ struct DashboardSeed: AsyncParsableCommand {
     @Option(help: "Distinct sessions (issue/PR threads), spread over the agents.") var sessions = 10_000
     @Option(help: "Agents, comma-separated.") var agents = "boss,dev,reviewer"
     @Option(help: "Concurrent clients.") var concurrency = 16
+    @Option(help: "Idle workers left registered (with a one-hour lease), as the overview would list them.") var workers = 0
 
     func run() async throws {
         let client = RedisClient(configuration: try RedisConfiguration(url: redis), connections: 4)
@@ -66,6 +67,12 @@ struct DashboardSeed: AsyncParsableCommand {
             try await group.waitForAll()
         }
         try await queue.deregister(worker: worker)
+        var lasting = settings
+        lasting.leaseDuration = .seconds(3600)
+        let registry = JobQueue(redis: client, keys: KeySchema(prefix: prefix), settings: lasting)
+        for n in 0..<workers {
+            try await registry.heartbeat(worker: "seed-w\(n + 1)", info: ["host": "seed-host", "agents": agents, "slots": "4", "pid": "0"])
+        }
         let overview = try await queue.overview(agents: names)
         print(
             "seeded \(jobs) jobs in \(start.duration(to: .now)): sessions \(overview.sessionsTotal), dead \(overview.deadTotal), "

@@ -50,10 +50,14 @@ struct DashboardAuth: Sendable {
     /// The user a login cookie names, if it is genuine and unexpired.
     func verify(_ cookie: String?, now: Date = Date()) -> String? {
         guard let key, let cookie else { return nil }
-        let parts = cookie.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
-        guard parts.count == 3, let expiry = Int(parts[0]), Double(expiry) > now.timeIntervalSince1970, Self.isValidUser(parts[1]) else { return nil }
-        let expected = Self.hex(Self.mac("\(parts[0]).\(parts[1])", key: key))
-        return Self.constantTimeEqual(expected, parts[2]) ? parts[1] : nil
+        // `<expiry>.<user>.<mac>`: the user may hold dots itself, the other two never do.
+        guard let first = cookie.firstIndex(of: "."), let last = cookie.lastIndex(of: "."), first < last else { return nil }
+        let expiryText = String(cookie[..<first])
+        let user = String(cookie[cookie.index(after: first)..<last])
+        let mac = String(cookie[cookie.index(after: last)...])
+        guard let expiry = Int(expiryText), Double(expiry) > now.timeIntervalSince1970, Self.isValidUser(user) else { return nil }
+        let expected = Self.hex(Self.mac("\(expiryText).\(user)", key: key))
+        return Self.constantTimeEqual(expected, mac) ? user : nil
     }
 
     /// The CSRF token forms carry for a login cookie.

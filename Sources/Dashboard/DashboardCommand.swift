@@ -56,10 +56,11 @@ struct DashboardCommand: AsyncParsableCommand {
         } catch {
             logger.warning("Redis is not reachable yet; pages show the error until it is: \(error)")
         }
-        let server = DashboardServer(
+        var server = DashboardServer(
             queue: JobQueue(redis: redis, keys: appConfig.keys, settings: appConfig.queue), configuredAgents: appConfig.agents.keys.sorted(),
             auth: DashboardAuth(password: password, ttl: settings.sessionTTL), library: try Templates.library(), base: settings.basePath,
             secureCookie: settings.secureCookie, proxies: proxies, logger: logger)
+        server.allowedHosts = settings.allowedHosts
         let app = Application(
             router: server.router(),
             configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "forge-hooks-dashboard"),

@@ -19,6 +19,9 @@ struct DashboardServer: Sendable {
     let secureCookie: Bool
     let proxies: TrustedProxies
     let logger: Logger
+    /// `Host` names besides loopback the dashboard answers to.
+    var allowedHosts: [String] = []
+    var limits = DashboardLimits()
     /// How often live views look at Redis.
     var liveInterval: Duration = .seconds(2)
     var outputInterval: Duration = .milliseconds(500)
@@ -36,11 +39,12 @@ struct DashboardServer: Sendable {
 
     func router() -> Router<DashboardContext> {
         let router = Router(context: DashboardContext.self)
+        router.add(middleware: HostCheckMiddleware(allowedHosts: allowedHosts))
         if base.isEmpty {
             register(router)
         } else {
             register(router.group(RouterPath(base)))
-            router.get("/") { _, _ in Response(status: .seeOther, headers: [.location: base + "/"]) }
+            router.get("/") { _, _ in Self.seeOther(base + "/") }
         }
         return router
     }
@@ -98,7 +102,7 @@ struct DashboardServer: Sendable {
         inner["csrf"] = viewer.csrf
         inner["canAct"] = viewer.user != nil
         inner["actions"] = viewer.user != nil && (context["actions"] as? Bool ?? false)
-        inner["back"] = request.uri.description
+        if inner["back"] == nil { inner["back"] = request.uri.description }
         var layout: [String: Any] = [
             "title": title, "base": base, "signedIn": viewer.user != nil, "user": viewer.user ?? "", "csrf": viewer.csrf,
             "actionsEnabled": auth.actionsEnabled, "content": render(template, inner), "nav\(nav)": true,
@@ -126,9 +130,9 @@ struct DashboardServer: Sendable {
 
     /// Fixed messages after an action (never text from the URL).
     func flash(_ request: Request) -> String? {
-        let query = request.uri.queryParameters
-        let n = Int(query["n"].map(String.init) ?? "") ?? 0
-        switch query["done"].map(String.init) {
+        let query = Self.query(request)
+        let n = Int(query["n"] ?? "") ?? 0
+        switch query["done"] {
         case "requeued": return "Re-queued \(n) job(s)."
         case "refused": return "Not re-queued: only dead or failed jobs can be (it may have been re-queued already)."
         case "missing": return "There is no such job any more."
@@ -141,8 +145,13 @@ struct DashboardServer: Sendable {
         }
     }
 
+    /// The configured agents, and those workers registered with (well-formed names only, at most 50 in all: a worker
+    /// record is data in Redis, and a page must stay small whatever it says).
     func agents(workers: [WorkerInfo]) -> [String] {
-        Array(Set(configuredAgents).union(workers.flatMap(\.agents))).sorted()
+        let registered = Set(workers.flatMap(\.agents)).subtracting(configuredAgents).filter { name in
+            name.utf8.count <= 64 && name.range(of: "^[a-z0-9][a-z0-9_-]*$", options: .regularExpression) != nil
+        }
+        return Array((configuredAgents + registered.sorted()).prefix(50)).sorted()
     }
 
     // MARK: Overview
@@ -188,12 +197,21 @@ struct DashboardServer: Sendable {
     }
 
     func eventStream(_ body: @escaping @Sendable (inout any ResponseBodyWriter) async throws -> Void) -> Response {
+        guard limits.openStream() else {
+            var headers = Self.securityHeaders
+            headers[.retryAfter] = "30"
+            return Response(
+                status: .serviceUnavailable, headers: headers,
+                body: .init(byteBuffer: ByteBuffer(string: "too many live views are open (\(limits.maxStreams)); try again later\n")))
+        }
+        let limits = limits
         var headers = Self.securityHeaders
         headers[.contentType] = "text/event-stream; charset=utf-8"
         headers[HTTPField.Name("X-Accel-Buffering")!] = "no"  // nginx: pass events on as they come
         return Response(
             status: .ok, headers: headers,
             body: ResponseBody { writer in
+                defer { limits.closeStream() }
                 try await writer.write(ByteBuffer(string: "retry: 3000\n\n"))
                 try await body(&writer)
                 try await writer.finish(nil)
@@ -201,11 +219,11 @@ struct DashboardServer: Sendable {
     }
 
     /// One SSE event; every line of `data` gets its own `data:` prefix (a newline cannot end the event early).
-    static func event(_ name: String, _ data: String) -> String {
+    static func event(_ name: String, _ data: String, id: Int? = nil) -> String {
         // CR, LF and CRLF all end a line in SSE: each becomes a line of its own.
         let normalized = data.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n")
         let lines = normalized.split(separator: "\n", omittingEmptySubsequences: false).map { "data: " + $0 }
-        return "event: \(name)\n" + lines.joined(separator: "\n") + "\n\n"
+        return (id.map { "id: \($0)\n" } ?? "") + "event: \(name)\n" + lines.joined(separator: "\n") + "\n\n"
     }
 
     /// JSON string literal (for SSE data the script parses).
@@ -216,19 +234,14 @@ struct DashboardServer: Sendable {
 
     // MARK: Jobs
 
-    static func validID(_ id: String) -> Bool {
-        !id.isEmpty && id.count <= 128
-            && id.unicodeScalars.allSatisfy { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "-_.".unicodeScalars.contains($0)) }
-    }
+    static func validID(_ id: String) -> Bool { ViewModels.isJobID(id) }
 
     func jobsPage(_ request: Request) async throws -> Response {
-        let query = request.uri.queryParameters
-        let statusText = query["status"].map(String.init) ?? ""
-        var filter = JobFilter(
-            agent: query["agent"].map(String.init) ?? "", repo: query["repo"].map(String.init) ?? "",
-            session: query["session"].map(String.init) ?? "")
+        let query = Self.query(request)
+        let statusText = query["status"] ?? ""
+        var filter = JobFilter(agent: query["agent"] ?? "", repo: query["repo"] ?? "", session: query["session"] ?? "")
         filter.status = JobStatus(rawValue: statusText)
-        let cursor = query["after"].flatMap { JobCursor(String($0)) }
+        let cursor = query["after"].flatMap { JobCursor($0) }
         let found = try await queue.jobs(matching: filter, after: cursor, limit: 50)
         var next: String?
         if let cursor = found.next {
@@ -269,21 +282,31 @@ struct DashboardServer: Sendable {
     /// and `end` once it is finished and everything was sent.
     func jobOutput(_ request: Request, id: String) async throws -> Response {
         guard Self.validID(id) else { return Response(status: .notFound) }
-        let start = max(0, Int(request.uri.queryParameters["seen"].map(String.init) ?? "") ?? 0)
+        // A reconnecting EventSource sends the id of the last event it got: the number of lines it has.
+        let resumed = request.headers[HTTPField.Name("Last-Event-ID")!].flatMap { Int($0) }
+        let start = max(0, resumed ?? Int(Self.query(request)["seen"] ?? "") ?? 0)
         return eventStream { writer in
             var seen = start
             var lastStatus = ""
             let end = ContinuousClock.now + .seconds(3600)
             while ContinuousClock.now < end {
-                let status = (try? await queue.runState(id))??.status?.rawValue ?? "gone"
+                // Redis not answering is not the job's end: keep the last status and look again.
+                let status: String
+                do {
+                    status = try await queue.runState(id).map { $0.status?.rawValue ?? "unknown" } ?? "gone"
+                } catch {
+                    try await Task.sleep(for: outputInterval)
+                    continue
+                }
                 if let batch = try? await queue.logLines(id, after: seen) {
+                    var text = ""
+                    if batch.missed > 0 { text += Self.event("line", Self.json("… \(batch.missed) lines trimmed …")) }
+                    for (offset, line) in batch.lines.enumerated() {
+                        // The last line of the batch carries the count, so a reconnect resumes after it.
+                        text += Self.event("line", Self.json(line), id: offset == batch.lines.count - 1 ? batch.total : nil)
+                    }
                     seen = batch.total
-                    if batch.missed > 0 {
-                        try await writer.write(ByteBuffer(string: Self.event("line", Self.json("… \(batch.missed) lines trimmed …"))))
-                    }
-                    if !batch.lines.isEmpty {
-                        try await writer.write(ByteBuffer(string: batch.lines.map { Self.event("line", Self.json($0)) }.joined()))
-                    }
+                    if !text.isEmpty { try await writer.write(ByteBuffer(string: text)) }
                 }
                 if status != lastStatus {
                     lastStatus = status
@@ -301,7 +324,7 @@ struct DashboardServer: Sendable {
     // MARK: Sessions
 
     func sessionsPage(_ request: Request) async throws -> Response {
-        let cursor = request.uri.queryParameters["after"].flatMap { JobCursor(String($0)) }
+        let cursor = Self.query(request)["after"].flatMap { JobCursor($0) }
         let result = try await queue.sessions(after: cursor, limit: 50)
         let total = try await queue.overview(agents: [], sampleLimit: 1).sessionsTotal
         var context: [String: Any] = [
@@ -318,7 +341,7 @@ struct DashboardServer: Sendable {
     }
 
     func sessionPage(_ request: Request) async throws -> Response {
-        let key = request.uri.queryParameters["key"].map(String.init) ?? ""
+        let key = Self.query(request)["key"] ?? ""
         guard !key.isEmpty, key.count <= 512 else {
             return errorPage(request, status: .badRequest, heading: "Which session?", message: "Open a session from the Sessions page.")
         }
@@ -338,7 +361,7 @@ struct DashboardServer: Sendable {
     // MARK: Dead and failed
 
     func deadPage(_ request: Request) async throws -> Response {
-        let offset = max(0, Int(request.uri.queryParameters["offset"].map(String.init) ?? "") ?? 0)
+        let offset = min(max(0, Int(Self.query(request)["offset"] ?? "") ?? 0), 1_000_000_000)
         let dead = try await queue.deadJobs(offset: offset, count: 50)
         let delayed = try await queue.delayedJobs(offset: 0, count: 100)
         var context: [String: Any] = [
@@ -354,7 +377,7 @@ struct DashboardServer: Sendable {
 
     func containersPage(_ request: Request) async throws -> Response {
         let now = Date()
-        let reports = try await queue.containerReports(now: now)
+        let reports = try await queue.containerReports()
         let rows: [[String: Any]] = reports.map { r in
             [
                 "host": r.host, "agent": r.agent, "state": r.state.rawValue, "containerID": r.containerID, "differences": r.differences,
@@ -370,11 +393,20 @@ struct DashboardServer: Sendable {
     /// Reads a form body (at most 64 KiB) as name → value.
     static func form(_ request: Request) async throws -> [String: String] {
         let buffer = try await request.body.collect(upTo: 64 << 10)
-        let text = String(buffer: buffer).replacingOccurrences(of: "+", with: " ")
+        return urlEncoded(String(buffer: buffer))
+    }
+
+    /// The query string, decoded as a browser encodes a GET form (`+` is a space).
+    static func query(_ request: Request) -> [String: String] {
+        urlEncoded(request.uri.query ?? "")
+    }
+
+    /// `application/x-www-form-urlencoded`; the first value of a repeated name wins.
+    static func urlEncoded(_ text: String) -> [String: String] {
         var result: [String: String] = [:]
         for pair in text.split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard let name = parts.first?.removingPercentEncoding else { continue }
+            let parts = pair.replacingOccurrences(of: "+", with: " ").split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard let name = parts.first?.removingPercentEncoding, result[name] == nil else { continue }
             result[name] = parts.count > 1 ? (parts[1].removingPercentEncoding ?? "") : ""
         }
         return result
@@ -423,15 +455,25 @@ struct DashboardServer: Sendable {
     func redirect(_ path: String, done: String, n: Int? = nil) -> Response {
         var target = path
         target += (target.contains("?") ? "&" : "?") + "done=\(done)" + (n.map { "&n=\($0)" } ?? "")
-        return Response(status: .seeOther, headers: [.location: target])
+        return Self.seeOther(target)
     }
 
-    /// A `back` target only when it is a page of this dashboard (no open redirect).
+    static func seeOther(_ location: String) -> Response {
+        var headers = securityHeaders
+        headers[.location] = location
+        return Response(status: .seeOther, headers: headers)
+    }
+
+    /// A `back` target only when it is a page of this dashboard (no open redirect): an absolute path under the base
+    /// path, no control characters, no `//` or `\` a browser could read as another host; its flash items are dropped.
     func back(_ value: String?, default fallback: String) -> String {
-        guard let value, value.hasPrefix(base + "/"), !value.hasPrefix("//"), !value.contains("\\"), !value.contains("\r"), !value.contains("\n")
+        guard let value, value.hasPrefix(base + "/"), !value.hasPrefix("//"), !value.contains("\\"),
+            !value.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }),
+            var components = URLComponents(string: value), components.scheme == nil, components.host == nil
         else { return fallback }
-        let withoutFlash = value.components(separatedBy: "done=").first ?? value
-        return String(withoutFlash.hasSuffix("&") || withoutFlash.hasSuffix("?") ? withoutFlash.dropLast() : Substring(withoutFlash))
+        components.queryItems = components.queryItems?.filter { $0.name != "done" && $0.name != "n" }
+        if components.queryItems?.isEmpty == true { components.queryItems = nil }
+        return components.string ?? fallback
     }
 
     func requeue(_ id: String, user: String, form: [String: String]) async throws -> Response {
@@ -476,7 +518,7 @@ struct DashboardServer: Sendable {
             return errorPage(
                 request, status: .notFound, heading: "Read-only", message: "This dashboard is read-only: there is nothing to sign in to.")
         }
-        let backTarget = back(request.uri.queryParameters["back"].map(String.init), default: base + "/")
+        let backTarget = back(Self.query(request)["back"], default: base + "/")
         return page(
             "login", title: "Sign in", nav: "", request: request, context: ["failed": failed, "user": user, "back": backTarget], status: status)
     }
@@ -490,7 +532,7 @@ struct DashboardServer: Sendable {
         let user = form["user"] ?? ""
         guard DashboardAuth.isValidUser(user), auth.checkPassword(form["password"] ?? ""), let value = auth.issue(user: user) else {
             logger.warning("dashboard: failed sign-in", metadata: ["user": "\(user.prefix(64))", "client": "\(client(request, context))"])
-            try await Task.sleep(for: .seconds(1))  // slows down guessing
+            try await Task.sleep(for: limits.failedSignInDelay())  // one failure a second, however many try at once
             return loginPage(request, failed: true, user: DashboardAuth.isValidUser(user) ? user : "", status: .unauthorized)
         }
         logger.notice("dashboard: signed in", metadata: ["user": "\(user)", "client": "\(client(request, context))"])

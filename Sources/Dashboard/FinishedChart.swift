@@ -44,8 +44,11 @@ enum FinishedChart {
         return out + "</svg>"
     }
 
+    /// One decimal (`12.5`), without Foundation's `String(format:)`, which costs more than the whole chart.
     static func format(_ value: Double) -> String {
-        String(format: "%.1f", value)
+        let tenths = Int((value * 10).rounded())
+        let sign = tenths < 0 ? "-" : ""
+        return "\(sign)\(abs(tenths) / 10).\(abs(tenths) % 10)"
     }
 }
 

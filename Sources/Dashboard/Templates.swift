@@ -79,7 +79,7 @@ enum Templates {
         {{#workers}}<tr>
         <td>{{workerID}}</td><td>{{host}}</td><td class="n">{{slots}}</td><td>{{agents}}</td><td>{{heartbeatAge}} ago</td>
         <td>{{#alive}}<span class="ok">alive</span> ({{leaseLeft}} left){{/alive}}{{^alive}}<span class="bad">lapsed</span>{{/alive}}</td>
-        <td>{{#runs}}<a href="{{base}}/jobs/{{jobID}}">{{jobID}}</a> {{jobAgent}} {{jobSubject}}<br>{{/runs}}{{^runs}}idle{{/runs}}</td>
+        <td>{{#runs}}{{#jobPath}}<a href="{{base}}/jobs/{{jobPath}}">{{jobID}}</a>{{/jobPath}}{{^jobPath}}{{jobID}}{{/jobPath}} {{jobAgent}} {{jobSubject}}<br>{{/runs}}{{^runs}}idle{{/runs}}</td>
         </tr>{{/workers}}
         {{^workers}}<tr><td colspan="7">No worker is registered.</td></tr>{{/workers}}
         </tbody>
@@ -88,7 +88,7 @@ enum Templates {
 
     static let jobRows = """
         {{#jobs}}<tr>
-        <td class="id"><a href="{{base}}/jobs/{{id}}">{{id}}</a></td>
+        <td class="id">{{#idPath}}<a href="{{base}}/jobs/{{idPath}}">{{id}}</a>{{/idPath}}{{^idPath}}{{id}}{{/idPath}}</td>
         <td><span class="status s-{{status}}">{{status}}</span></td>
         <td>{{agent}}</td>
         <td>{{repo}}#{{number}} <span class="title">{{title}}</span></td>
@@ -96,7 +96,7 @@ enum Templates {
         <td class="n">{{attempts}}</td>
         <td>{{created}}</td>
         <td>{{finished}}</td>
-        {{#actions}}<td>{{#requeueable}}<form method="post" action="{{base}}/jobs/{{id}}/requeue" class="inline"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="back" value="{{back}}"><button>Requeue</button></form>{{/requeueable}}</td>{{/actions}}
+        {{#actions}}<td>{{#requeueable}}<form method="post" action="{{base}}/jobs/{{idPath}}/requeue" class="inline"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="back" value="{{back}}"><button>Requeue</button></form>{{/requeueable}}</td>{{/actions}}
         </tr>{{/jobs}}
         """
 

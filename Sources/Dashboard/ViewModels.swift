@@ -4,23 +4,29 @@ import Shared
 /// Turns queue read models into the dictionaries the templates render. Pure functions of their input, so they are
 /// unit-tested without a server.
 enum ViewModels {
+    /// `2026-11-30 17:49:24Z`. Built from the stored ISO form by hand: a date formatter per value costs more than the
+    /// rest of a page.
     static func time(_ date: Date?) -> String {
         guard let date else { return "" }
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyy-MM-dd HH:mm:ss'Z'"
-        return formatter.string(from: date)
+        guard abs(date.timeIntervalSince1970) < 9e12 else { return "?" }  // out of range (written by hand)
+        return time(iso: Timestamp.iso(date))
     }
 
+    /// `2026-11-30T17:49:24.069Z` → `2026-11-30 17:49:24Z`; anything else is shown as it is.
     static func time(iso: String?) -> String {
         guard let iso, !iso.isEmpty else { return "" }
-        return Timestamp.parse(iso).map { time($0) } ?? iso
+        let bytes = Array(iso.utf8)
+        guard bytes.count >= 20, bytes[10] == UInt8(ascii: "T"), bytes.last == UInt8(ascii: "Z") else { return iso }
+        var out = Array(bytes[0..<19])
+        out[10] = UInt8(ascii: " ")
+        out.append(UInt8(ascii: "Z"))
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// `5s`, `3m 20s`, `2h 5m`, `3d 4h`.
     static func age(_ interval: TimeInterval) -> String {
-        let s = max(0, Int(interval))
+        guard interval.isFinite else { return "?" }
+        let s = Int(min(max(0, interval), 1e12))
         if s < 60 { return "\(s)s" }
         if s < 3600 { return "\(s / 60)m \(s % 60)s" }
         if s < 86400 { return "\(s / 3600)h \(s % 3600 / 60)m" }
@@ -29,8 +35,8 @@ enum ViewModels {
 
     static func bytes(_ count: Int) -> String {
         if count < 1024 { return "\(count) B" }
-        if count < 1 << 20 { return String(format: "%.1f KiB", Double(count) / 1024) }
-        return String(format: "%.1f MiB", Double(count) / Double(1 << 20))
+        if count < 1 << 20 { return FinishedChart.format(Double(count) / 1024) + " KiB" }
+        return FinishedChart.format(Double(count) / Double(1 << 20)) + " MiB"
     }
 
     static func transcript(_ info: TranscriptInfo?) -> String {
@@ -59,7 +65,7 @@ enum ViewModels {
         let workerRows: [[String: Any]] = workers.sorted { $0.id < $1.id }.map { worker in
             let runs: [[String: Any]] = worker.held.compactMap { id in
                 guard let record = running[id], record.status == .running else { return nil }
-                return ["jobID": id, "jobAgent": record.agent, "jobSubject": subject(record)]
+                return ["jobID": id, "jobPath": isJobID(id) ? id : false, "jobAgent": record.agent, "jobSubject": subject(record)]
             }
             return [
                 "workerID": worker.id, "host": worker.host, "slots": worker.slots, "agents": worker.agents.joined(separator: ", "),
@@ -78,23 +84,32 @@ enum ViewModels {
         return "\(repo)#\(record["number"] ?? "?")"
     }
 
+    /// Job ids as the producer makes them: letters, digits, `-` and `_`. Anything else in Redis (written by hand, or
+    /// planted) is shown as text but never put in a link or a form's action, where `../purge?` would retarget it.
+    static func isJobID(_ id: String) -> Bool {
+        !id.isEmpty && id.utf8.count <= 128
+            && id.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 45 || $0 == 95 }
+    }
+
     /// One row of a job table.
     static func jobRow(_ record: JobRecord) -> [String: Any] {
         let status = record["status"] ?? ""
+        let linkable = isJobID(record.id)
         return [
-            "id": record.id, "status": status, "agent": record.agent, "repo": record["repo"] ?? "", "number": record["number"] ?? "",
+            "id": record.id, "idPath": linkable ? record.id : false, "status": status, "agent": record.agent, "repo": record["repo"] ?? "",
+            "number": record["number"] ?? "",
             "title": record["title"] ?? "",
             "event": [record["event"], record["action"]].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: "."),
             "attempts": record["attempts"] ?? "", "created": time(iso: record["created_at"]),
             "finished": status == "failed" || record["retry_at"] != nil && status == "queued"
                 ? retryTime(record["retry_at"]) : time(iso: record["finished_at"]),
-            "requeueable": status == "dead" || status == "failed",
+            "requeueable": linkable && (status == "dead" || status == "failed"),
         ]
     }
 
     static func retryTime(_ milliseconds: String?) -> String {
-        guard let ms = milliseconds.flatMap(Double.init) else { return "" }
-        return "retry " + time(Date(timeIntervalSince1970: ms / 1000))
+        guard let date = Timestamp.date(score: milliseconds) else { return "" }
+        return "retry " + time(date)
     }
 
     /// Fields shown first on a job page, in this order; every other field follows, sorted.
@@ -127,7 +142,7 @@ enum ViewModels {
             case "cost_usd":
                 if let cost = Double(value) { row["value"] = String(format: "$%.4f", cost) }
             case "duration_ms":
-                if let ms = Double(value) { row["value"] = age(ms / 1000) + " (\(value) ms)" }
+                if let ms = Timestamp.score(value) { row["value"] = age(Double(ms) / 1000) + " (\(value) ms)" }
             case "created_at", "started_at", "finished_at":
                 row["value"] = time(iso: value)
             default:

@@ -219,4 +219,78 @@ import Testing
             #expect(rows == 20, "boss jobs in acme/r1: n % 3 == 0 and n odd")
         }
     }
+
+    /// Values a hostile agent, a person with redis-cli or a newer version could leave in Redis must not crash a page,
+    /// and a job id that is not one of ours never ends up in a link or a form's action.
+    @Test func hostileValuesInRedisNeitherCrashNorRetargetForms() async throws {
+        let keys = queue.keys
+        let redis = queue.redis
+        for (id, extra) in [("../purge?", ["status", "dead"]), ("x1", ["status", "succeeded", "duration_ms", "nan", "retry_at", "inf"])] {
+            try await redis.send(["HSET", keys.job(id), "agent", "dev", "repo", "a/b", "number", "1"] + extra)
+        }
+        try await redis.send("LPUSH", keys.dead, "../purge?")
+        try await redis.send("ZADD", keys.jobIndex, "1e300", "x1")
+        try await redis.send("ZADD", keys.jobIndex, "-inf", "../purge?")
+        try await redis.send("ZADD", keys.workers, "-inf", "w-bad")
+        try await redis.send("HSET", keys.worker("w-bad"), "agents", String(repeating: "a,", count: 500) + "<b>x</b>", "slots", "1")
+        try await redis.send("ZADD", keys.sessionsUsed, "-inf", "dev:a/b:1")
+        try await redis.send("HSET", keys.sessions, "dev:a/b:1", "s")
+        try await redis.send(
+            "HSET", keys.containers, "h/dev",
+            "{\"host\":\"h\",\"agent\":\"dev\",\"state\":\"matches\",\"containerID\":\"c\",\"differences\":[],\"worker\":\"w\",\"checkedAt\":1e300}")
+        try await withApp { client in
+            let cookie = try await Self.signIn(client)
+            for path in [
+                "/dashboard/", "/dashboard/jobs", "/dashboard/jobs/x1", "/dashboard/dead", "/dashboard/dead?offset=9223372036854775800",
+                "/dashboard/sessions", "/dashboard/sessions?after=1-x", "/dashboard/containers",
+            ] {
+                let response = try await client.execute(uri: path, method: .get, headers: Self.formHeaders(cookie: cookie))
+                #expect(response.status == .ok, "\(path)")
+                let html = Self.body(response)
+                #expect(!html.contains("action=\"/dashboard/jobs/../") && !html.contains("href=\"/dashboard/jobs/../"), "\(path)")
+            }
+            let overview = Self.body(try await client.execute(uri: "/dashboard/", method: .get))
+            #expect(!overview.contains("<b>x</b>") && overview.components(separatedBy: "<tr>").count < 60, "registered agent names are capped")
+        }
+    }
+
+    @Test func onlyItsOwnHostNamesAreAnswered() async throws {
+        try await withApp { client in
+            let port = try #require(client.port)
+            func status(host: String) throws -> String {
+                try DockerFixture.shell("curl -s -o /dev/null -w '%{http_code}' -H 'Host: \(host)' http://127.0.0.1:\(port)/dashboard/").1
+            }
+            #expect(try status(host: "attacker.example:9191") == "421")
+            #expect(try status(host: "[::1]:9191") == "200")
+            #expect(try status(host: "localhost") == "200")
+        }
+        #expect(HostCheckMiddleware<DashboardContext>.hostName("Hooks.Example.com:443") == "hooks.example.com")
+        #expect(HostCheckMiddleware<DashboardContext>.hostName("[::1]:80") == "::1")
+        #expect(HostCheckMiddleware<DashboardContext>.hostName("localhost") == "localhost")
+    }
+
+    @Test func signInKeepsNamesWithDotsAndReturnsWhereItWasAsked() async throws {
+        try await withApp { client in
+            let login = Self.body(try await client.execute(uri: "/dashboard/login?back=%2Fdashboard%2Fdead", method: .get))
+            #expect(login.contains("name=\"back\" value=\"/dashboard/dead\""))
+            let response = try await client.execute(
+                uri: "/dashboard/login", method: .post, headers: Self.formHeaders(),
+                body: ByteBuffer(string: "user=alice.smith&password=a+long+dashboard+password"))
+            let cookie = try #require(response.headers[.setCookie]?.split(separator: ";")[0].split(separator: "=", maxSplits: 1)[1])
+            let page = Self.body(try await client.execute(uri: "/dashboard/", method: .get, headers: Self.formHeaders(cookie: String(cookie))))
+            #expect(page.contains("alice.smith") && page.contains("Sign out"))
+        }
+    }
+
+    @Test func backTargetsStayOnTheDashboard() throws {
+        let server = try dashboard()
+        #expect(server.back("/dashboard/jobs?undone=1&a=2&done=requeued&n=3", default: "/x") == "/dashboard/jobs?undone=1&a=2")
+        #expect(server.back("/dashboard/\t/evil.com", default: "/x") == "/x")
+        #expect(server.back("https://evil.example/dashboard/", default: "/x") == "/x")
+        #expect(server.back("//evil.example/", default: "/x") == "/x")
+        #expect(server.back("/elsewhere", default: "/x") == "/x")
+        let root = try dashboard(base: "")
+        #expect(root.back("//evil.example/", default: "/") == "/" && root.back("/\\evil.example", default: "/") == "/")
+        #expect(root.back("/jobs?agent=dev", default: "/") == "/jobs?agent=dev")
+    }
 }

@@ -17,12 +17,15 @@ public struct DashboardSettings: Sendable {
     public var secureCookie = false
     /// Peers whose `X-Forwarded-For` is believed when logging who acted.
     public var trustedProxies: [String] = ["127.0.0.1", "::1"]
+    /// Host names it answers to besides loopback (the name nginx serves it under); others get 421 (DNS rebinding).
+    public var allowedHosts: [String] = []
 
     public init() {}
 
     init(_ node: ConfigNode) throws(ConfigError) {
         _ = try node.mapping(allowed: [
             "listen", "base_path", "read_only", "password_env", "password_file", "session_ttl", "secure_cookie", "trusted_proxies",
+            "allowed_hosts",
         ])
         if let listen = try node.child("listen").string() { (host, port) = try ProducerSettings.hostPort(listen, node.child("listen")) }
         basePath = try node.child("base_path").string(default: "")
@@ -42,6 +45,7 @@ public struct DashboardSettings: Sendable {
         sessionTTL = try node.child("session_ttl").duration(default: sessionTTL)
         secureCookie = try node.child("secure_cookie").bool(default: false)
         if !node.child("trusted_proxies").isMissing { trustedProxies = try node.child("trusted_proxies").strings() }
+        allowedHosts = try node.child("allowed_hosts").strings()
     }
 
     /// The actions password, read from where the config names it.

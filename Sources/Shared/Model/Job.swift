@@ -102,6 +102,18 @@ public enum Timestamp {
         Int64((date.timeIntervalSince1970 * 1000).rounded())
     }
 
+    /// A zset score as whole milliseconds; nil when it is not a finite number in range (a score written by hand as
+    /// `inf` or `1e300` must not crash a reader).
+    public static func score(_ text: String?) -> Int64? {
+        guard let text, let value = Double(text), value.isFinite, abs(value) < 9.0e15 else { return nil }
+        return Int64(value)
+    }
+
+    /// A millisecond score as a date; nil as for `score`.
+    public static func date(score text: String?) -> Date? {
+        score(text).map { Date(timeIntervalSince1970: Double($0) / 1000) }
+    }
+
     public static func parse(_ text: String) -> Date? {
         try? Date(
             text, strategy: .iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: true).timeZone(separator: .omitted))

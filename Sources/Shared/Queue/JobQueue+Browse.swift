@@ -68,6 +68,8 @@ extension JobQueue {
         "worker", "title", "error",
     ]
 
+    static let filterFields = ["status", "agent", "repo", "session"]
+
     /// Jobs newest first after `cursor` that match `filter`: at most `limit`, looking at no more than `examineLimit`
     /// index entries (so a filter that matches nothing costs a bounded amount).
     public func jobs(
@@ -79,20 +81,28 @@ extension JobQueue {
         let chunk = filter.isEmpty ? limit : 500
         while examined < examineLimit {
             let (entries, reachedEnd) = try await indexEntries(after: position, count: min(chunk, examineLimit - examined))
-            let replies = try await redis.pipeline(entries.map { RedisCommand(["HMGET", keys.job($0.id)] + Self.listingFields) })
+            // A filter is checked on the four fields it can name; only the matches are read in full.
+            let fields = filter.isEmpty ? Self.listingFields : Self.filterFields
+            let replies = try await redis.pipeline(entries.map { RedisCommand(["HMGET", keys.job($0.id)] + fields) })
+            var matches: [JobCursor] = []
+            var stop = false
             for (entry, reply) in zip(entries, replies) {
                 examined += 1
                 position = entry
-                var fields: [String: String] = [:]
-                for (name, value) in zip(Self.listingFields, reply.array ?? []) { if let v = value.string { fields[name] = v } }
-                guard fields["status"] != nil else { continue }  // expired since it was indexed
-                let record = JobRecord(id: entry.id, fields: fields)
-                guard filter.matches(record) else { continue }
-                found.append(record)
-                if found.count == limit {
-                    let last = entry == entries.last && reachedEnd
-                    return JobPage(jobs: found, next: last ? nil : position, examined: examined)
+                var values: [String: String] = [:]
+                for (name, value) in zip(fields, reply.array ?? []) { if let v = value.string { values[name] = v } }
+                guard values["status"] != nil else { continue }  // expired since it was indexed
+                guard filter.matches(JobRecord(id: entry.id, fields: values)) else { continue }
+                if filter.isEmpty { found.append(JobRecord(id: entry.id, fields: values)) } else { matches.append(entry) }
+                if found.count + matches.count == limit {
+                    stop = true
+                    break
                 }
+            }
+            if !matches.isEmpty { found += try await records(matches.map(\.id), fields: Self.listingFields) }
+            if stop {
+                let last = position == entries.last && reachedEnd
+                return JobPage(jobs: found, next: last ? nil : position, examined: examined)
             }
             if reachedEnd { return JobPage(jobs: found, next: nil, examined: examined) }
         }
@@ -107,7 +117,7 @@ extension JobQueue {
             let flat =
                 try await redis.send("ZREVRANGEBYSCORE", keys.jobIndex, max, "-inf", "WITHSCORES", "LIMIT", String(offset), String(count))
                 .strings ?? []
-            let batch = stride(from: 0, to: flat.count - 1, by: 2).map { JobCursor(score: Int64(Double(flat[$0 + 1]) ?? 0), id: flat[$0]) }
+            let batch = stride(from: 0, to: flat.count - 1, by: 2).map { JobCursor(score: Timestamp.score(flat[$0 + 1]) ?? 0, id: flat[$0]) }
             offset += batch.count
             // Entries with the cursor's own score at or before it (ties are listed in reverse id order) were shown.
             let fresh = batch.filter { entry in cursor.map { entry.score != $0.score || entry.id < $0.id } ?? true }
@@ -117,6 +127,7 @@ extension JobQueue {
 
     /// Ids on the dead list, newest first, `count` from `offset`, and the list's length.
     public func deadJobs(offset: Int, count: Int) async throws(RedisError) -> (records: [JobRecord], total: Int) {
+        let (offset, count) = (min(max(0, offset), 1 << 40), min(max(1, count), 10_000))
         let replies = try await redis.pipeline([
             RedisCommand("LRANGE", keys.dead, String(offset), String(offset + count - 1)), RedisCommand("LLEN", keys.dead),
         ])
@@ -125,6 +136,7 @@ extension JobQueue {
 
     /// Jobs in the delayed set (failed attempts waiting for their retry, deferrals), soonest first, and the set's size.
     public func delayedJobs(offset: Int, count: Int) async throws(RedisError) -> (records: [JobRecord], total: Int) {
+        let (offset, count) = (min(max(0, offset), 1 << 40), min(max(1, count), 10_000))
         let replies = try await redis.pipeline([
             RedisCommand("ZRANGE", keys.delayed, String(offset), String(offset + count - 1)), RedisCommand("ZCARD", keys.delayed),
         ])
@@ -157,7 +169,7 @@ extension JobQueue {
             let flat =
                 try await redis.send("ZREVRANGEBYSCORE", keys.sessionsUsed, max, "-inf", "WITHSCORES", "LIMIT", String(offset), String(limit + 1))
                 .strings ?? []
-            let batch = stride(from: 0, to: flat.count - 1, by: 2).map { (flat[$0], Int64(Double(flat[$0 + 1]) ?? 0)) }
+            let batch = stride(from: 0, to: flat.count - 1, by: 2).map { (flat[$0], Timestamp.score(flat[$0 + 1]) ?? 0) }
             offset += batch.count
             keysAndScores += batch.filter { key, score in cursor.map { score != $0.score || key < $0.id } ?? true }
             if batch.count < limit + 1 { break }
@@ -189,7 +201,7 @@ extension JobQueue {
             RedisCommand("HMGET", keys.transcript(key), "session_id", "bytes", "host", "sha256", "skipped"),
         ])
         guard let id = replies[0].string else { return nil }
-        let used = replies[1].string.flatMap(Double.init).map { Date(timeIntervalSince1970: $0 / 1000) }
+        let used = Timestamp.date(score: replies[1].string)
         return SessionInfo(key: key, sessionID: id, lastUsed: used, transcript: Self.transcript(replies[2]))
     }
 

@@ -138,7 +138,7 @@ extension JobQueue {
                 WorkerInfo(
                     id: id, host: info["host"] ?? "", agents: (info["agents"] ?? "").split(separator: ",").map(String.init),
                     slots: info["slots"] ?? "",
-                    lastHeartbeat: Date(timeIntervalSince1970: (Double(flat[index + 1]) ?? 0) / 1000),
+                    lastHeartbeat: Timestamp.date(score: flat[index + 1]) ?? Date(timeIntervalSince1970: 0),
                     leaseRemaining: leaseMs > 0 ? .milliseconds(leaseMs) : nil, held: replies[2].strings ?? []))
         }
         return result
@@ -170,10 +170,10 @@ extension JobQueue {
         let all = try await redis.send("HGETALL", keys.sessions).hash ?? [:]
         var result: [SessionInfo] = []
         for (key, id) in all.sorted(by: { $0.key < $1.key }) {
-            let used = try await redis.send("ZSCORE", keys.sessionsUsed, key).string.flatMap(Double.init)
+            let used = Timestamp.date(score: try await redis.send("ZSCORE", keys.sessionsUsed, key).string)
             result.append(
                 SessionInfo(
-                    key: key, sessionID: id, lastUsed: used.map { Date(timeIntervalSince1970: $0 / 1000) },
+                    key: key, sessionID: id, lastUsed: used,
                     transcript: try await transcriptInfo(key)))
         }
         return result

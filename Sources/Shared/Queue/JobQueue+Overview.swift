@@ -158,23 +158,22 @@ extension JobQueue {
             command.append(contentsOf: ["\(report.host)/\(report.agent)", String(decoding: json, as: UTF8.self)])
         }
         try await redis.send(command)
+        // Reports of hosts gone for good (no worker has looked for a week) are forgotten here, by a writer.
+        let forgotten = try await containerReportFields().filter { _, report in
+            report.map { Date().timeIntervalSince($0.checkedAt) > 7 * 86400 } ?? false
+        }.map(\.key)
+        if !forgotten.isEmpty { try await redis.send(["HDEL", keys.containers] + forgotten) }
     }
 
-    /// Every container report, by host then agent. Reports older than `forgetAfter` are deleted (a host gone for good).
-    public func containerReports(now: Date = Date(), forgetAfter: TimeInterval = 7 * 86400) async throws(RedisError) -> [ContainerReport] {
+    /// Every container report, by host then agent (reports this version cannot read are left out, and left alone).
+    public func containerReports() async throws(RedisError) -> [ContainerReport] {
+        try await containerReportFields().values.compactMap { $0 }.sorted { ($0.host, $0.agent) < ($1.host, $1.agent) }
+    }
+
+    private func containerReportFields() async throws(RedisError) -> [String: ContainerReport?] {
         let all = try await redis.send("HGETALL", keys.containers).hash ?? [:]
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .millisecondsSince1970
-        var reports: [ContainerReport] = []
-        var stale: [String] = []
-        for (field, json) in all {
-            guard let report = try? decoder.decode(ContainerReport.self, from: Data(json.utf8)) else {
-                stale.append(field)
-                continue
-            }
-            if now.timeIntervalSince(report.checkedAt) > forgetAfter { stale.append(field) } else { reports.append(report) }
-        }
-        if !stale.isEmpty { try await redis.send(["HDEL", keys.containers] + stale) }
-        return reports.sorted { ($0.host, $0.agent) < ($1.host, $1.agent) }
+        return all.mapValues { try? decoder.decode(ContainerReport.self, from: Data($0.utf8)) }
     }
 }
