@@ -125,23 +125,24 @@ extension JobQueue {
     /// Every registered worker, oldest heartbeat first.
     public func workers(now: Date = Date()) async throws(RedisError) -> [WorkerInfo] {
         let flat = try await redis.send("ZRANGE", keys.workers, "0", "-1", "WITHSCORES").strings ?? []
-        var result: [WorkerInfo] = []
-        for index in stride(from: 0, to: flat.count - 1, by: 2) {
-            let id = flat[index]
-            let replies = try await redis.pipeline([
-                RedisCommand("HGETALL", keys.worker(id)), RedisCommand("PTTL", keys.lease(id)),
-                RedisCommand("LRANGE", keys.processing(id), "0", "-1"),
-            ])
-            let info = replies[0].hash ?? [:]
-            let leaseMs = replies[1].int ?? -2
-            result.append(
-                WorkerInfo(
-                    id: id, host: info["host"] ?? "", agents: (info["agents"] ?? "").split(separator: ",").map(String.init),
-                    slots: info["slots"] ?? "",
-                    lastHeartbeat: Timestamp.date(score: flat[index + 1]) ?? Date(timeIntervalSince1970: 0),
-                    leaseRemaining: leaseMs > 0 ? .milliseconds(leaseMs) : nil, held: replies[2].strings ?? []))
+        let entries = stride(from: 0, to: flat.count - 1, by: 2).map { (id: flat[$0], score: flat[$0 + 1]) }
+        guard !entries.isEmpty else { return [] }
+        // One round trip for all of them.
+        let replies = try await redis.pipeline(
+            entries.flatMap { entry in
+                [
+                    RedisCommand("HGETALL", keys.worker(entry.id)), RedisCommand("PTTL", keys.lease(entry.id)),
+                    RedisCommand("LRANGE", keys.processing(entry.id), "0", "-1"),
+                ]
+            })
+        return entries.enumerated().map { index, entry in
+            let info = replies[3 * index].hash ?? [:]
+            let leaseMs = replies[3 * index + 1].int ?? -2
+            return WorkerInfo(
+                id: entry.id, host: info["host"] ?? "", agents: (info["agents"] ?? "").split(separator: ",").map(String.init),
+                slots: info["slots"] ?? "", lastHeartbeat: Timestamp.date(score: entry.score) ?? Date(timeIntervalSince1970: 0),
+                leaseRemaining: leaseMs > 0 ? .milliseconds(leaseMs) : nil, held: replies[3 * index + 2].strings ?? [])
         }
-        return result
     }
 
     /// Agents that have a queue key now.

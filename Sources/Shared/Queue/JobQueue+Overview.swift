@@ -69,53 +69,17 @@ extension JobQueue {
     /// Per-agent counts for `agents`. Delayed and dead entries are attributed to agents from the newest
     /// `sampleLimit` entries of each (the totals are exact).
     public func overview(agents: [String], sampleLimit: Int = 1000) async throws(RedisError) -> Overview {
-        var commands: [RedisCommand] = []
-        for agent in agents {
-            commands.append(RedisCommand("LLEN", keys.queue(agent)))
-            commands.append(RedisCommand("ZCARD", keys.waiting(agent)))
+        let reply = try await redis.evaluate(QueueScripts.overviewCounts, arguments: [keys.prefix, String(max(1, sampleLimit)), ""] + agents)
+        let numbers = (reply.array ?? []).map { $0.int ?? 0 }
+        guard numbers.count == agents.count * 6 + 4 else { throw .unexpectedReply(command: "overview-counts", reply: "\(reply)") }
+        let counts = agents.enumerated().map { index, agent in
+            var c = AgentCounts(agent: agent)
+            let row = numbers[(index * 6)..<(index * 6 + 6)].map { $0 }
+            (c.queued, c.waiting, c.running, c.delayed, c.dead, c.sessions) = (row[0], row[1], row[2], row[3], row[4], max(0, row[5]))
+            return c
         }
-        commands += [
-            RedisCommand("ZCARD", keys.delayed), RedisCommand("LLEN", keys.dead), RedisCommand("HLEN", keys.sessions),
-            RedisCommand("HGETALL", keys.sessionCounts),
-            RedisCommand("ZREVRANGE", keys.delayed, "0", String(sampleLimit - 1)),
-            RedisCommand("LRANGE", keys.dead, "0", String(sampleLimit - 1)),
-            RedisCommand("ZRANGE", keys.workers, "0", "-1"),
-        ]
-        let replies = try await redis.pipeline(commands)
-        var counts = agents.map(AgentCounts.init(agent:))
-        for index in counts.indices {
-            counts[index].queued = replies[2 * index].int ?? 0
-            counts[index].waiting = replies[2 * index + 1].int ?? 0
-        }
-        let rest = Array(replies[(2 * agents.count)...])
-        let sessionCounts = rest[3].hash ?? [:]
-        for index in counts.indices { counts[index].sessions = max(0, Int(sessionCounts[counts[index].agent] ?? "") ?? 0) }
-        let delayedIDs = rest[4].strings ?? []
-        let deadIDs = rest[5].strings ?? []
-        let workers = rest[6].strings ?? []
-
-        // Running: what live and dead-but-unrecovered workers hold — bounded by the slots in the system.
-        let held = try await redis.pipeline(workers.map { RedisCommand("LRANGE", keys.processing($0), "0", "-1") }).flatMap { $0.strings ?? [] }
-        let ids = held + delayedIDs + deadIDs
-        let records = ids.isEmpty ? [] : try await redis.pipeline(ids.map { RedisCommand("HMGET", keys.job($0), "agent", "status") })
-        let position = Dictionary(uniqueKeysWithValues: counts.enumerated().map { ($1.agent, $0) })
-        for (offset, reply) in records.enumerated() {
-            let values = reply.array ?? []
-            guard values.count == 2, let agent = values[0].string, let index = position[agent] else { continue }
-            let status = values[1].string
-            if offset < held.count {
-                if status == JobStatus.running.rawValue { counts[index].running += 1 }
-            } else if offset < held.count + delayedIDs.count {
-                counts[index].delayed += 1
-            } else if status == JobStatus.dead.rawValue {
-                counts[index].dead += 1
-            }
-        }
-        let delayedTotal = rest[0].int ?? 0
-        let deadTotal = rest[1].int ?? 0
-        return Overview(
-            agents: counts, delayedTotal: delayedTotal, deadTotal: deadTotal, sessionsTotal: rest[2].int ?? 0,
-            sampled: delayedTotal > delayedIDs.count || deadTotal > deadIDs.count)
+        let totals = numbers.suffix(4).map { $0 }
+        return Overview(agents: counts, delayedTotal: totals[0], deadTotal: totals[1], sessionsTotal: totals[2], sampled: totals[3] == 1)
     }
 
     /// Attempts ended per minute over the `minutes` up to `now` (oldest first), per agent.

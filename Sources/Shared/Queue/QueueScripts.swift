@@ -537,4 +537,42 @@ enum QueueScripts {
             for _, session in ipairs(all) do redis.call('HINCRBY', key.sessionCounts, agentOf(session), 1) end
             return #all
             """)
+
+    /// The dashboard overview's counts in one read-only step: per agent (ARGV[4…]) queued, waiting, running (what the
+    /// registered workers hold), delayed and dead (those two from the newest ARGV[2] entries), sessions; then the
+    /// totals: delayed, dead, sessions, and 1 if delayed or dead were sampled. Counting inside Redis keeps a few
+    /// thousand small replies off the wire. ARGV: prefix, sampleLimit, (unused), agent…
+    static let overviewCounts = script(
+        name: "overview-counts",
+        source: """
+            local n = tonumber(ARGV[2])
+            local index, out = {}, {}
+            for i = 4, #ARGV do
+              index[ARGV[i]] = i - 3
+              local base = (i - 4) * 6
+              out[base + 1] = redis.call('LLEN', key.queue(ARGV[i]))
+              out[base + 2] = redis.call('ZCARD', key.waiting(ARGV[i]))
+              out[base + 3], out[base + 4], out[base + 5] = 0, 0, 0
+              out[base + 6] = tonumber(redis.call('HGET', key.sessionCounts, ARGV[i]) or '0') or 0
+            end
+            local function add(id, column, wanted)
+              local agent, status = unpack(redis.call('HMGET', key.job(id), 'agent', 'status'))
+              local at = agent and index[agent]
+              if at and (not wanted or status == wanted) then
+                local slot = (at - 1) * 6 + column
+                out[slot] = out[slot] + 1
+              end
+            end
+            for _, w in ipairs(redis.call('ZRANGE', key.workers, 0, -1)) do
+              for _, id in ipairs(redis.call('LRANGE', key.processing(w), 0, -1)) do add(id, 3, 'running') end
+            end
+            for _, id in ipairs(redis.call('ZREVRANGE', key.delayed, 0, n - 1)) do add(id, 4, nil) end
+            for _, id in ipairs(redis.call('LRANGE', key.dead, 0, n - 1)) do add(id, 5, 'dead') end
+            local delayed, dead = redis.call('ZCARD', key.delayed), redis.call('LLEN', key.dead)
+            out[#out + 1] = delayed
+            out[#out + 1] = dead
+            out[#out + 1] = redis.call('HLEN', key.sessions)
+            out[#out + 1] = (delayed > n or dead > n) and 1 or 0
+            return out
+            """)
 }
