@@ -250,11 +250,18 @@ import Testing
                 }
             }
             #expect(full, "Redis never reported OOM")
+            // The first refusal can be borderline (a client buffer freed a moment later brings Redis back under the
+            // limit): put the limit well below what is used, so the state is unambiguous.
+            let used =
+                try await queue.redis.send("INFO", "memory").string?.split(separator: "\r\n")
+                .first { $0.hasPrefix("used_memory:") }.flatMap { Int($0.dropFirst("used_memory:".count)) } ?? 0
+            try await queue.redis.send("CONFIG", "SET", "maxmemory", String(used / 2))
             let refused = try await Self.post(client, forge: "github", file: "issues.opened.json")
             #expect(refused.status == .serviceUnavailable, "\(refused.status) \(refused.json)")
             #expect(try await Self.jobCount(queue) == 0)
             #expect(try await queue.redis.send("KEYS", "hooks:*").strings ?? [] == [], "the refused request left keys")
             _ = try await queue.redis.send("FLUSHALL")
+            try await queue.redis.send("CONFIG", "SET", "maxmemory", "2mb")
             #expect(try await Self.post(client, forge: "github", file: "issues.opened.json").status == .accepted)
             #expect(try await Self.jobCount(queue) == 1)
         }
