@@ -257,12 +257,12 @@ import Testing
     @Test func onlyItsOwnHostNamesAreAnswered() async throws {
         try await withApp { client in
             let port = try #require(client.port)
-            func status(host: String) throws -> String {
-                try DockerFixture.shell("curl -s -o /dev/null -w '%{http_code}' -H 'Host: \(host)' http://127.0.0.1:\(port)/dashboard/").1
+            func status(host: String) async throws -> String {
+                try await DockerFixture.shell("curl -s -o /dev/null -w '%{http_code}' -H 'Host: \(host)' http://127.0.0.1:\(port)/dashboard/").1
             }
-            #expect(try status(host: "attacker.example:9191") == "421")
-            #expect(try status(host: "[::1]:9191") == "200")
-            #expect(try status(host: "localhost") == "200")
+            #expect(try await status(host: "attacker.example:9191") == "421")
+            #expect(try await status(host: "[::1]:9191") == "200")
+            #expect(try await status(host: "localhost") == "200")
         }
         #expect(HostCheckMiddleware<DashboardContext>.hostName("Hooks.Example.com:443") == "hooks.example.com")
         #expect(HostCheckMiddleware<DashboardContext>.hostName("[::1]:80") == "::1")

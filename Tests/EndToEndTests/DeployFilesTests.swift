@@ -8,7 +8,7 @@ import Yams
     static let deploy = DockerFixture.repositoryRoot.appendingPathComponent("deploy")
 
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze"), "systemd-analyze is not installed"))
-    func systemdUnitsVerify() throws {
+    func systemdUnitsVerify() async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("units-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -24,7 +24,7 @@ import Yams
             ).replacingOccurrences(of: "/usr/local/bin/hooks-dashboard", with: "/bin/true")
             try text.write(to: dir.appendingPathComponent(instance), atomically: true, encoding: .utf8)
         }
-        let (code, out) = try DockerFixture.shell(
+        let (code, out) = try await DockerFixture.shell(
             "cd '\(dir.path)' && SYSTEMD_LOG_LEVEL=warning systemd-analyze verify forge-hooks-producer.service forge-hooks-worker@1.service forge-hooks-dashboard.service 2>&1"
         )
         #expect(code == 0, "\(out)")

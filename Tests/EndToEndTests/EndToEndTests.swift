@@ -102,11 +102,11 @@ import Testing
         func log(_ name: String) -> String { (try? String(contentsOf: root.appendingPathComponent("\(name).log"), encoding: .utf8)) ?? "" }
 
         /// POSTs through nginx, signed and headed like Forgejo. Returns (HTTP status, body).
-        func post(event: String, payload: [String: Any], delivery: String = UUID().uuidString) throws -> (Int, String) {
+        func post(event: String, payload: [String: Any], delivery: String = UUID().uuidString) async throws -> (Int, String) {
             let body = try JSONSerialization.data(withJSONObject: payload)
             let file = root.appendingPathComponent("payload-\(UUID().uuidString).json")
             try body.write(to: file)
-            let (code, out) = try DockerFixture.shell(
+            let (code, out) = try await DockerFixture.shell(
                 """
                 sig=$(openssl dgst -sha256 -hmac '\(EndToEndTests.secret)' -hex < '\(file.path)' | awk '{print $NF}')
                 curl -s -w '\\n%{http_code}' -X POST http://127.0.0.1:\(nginx!.port)/webhooks/forgejo -H 'Content-Type: application/json' \
@@ -132,8 +132,8 @@ import Testing
             throw TestSetupError("job \(id) did not finish; worker logs:\n\(log("worker-1").suffix(2000))\n\(log("worker-2").suffix(2000))")
         }
 
-        func hooksctl(_ args: [String]) throws -> Any {
-            let (code, out) = try DockerFixture.shell(
+        func hooksctl(_ args: [String]) async throws -> Any {
+            let (code, out) = try await DockerFixture.shell(
                 "'\(bin)/hooksctl' " + (args + ["--redis", redis.url]).map { "'\($0)'" }.joined(separator: " "))
             guard code == 0 else { throw TestSetupError("hooksctl \(args) failed (\(code)): \(out)") }
             return try JSONSerialization.jsonObject(with: Data(out.utf8))
@@ -142,8 +142,8 @@ import Testing
         func stop() async {
             for p in processes.reversed() { p.terminate() }
             nginx?.stop()
-            let (_, ids) = (try? DockerFixture.shell("docker ps -aq --filter label=forge-hooks.host=\(prefix)")) ?? (0, "")
-            for id in ids.split(separator: "\n") { _ = try? DockerFixture.shell("docker rm -f \(id)") }
+            let (_, ids) = (try? await DockerFixture.shell("docker ps -aq --filter label=forge-hooks.host=\(prefix)")) ?? (0, "")
+            for id in ids.split(separator: "\n") { _ = try? await DockerFixture.shell("docker rm -f \(id)") }
             client.shutdown()
             redis.stop()
             try? FileManager.default.removeItem(at: root)
@@ -182,7 +182,7 @@ import Testing
         do {
             try await stack.start()
             // 1. An issue opened with a label → boss runs; its session id is stored.
-            let (s1, b1) = try stack.post(
+            let (s1, b1) = try await stack.post(
                 event: "issues",
                 payload: [
                     "action": "opened", "number": 1, "issue": Self.issue(1, labels: ["triage"]), "repository": Self.repository, "sender": Self.alice,
@@ -194,24 +194,24 @@ import Testing
             #expect(boss["session_id"] == bossSession)
 
             // 2. @dev twice → dev runs, then resumes the same session.
-            let (_, c1) = try stack.post(event: "issue_comment", payload: Self.comment(1, "@dev can you fix this?"))
+            let (_, c1) = try await stack.post(event: "issue_comment", payload: Self.comment(1, "@dev can you fix this?"))
             let dev1 = try await stack.waitDone(try #require(stack.jobIDs(c1).first))
             #expect(dev1["status"] == "succeeded" && dev1["result"]?.contains("earlier turns: 0") == true, "\(dev1)")
-            let (_, c2) = try stack.post(event: "issue_comment", payload: Self.comment(1, "@dev also the cart page please"))
+            let (_, c2) = try await stack.post(event: "issue_comment", payload: Self.comment(1, "@dev also the cart page please"))
             let dev2 = try await stack.waitDone(try #require(stack.jobIDs(c2).first))
             #expect(dev2["resumed_from"] == dev1["session_id"] && dev2["session_id"] == dev1["session_id"], "\(dev2)")
             #expect(dev2["result"]?.contains("earlier turns: 1") == true, "\(dev2)")
 
             // 3. A PR opened → reviewer; @dev on the PR; a review requesting changes → dev resumes on the PR's session.
-            let (_, p1) = try stack.post(
+            let (_, p1) = try await stack.post(
                 event: "pull_request",
                 payload: ["action": "opened", "number": 2, "pull_request": Self.pullRequest(2), "repository": Self.repository, "sender": Self.alice])
             let reviewer = try await stack.waitDone(try #require(stack.jobIDs(p1).first))
             #expect(reviewer["agent"] == "reviewer" && reviewer["status"] == "succeeded")
-            let (_, p2) = try stack.post(event: "issue_comment", payload: Self.comment(2, "@dev please take over this PR", isPull: true))
+            let (_, p2) = try await stack.post(event: "issue_comment", payload: Self.comment(2, "@dev please take over this PR", isPull: true))
             let devPR = try await stack.waitDone(try #require(stack.jobIDs(p2).first))
             #expect(devPR["session"] == "dev:acme/shop:2")
-            let (s3, p3) = try stack.post(
+            let (s3, p3) = try await stack.post(
                 event: "pull_request_rejected",
                 payload: [
                     "action": "reviewed", "number": 2, "pull_request": Self.pullRequest(2), "repository": Self.repository, "sender": Self.alice,
@@ -224,17 +224,17 @@ import Testing
 
             // 4. The same delivery twice → one job.
             let payload = Self.comment(1, "@dev one more thing")
-            let (d1, first) = try stack.post(event: "issue_comment", payload: payload, delivery: "dup-delivery")
-            let (d2, second) = try stack.post(event: "issue_comment", payload: payload, delivery: "dup-delivery")
+            let (d1, first) = try await stack.post(event: "issue_comment", payload: payload, delivery: "dup-delivery")
+            let (d2, second) = try await stack.post(event: "issue_comment", payload: payload, delivery: "dup-delivery")
             #expect(d1 == 202 && d2 == 200 && second.contains("\"duplicate\":true"), "\(second)")
             #expect(stack.jobIDs(first) == stack.jobIDs(second))
             _ = try await stack.waitDone(try #require(stack.jobIDs(first).first))
             // dev ran: two issue comments, the PR comment, the review, and the deduplicated comment once.
-            let jobs = try stack.hooksctl(["jobs", "--agent", "dev", "--json"]) as? [[String: Any]] ?? []
+            let jobs = try await stack.hooksctl(["jobs", "--agent", "dev", "--json"]) as? [[String: Any]] ?? []
             #expect(jobs.count == 5, "\(jobs.map { $0["id"] ?? "" })")
 
             // 5. The issue closed → its sessions are dropped; the PR's stay.
-            let (s5, b5) = try stack.post(
+            let (s5, b5) = try await stack.post(
                 event: "issues",
                 payload: [
                     "action": "closed", "number": 1, "issue": Self.issue(1, state: "closed"), "repository": Self.repository, "sender": Self.alice,
@@ -243,11 +243,11 @@ import Testing
             let sessions = try await stack.client.send("HKEYS", "hooks:sessions").strings ?? []
             #expect(!sessions.contains("boss:acme/shop:1") && !sessions.contains("dev:acme/shop:1"), "\(sessions)")
             #expect(sessions.contains("dev:acme/shop:2") && sessions.contains("reviewer:acme/shop:2"))
-            let listed = try stack.hooksctl(["sessions", "--json"]) as? [[String: Any]] ?? []
+            let listed = try await stack.hooksctl(["sessions", "--json"]) as? [[String: Any]] ?? []
             #expect(Set(listed.compactMap { $0["session"] as? String }) == ["dev:acme/shop:2", "reviewer:acme/shop:2"])
 
             // The operator's status view: two live workers, nothing queued, running or dead.
-            let status = try #require(try stack.hooksctl(["status", "--json"]) as? [String: Any])
+            let status = try #require(try await stack.hooksctl(["status", "--json"]) as? [String: Any])
             let workers = status["workers"] as? [[String: Any]] ?? []
             #expect(workers.count == 2 && workers.allSatisfy { $0["alive"] as? Bool == true }, "\(workers)")
             #expect(status["dead"] as? Int == 0 && (status["running"] as? [Any])?.isEmpty == true)

@@ -46,7 +46,7 @@ import Testing
             let agent = env.agent()
             try AgentEnvironment.sync(agent)
             // The seed's broken state: credentials bound without a read-write projects/ bind.
-            let (code, out) = try DockerFixture.shell(
+            let (code, out) = try await DockerFixture.shell(
                 "docker run -d --name \(env.prefix)-dev -u 1000:1000 -v \(agent.credentialsDir):\(agent.configDir):ro -v \(agent.workDir):/work "
                     + "-e CLAUDE_CONFIG_DIR=\(agent.configDir) \(DockerFixture.image) sleep infinity")
             #expect(code == 0, "\(out)")
@@ -71,8 +71,8 @@ import Testing
         try await WorkerEnvironment.with() { env in
             // A tag of its own: re-tagging the shared test image would make every other test's container drift.
             let image = "forge-hooks/agent-stub:retag-\(env.prefix)"
-            #expect(try DockerFixture.shell("docker tag \(DockerFixture.image) \(image)").0 == 0)
-            defer { _ = try? DockerFixture.shell("docker rmi -f \(image)") }
+            #expect(try await DockerFixture.shell("docker tag \(DockerFixture.image) \(image)").0 == 0)
+            defer { _ = try? DockerFixture.shellBlocking("docker rmi -f \(image)") }
             env.config.agents["dev"]!.image = image
             let executor = env.executor()
             try await env.enqueue("one")
@@ -84,7 +84,7 @@ import Testing
             #expect(second["container_changes"] == nil)
 
             // Re-tag the image (same name, new id): drift by image id → recreated once, then stable.
-            try DockerFixture.runScript(["deploy/agent-stub/build-image.sh", image])
+            try await DockerFixture.runScript(["deploy/agent-stub/build-image.sh", image])
             try await env.enqueue("three")
             let third = try await env.runNext(executor)
             let afterImage = try #require(try await env.containerID())
