@@ -13,7 +13,7 @@ struct Hooksctl: AsyncParsableCommand {
 
 /// Where Redis is: --redis/--prefix, or the config file's redis section, or FORGE_HOOKS_REDIS, or localhost.
 struct Connection: ParsableArguments {
-    @Option(help: "Redis URL (default: the config's redis.url, else $FORGE_HOOKS_REDIS, else redis://127.0.0.1:6379).")
+    @Option(help: "Redis URL (default: the config's redis.url or redis.sentinel, else $FORGE_HOOKS_REDIS, else redis://127.0.0.1:6379).")
     var redis: String?
     @Option(help: "Key prefix (default: the config's redis.prefix, else hooks).")
     var prefix: String?
@@ -23,21 +23,23 @@ struct Connection: ParsableArguments {
     func open() throws -> (RedisClient, KeySchema) {
         var url = redis ?? ProcessInfo.processInfo.environment["FORGE_HOOKS_REDIS"] ?? "redis://127.0.0.1:6379"
         var keyPrefix = prefix ?? "hooks"
+        var sentinel: RedisConfiguration.Sentinel?
         if let config {
             do {
                 let loaded = try AppConfig.load(path: config, resolveSecrets: false)
-                if redis == nil { url = loaded.redisURL }
+                if redis == nil { (url, sentinel) = (loaded.redisURL, loaded.redisSentinel) }
                 if prefix == nil { keyPrefix = loaded.keyPrefix }
             } catch {
                 throw ValidationError("\(error)")
             }
         }
-        let configuration: RedisConfiguration
+        var configuration: RedisConfiguration
         do {
             configuration = try RedisConfiguration(url: url)
         } catch {
             throw ValidationError("\(error)")
         }
+        configuration.sentinel = sentinel  // the config's sentinels, unless --redis names a node
         return (RedisClient(configuration: configuration, connections: 2, name: "hooksctl"), KeySchema(prefix: keyPrefix))
     }
 }

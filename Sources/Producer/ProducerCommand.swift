@@ -50,7 +50,13 @@ struct ProducerCommand: AsyncParsableCommand {
         do {
             try await redis.ping()
         } catch {
-            if check {
+            // A master name the sentinels do not know is a configuration error; sentinels that do not answer at all,
+            // an outage (with sentinels configured, most often wrong addresses): both stop start-up.
+            if case .unknownMaster = error {
+                logger.critical("invalid configuration: \(error)")
+                throw ExitCode(78)
+            }
+            if check || appConfig.redisSentinel != nil {
                 logger.critical("\(error)")
                 throw ExitCode(69)
             }

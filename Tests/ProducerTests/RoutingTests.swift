@@ -150,6 +150,14 @@ import Testing
         ("producer: {listen: 'localhost'}", "producer.listen: must be host:port"),
         ("producer: {redis_connections: 0}", "producer.redis_connections: must be between 1 and 64, got 0"),
         ("rules: [1", "not valid YAML"),
+        ("redis: {sentinel: {addresses: ['127.0.0.1:26379']}}", "redis.sentinel.master_name: is required"),
+        ("redis: {sentinel: {master_name: m}}", "redis.sentinel.addresses: is required"),
+        ("redis: {sentinel: {master_name: m, addresses: ['127.0.0.1']}}", "redis.sentinel.addresses[0]: must be host:port"),
+        ("redis: {sentinel: {master_name: m, addresses: ['a:1'], password_env: NOPE}}", "redis.sentinel.password_env: environment variable NOPE"),
+        ("redis: {replicas_ack: 20}", "redis.replicas_ack: must be between 0 and 16"),
+        ("redis: {replicas_ack_timeout: 5s}", "redis.replicas_ack_timeout: must be at most 2s"),
+        ("dashboard: {password_env: A, password_file: b}", "dashboard: set one of password_env and password_file"),
+        ("dashboard: {base_path: 'a b'}", "dashboard.base_path: must be a URL path"),
         (
             "agents: {dev: {image: i}}\nrules: [{agent: dev, events: [issues], review_states: [rejected], prompt: x}]",
             "unknown review state 'rejected'"

@@ -4,6 +4,8 @@ import Yams
 /// The whole configuration file, shared by the producer and the workers. Built and validated once at start-up.
 public struct AppConfig: Sendable {
     public var redisURL: String
+    /// Sentinels to find the master through (`redis.sentinel`); nil = `redisURL`'s host.
+    public var redisSentinel: RedisConfiguration.Sentinel?
     public var keyPrefix: String
     public var queue: QueueSettings
     public var producer: ProducerSettings
@@ -47,17 +49,23 @@ public struct AppConfig: Sendable {
         _ = try root.mapping(allowed: ["redis", "queue", "producer", "worker", "forges", "senders", "bots", "agents", "rules", "dashboard"])
 
         let redis = root.child("redis")
-        _ = try redis.mapping(allowed: ["url", "prefix"])
+        _ = try redis.mapping(allowed: ["url", "prefix", "sentinel", "replicas_ack", "replicas_ack_timeout"])
         let redisURL = try redis.child("url").string(default: "redis://127.0.0.1:6379")
         do {
             _ = try RedisConfiguration(url: redisURL)
         } catch {
             throw redis.child("url").error("\(error)")
         }
+        let sentinel = try Self.sentinel(redis.child("sentinel"), environment: environment)
         let prefix = try redis.child("prefix").string(default: "hooks")
         if prefix.isEmpty || prefix.contains(" ") { throw redis.child("prefix").error("must be a non-empty word without spaces") }
 
-        let queue = try Self.queueSettings(root.child("queue"))
+        var queue = try Self.queueSettings(root.child("queue"))
+        queue.replicasAck = try redis.child("replicas_ack").int(default: 0, range: 0...16)
+        queue.replicasAckTimeout = try redis.child("replicas_ack_timeout").duration(default: queue.replicasAckTimeout)
+        if queue.replicasAckTimeout > .seconds(2) {
+            throw redis.child("replicas_ack_timeout").error("must be at most 2s: the producer answers within its 3 s Redis command timeout")
+        }
         let producer = try ProducerSettings(root.child("producer"))
         let worker = try WorkerSettings(root.child("worker"))
         let dashboard = try DashboardSettings(root.child("dashboard"))
@@ -93,11 +101,49 @@ public struct AppConfig: Sendable {
             rules.append(rule)
         }
         return AppConfig(
-            redisURL: redisURL, keyPrefix: prefix, queue: queue, producer: producer, forges: forges, allowedSenders: allowed,
+            redisURL: redisURL, redisSentinel: sentinel, keyPrefix: prefix, queue: queue, producer: producer, forges: forges, allowedSenders: allowed,
             botLogins: bots, agents: agents, rules: rules, worker: worker, dashboard: dashboard)
     }
 
-    public var redisConfiguration: RedisConfiguration { try! RedisConfiguration(url: redisURL) }
+    /// The URL's credentials and db; the master's address from `redisSentinel` when set, else the URL's host.
+    public var redisConfiguration: RedisConfiguration {
+        var configuration = try! RedisConfiguration(url: redisURL)
+        configuration.sentinel = redisSentinel
+        return configuration
+    }
+
+    /// `redis.sentinel`: `master_name`, `addresses` (host:port…), and the sentinels' own `password_env`/`password_file`
+    /// (and `username`). Its password is resolved by every process: all of them connect through the sentinels.
+    static func sentinel(_ node: ConfigNode, environment: [String: String]) throws(ConfigError) -> RedisConfiguration.Sentinel? {
+        guard !node.isMissing else { return nil }
+        _ = try node.mapping(allowed: ["master_name", "addresses", "username", "password_env", "password_file"])
+        let name = try node.child("master_name").requiredString()
+        guard !name.isEmpty, !name.contains(" ") else { throw node.child("master_name").error("must be the master's name in the sentinels' config") }
+        var addresses: [RedisConfiguration.Sentinel.Address] = []
+        for (index, text) in try node.child("addresses").strings().enumerated() {
+            let entry = ConfigNode(file: node.file, path: "\(node.path).addresses[\(index)]", value: text)
+            let (host, port) = try ProducerSettings.hostPort(text, entry)
+            guard port > 0, !text.hasPrefix(":") else { throw entry.error("must be host:port, e.g. 10.0.0.5:26379") }
+            addresses.append(.init(host: host, port: port))
+        }
+        guard !addresses.isEmpty else {
+            throw node.child("addresses").error("is required: the sentinels' host:port (three or more, on different machines)")
+        }
+        var password: String?
+        if let name = try node.child("password_env").string() {
+            guard let value = environment[name], !value.isEmpty else {
+                throw node.child("password_env").error("environment variable \(name) is not set or empty; export the sentinels' password")
+            }
+            password = value
+        }
+        if let path = try node.child("password_file").string() {
+            guard password == nil else { throw node.error("set one of password_env and password_file, not both") }
+            guard let data = FileManager.default.contents(atPath: path) else { throw node.child("password_file").error("cannot read \(path)") }
+            password = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        return RedisConfiguration.Sentinel(
+            masterName: name, addresses: addresses, username: try node.child("username").string(), password: password)
+    }
     public var keys: KeySchema { KeySchema(prefix: keyPrefix) }
 
     /// Agents' credentials and work dirs must neither coincide nor nest: everything inside a work dir (and inside a

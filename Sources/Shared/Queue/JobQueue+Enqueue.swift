@@ -35,7 +35,12 @@ extension JobQueue {
             for (k, v) in fields { args += [k, v] }
         }
         args += dropSessions
-        let reply = try await redis.evaluate(QueueScripts.enqueue, arguments: args)
+        // With replicas_ack, 202 means the jobs are on that many replicas too: a failover cannot lose them.
+        let reply =
+            settings.replicasAck > 0
+            ? try await redis.evaluateReplicated(
+                QueueScripts.enqueue, arguments: args, replicas: settings.replicasAck, timeout: settings.replicasAckTimeout)
+            : try await redis.evaluate(QueueScripts.enqueue, arguments: args)
         guard let items = reply.strings, let tag = items.first else {
             throw .unexpectedReply(command: "enqueue", reply: "\(reply)")
         }

@@ -128,6 +128,9 @@ enum QueueScripts {
             if dk ~= '' then
               local previous = redis.call('GET', dk)
               if previous then
+                -- Rewritten (same value and TTL) so the reply is a write a following WAIT covers: with replicas_ack, a
+                -- redelivery is confirmed only once replicas have the first delivery's jobs too.
+                redis.call('SET', dk, previous, 'KEEPTTL')
                 local out = {'duplicate'}
                 for id in string.gmatch(previous, '[^,]+') do out[#out + 1] = id end
                 return out

@@ -25,6 +25,11 @@ public struct QueueSettings: Sendable, Equatable {
     public var sessionIdle: Duration = .seconds(30 * 24 * 3600)
     /// Session transcripts up to this size are shipped through Redis so any host can resume (0 = never ship).
     public var transcriptMaxBytes: Int = 16 << 20
+    /// The producer confirms a webhook (202) only once this many replicas have its jobs (`WAIT`); 0 = once the master
+    /// has them. A write only the master had can be lost when a replica is promoted.
+    public var replicasAck: Int = 0
+    /// How long the producer waits for those replicas before answering 503.
+    public var replicasAckTimeout: Duration = .milliseconds(500)
 
     public init() {}
 }

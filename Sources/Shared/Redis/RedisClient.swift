@@ -117,6 +117,32 @@ public final class RedisClient: Sendable {
         return reply
     }
 
+    /// `evaluate`, then `WAIT replicas timeout` on the same connection (WAIT counts the replicas that have every
+    /// write this connection made): the script's writes are confirmed only once `replicas` replicas have them.
+    /// - Throws: `RedisError.notReplicated` when fewer acknowledged in time (the writes are on the master, maybe not
+    ///   on any replica).
+    public func evaluateReplicated(
+        _ script: RedisScript, arguments: [String], replicas: Int, timeout: Duration
+    ) async throws(RedisError) -> RedisReply {
+        let command = RedisCommand(["EVALSHA", script.sha1, "0"] + arguments)
+        let milliseconds = timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000
+        let wait = RedisCommand("WAIT", String(replicas), String(max(1, milliseconds)))
+        let replies = try await withConnection { connection throws(RedisError) in
+            var replies = try connection.pipeline([command, wait])
+            if case .error(let message) = replies[0], message.hasPrefix("NOSCRIPT") {
+                let loaded = try connection.send(RedisCommand("SCRIPT", "LOAD", script.source))
+                if case .error = loaded { return [loaded, .integer(0)] }
+                replies = try connection.pipeline([command, wait])
+            }
+            return replies
+        }
+        if case .error(let message) = replies[0] { throw .server(message) }
+        if case .error(let message) = replies[1] { throw .server("WAIT: \(message)") }
+        let acknowledged = replies[1].int ?? 0
+        guard acknowledged >= replicas else { throw .notReplicated(acknowledged: acknowledged, wanted: replicas) }
+        return replies[0]
+    }
+
     /// Runs a blocking command whose server-side timeout is `timeout`; the connection's socket timeout is raised
     /// above it for this call. Use on a dedicated client: the connection is busy for up to `timeout`.
     public func blocking(_ command: RedisCommand, timeout: Duration) async throws(RedisError) -> RedisReply {

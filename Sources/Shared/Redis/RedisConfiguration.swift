@@ -12,7 +12,35 @@ public struct RedisConfiguration: Sendable, Equatable {
         case unix(path: String)
     }
 
+    /// Sentinels that name the master: when set, `endpoint` is not used; every (re)connect asks them.
+    public struct Sentinel: Sendable, Equatable {
+        public var masterName: String
+        /// `host:port` of each sentinel, asked in order (the last one that answered first).
+        public var addresses: [Address]
+        /// The sentinels' own password (`requirepass` in sentinel.conf), if they have one.
+        public var username: String?
+        public var password: String?
+
+        public struct Address: Sendable, Equatable, CustomStringConvertible {
+            public var host: String
+            public var port: Int
+            public init(host: String, port: Int) {
+                self.host = host
+                self.port = port
+            }
+            public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+        }
+
+        public init(masterName: String, addresses: [Address], username: String? = nil, password: String? = nil) {
+            self.masterName = masterName
+            self.addresses = addresses
+            self.username = username
+            self.password = password
+        }
+    }
+
     public var endpoint: Endpoint
+    public var sentinel: Sentinel?
     public var username: String?
     public var password: String?
     public var database: Int
@@ -139,6 +167,9 @@ public struct RedisConfiguration: Sendable, Equatable {
 
     /// A loggable description of the endpoint (never the password).
     public var endpointDescription: String {
+        if let sentinel {
+            return "master '\(sentinel.masterName)' via sentinels \(sentinel.addresses.map(\.description).joined(separator: ","))"
+        }
         switch endpoint {
         case .tcp(let host, let port): return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
         case .unix(let path): return "unix:\(path)"

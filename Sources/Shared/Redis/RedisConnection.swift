@@ -16,6 +16,8 @@ final class RedisConnection {
     private var lastConnectError: RedisError?
     private var socketTimeout: Duration
     private let health: ConnectHealth
+    /// The sentinel that answered last: asked first next time.
+    private var preferredSentinel = 0
 
     init(configuration: RedisConfiguration, health: ConnectHealth = ConnectHealth()) {
         self.configuration = configuration
@@ -57,10 +59,97 @@ final class RedisConnection {
     }
 
     private func connect() throws(RedisError) -> UnsafeMutablePointer<redisContext> {
-        let endpoint = configuration.endpointDescription
+        guard let sentinel = configuration.sentinel else { return try open(configuration.endpoint, description: configuration.endpointDescription) }
+        let master = try discoverMaster(sentinel)
+        let description = "master '\(sentinel.masterName)' at \(master)"
+        let ctx = try open(.tcp(host: master.host, port: master.port), description: description)
+        // The sentinels' answer can be stale for a moment around a failover: only a node that says it is the master
+        // is used. Anything else is dropped and asked about again after the back-off.
+        let role: RedisReply
+        do {
+            role = try Self.roundTrip(ctx, [RedisCommand("ROLE")], endpoint: description)[0]
+        } catch {
+            redisFree(ctx)
+            throw .connectionFailed(endpoint: description, reason: "\(error)")
+        }
+        guard role.array?.first?.string == "master" else {
+            redisFree(ctx)
+            throw .connectionFailed(
+                endpoint: description,
+                reason:
+                    "it answers ROLE with \(role.array?.first?.string ?? "\(role)"), not master: a failover is under way; asking the sentinels again")
+        }
+        return ctx
+    }
+
+    /// Asks the sentinels, the last one that answered first, where the master is.
+    private func discoverMaster(_ sentinel: RedisConfiguration.Sentinel) throws(RedisError) -> RedisConfiguration.Sentinel.Address {
+        var problems: [String] = []
+        var unknown = 0
+        var answered = 0
+        let count = sentinel.addresses.count
+        for step in 0..<count {
+            let index = (preferredSentinel + step) % count
+            let address = sentinel.addresses[index]
+            let ctx: UnsafeMutablePointer<redisContext>
+            do {
+                ctx = try open(
+                    .tcp(host: address.host, port: address.port), description: "sentinel \(address)", username: sentinel.username,
+                    password: sentinel.password, database: 0)
+            } catch {
+                problems.append("\(address): \(Self.reason(error))")
+                continue
+            }
+            defer { redisFree(ctx) }
+            let reply: RedisReply
+            do {
+                reply = try Self.roundTrip(
+                    ctx, [RedisCommand("SENTINEL", "get-master-addr-by-name", sentinel.masterName)], endpoint: "sentinel \(address)")[0]
+            } catch {
+                problems.append("\(address): \(Self.reason(error))")
+                continue
+            }
+            answered += 1
+            switch reply {
+            case .array(let items) where items.count == 2:
+                guard let host = items[0].string, let port = items[1].string.flatMap(Int.init) else { fallthrough }
+                preferredSentinel = index
+                return .init(host: host, port: port)
+            case .null:
+                unknown += 1
+                problems.append("\(address): does not know master '\(sentinel.masterName)'")
+            default:
+                problems.append("\(address): answered \(reply)")
+            }
+        }
+        // Every sentinel that answered says it does not know the name: a configuration error, not an outage.
+        if unknown > 0 && unknown == answered {
+            throw .unknownMaster(name: sentinel.masterName, sentinels: sentinel.addresses.map(\.description).joined(separator: ", "))
+        }
+        throw .connectionFailed(
+            endpoint: configuration.endpointDescription,
+            reason:
+                "no sentinel named a reachable master (\(problems.joined(separator: "; "))); check redis.sentinel.addresses and that the sentinels run"
+        )
+    }
+
+    private static func reason(_ error: RedisError) -> String {
+        switch error {
+        case .connectionFailed(_, let reason), .connectionLost(_, let reason): return reason
+        default: return "\(error)"
+        }
+    }
+
+    private func open(
+        _ target: RedisConfiguration.Endpoint, description endpoint: String, username: String?? = nil, password: String?? = nil,
+        database: Int? = nil
+    ) throws(RedisError) -> UnsafeMutablePointer<redisContext> {
+        let username = username ?? configuration.username
+        let password = password ?? configuration.password
+        let database = database ?? configuration.database
         let tv = Self.timeval(configuration.connectTimeout)
         let made: UnsafeMutablePointer<redisContext>?
-        switch configuration.endpoint {
+        switch target {
         case .tcp(let host, let port): made = redisConnectWithTimeout(host, Int32(port), tv)
         case .unix(let path): made = redisConnectUnixWithTimeout(path, tv)
         }
@@ -75,22 +164,22 @@ final class RedisConnection {
         socketTimeout = configuration.commandTimeout
         redisSetTimeout(ctx, Self.timeval(socketTimeout))
         // Keep-alive is TCP only: on a unix socket it fails and leaves the context in an error state.
-        if case .tcp = configuration.endpoint { redisEnableKeepAlive(ctx) }
+        if case .tcp = target { redisEnableKeepAlive(ctx) }
         do throws(RedisError) {
-            if let password = configuration.password {
+            if let password {
                 var args = ["AUTH"]
-                if let user = configuration.username { args.append(user) }
+                if let user = username { args.append(user) }
                 args.append(password)
                 if case .error(let message) = try Self.roundTrip(ctx, [RedisCommand(args)], endpoint: endpoint)[0] {
                     throw RedisError.connectionFailed(endpoint: endpoint, reason: "AUTH rejected: \(message)")
                 }
-            } else if let user = configuration.username {
+            } else if let user = username {
                 throw RedisError.connectionFailed(endpoint: endpoint, reason: "a username ('\(user)') was given without a password")
             }
-            if configuration.database != 0 {
-                let reply = try Self.roundTrip(ctx, [RedisCommand(["SELECT", String(configuration.database)])], endpoint: endpoint)[0]
+            if database != 0 {
+                let reply = try Self.roundTrip(ctx, [RedisCommand(["SELECT", String(database)])], endpoint: endpoint)[0]
                 if case .error(let message) = reply {
-                    throw RedisError.connectionFailed(endpoint: endpoint, reason: "SELECT \(configuration.database) rejected: \(message)")
+                    throw RedisError.connectionFailed(endpoint: endpoint, reason: "SELECT \(database) rejected: \(message)")
                 }
             }
         } catch {
@@ -112,10 +201,23 @@ final class RedisConnection {
     func pipeline(_ commands: [RedisCommand]) throws(RedisError) -> [RedisReply] {
         let ctx = try ensureConnected()
         do {
-            return try Self.roundTrip(ctx, commands, endpoint: configuration.endpointDescription)
+            let replies = try Self.roundTrip(ctx, commands, endpoint: configuration.endpointDescription)
+            dropIfNotMaster(replies)
+            return replies
         } catch {
             disconnect()
             throw error
+        }
+    }
+
+    /// A node that answers READONLY (demoted to a replica), LOADING (restarting), MASTERDOWN (a replica cut off from
+    /// its master) or UNBLOCKED (a blocked command ended by a role change) is not the master to use any more: the
+    /// connection is dropped, and the next call finds the master again (through the sentinels, when configured).
+    private func dropIfNotMaster(_ replies: [RedisReply]) {
+        for case .error(let message) in replies
+        where message.hasPrefix("READONLY") || message.hasPrefix("LOADING") || message.hasPrefix("MASTERDOWN") || message.hasPrefix("UNBLOCKED") {
+            disconnect()
+            return
         }
     }
 
@@ -129,7 +231,9 @@ final class RedisConnection {
             if let context { redisSetTimeout(context, Self.timeval(socketTimeout)) }
         }
         do {
-            return try Self.roundTrip(ctx, [command], endpoint: configuration.endpointDescription)[0]
+            let reply = try Self.roundTrip(ctx, [command], endpoint: configuration.endpointDescription)[0]
+            dropIfNotMaster([reply])
+            return reply
         } catch {
             disconnect()
             throw error

@@ -14,6 +14,10 @@ public enum RedisError: Error, Sendable, Equatable, CustomStringConvertible {
     case transactionAborted
     /// The client has been shut down.
     case shutdown
+    /// Sentinels answered but none knows the master name: a configuration error, not an outage.
+    case unknownMaster(name: String, sentinels: String)
+    /// A write was not acknowledged by enough replicas in time (`redis.replicas_ack`): it may be lost in a failover.
+    case notReplicated(acknowledged: Int, wanted: Int)
 
     public var description: String {
         switch self {
@@ -32,13 +36,21 @@ public enum RedisError: Error, Sendable, Equatable, CustomStringConvertible {
             return "Redis transaction aborted because a watched key changed; retry the operation"
         case .shutdown:
             return "Redis client is shut down"
+        case .unknownMaster(let name, let sentinels):
+            return
+                "the sentinels (\(sentinels)) do not monitor a master named '\(name)': set redis.sentinel.master_name to the name in "
+                + "their 'sentinel monitor' line (redis-cli -p 26379 SENTINEL MASTERS lists them)"
+        case .notReplicated(let acknowledged, let wanted):
+            return
+                "the write reached the master but only \(acknowledged) of the \(wanted) replica(s) redis.replicas_ack asks for acknowledged it "
+                + "in time; it could be lost in a failover, so it was not confirmed (check the replicas: redis-cli INFO replication)"
         }
     }
 
     /// True for errors where retrying later can help (Redis down or a dropped connection).
     public var isConnectionError: Bool {
         switch self {
-        case .connectionFailed, .connectionLost, .shutdown: return true
+        case .connectionFailed, .connectionLost, .shutdown, .notReplicated: return true
         case .server(let m): return m.hasPrefix("LOADING") || m.hasPrefix("BUSY") || m.hasPrefix("MASTERDOWN") || m.hasPrefix("READONLY")
         default: return false
         }

@@ -43,6 +43,10 @@ extension WorkerCommand {
                     try await redis.ping()
                     break
                 } catch {
+                    if case .unknownMaster = error {
+                        logger.critical("invalid configuration: \(error)")
+                        throw ExitCode(78)
+                    }
                     if attempt < 3 {
                         try await Task.sleep(for: .milliseconds(200))
                         continue

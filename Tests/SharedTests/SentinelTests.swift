@@ -1,0 +1,113 @@
+import Foundation
+import TestSupport
+import Testing
+
+@testable import Shared
+
+/// The hiredis client through Sentinel: real redis-server processes (a master, a replica, three sentinels).
+@Suite(.serialized, .timeLimit(.minutes(5))) struct SentinelTests {
+    @Test func followsAFailoverAndNeverUsesTheOldMasterAgain() async throws {
+        let cluster = try await SentinelCluster()
+        defer { cluster.stop() }
+        let client = RedisClient(configuration: cluster.configuration, connections: 2)
+        defer { client.shutdown() }
+        try await client.send("SET", "before", "1")
+        #expect(try await client.send("ROLE").array?.first?.string == "master")
+
+        kill(try #require(cluster.master.pid), SIGKILL)
+        let killed = ContinuousClock.now
+        // Writes fail while the sentinels agree the master is down and promote the replica, then succeed there.
+        var written = false
+        while !written && ContinuousClock.now - killed < .seconds(30) {
+            do {
+                try await client.send("SET", "after", "2")
+                written = true
+            } catch {
+                #expect(error.isConnectionError, "\(error)")
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        #expect(written, "\(cluster.log())")
+        let switched = ContinuousClock.now - killed
+        #expect(switched > cluster.downAfter, "a write succeeded before the sentinels could have promoted anyone")
+        #expect(try await cluster.masterPort() == cluster.replica.port)
+        #expect(try await client.send("GET", "before").string == "1", "the replica had the write from before")
+
+        // The old master comes back: the sentinels turn it into a replica, and the client keeps writing to the new one.
+        cluster.master.stop()
+        try cluster.master.start()
+        let old = RedisClient(configuration: cluster.master.configuration, connections: 1)
+        defer { old.shutdown() }
+        let deadline = ContinuousClock.now + .seconds(30)
+        // (Turning into a replica, it closes its clients' connections: a failed look is retried.)
+        while ContinuousClock.now < deadline, (try? await old.send("ROLE"))?.array?.first?.string != "slave" {
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(try await old.send("ROLE").array?.first?.string == "slave", "\(cluster.log())")
+        for n in 0..<20 { try await client.send("SET", "later-\(n)", "x") }
+        #expect(try await client.send("GET", "later-19").string == "x")
+        let stats = try await old.send("INFO", "commandstats").string ?? ""
+        #expect(!stats.contains("cmdstat_set:"), "a client wrote to the old master: \(stats)")
+    }
+
+    @Test func badSentinelConfigurationIsNamed() async throws {
+        let cluster = try await SentinelCluster()
+        defer { cluster.stop() }
+        var wrongName = cluster.configuration
+        wrongName.sentinel?.masterName = "no-such-master"
+        let client = RedisClient(configuration: wrongName, connections: 1)
+        defer { client.shutdown() }
+        await #expect(
+            throws: RedisError.unknownMaster(
+                name: "no-such-master", sentinels: cluster.sentinelPorts.map { "127.0.0.1:\($0)" }.joined(separator: ", "))
+        ) {
+            try await client.ping()
+        }
+
+        var unreachable = cluster.configuration
+        unreachable.sentinel?.addresses = [.init(host: "127.0.0.1", port: try freePort()), .init(host: "127.0.0.1", port: try freePort())]
+        let lost = RedisClient(configuration: unreachable, connections: 1)
+        defer { lost.shutdown() }
+        do {
+            try await lost.ping()
+            Issue.record("a ping through unreachable sentinels succeeded")
+        } catch {
+            #expect("\(error)".contains("no sentinel named a reachable master") && "\(error)".contains("redis.sentinel.addresses"), "\(error)")
+        }
+    }
+
+    /// With replicas_ack, an enqueue is confirmed only once a replica has it; a replica that does not answer makes it
+    /// fail (503 at the producer) — and the forge's redelivery is then a duplicate, confirmed once replicated.
+    @Test func replicasAckConfirmsOnlyReplicatedEnqueues() async throws {
+        let cluster = try await SentinelCluster()
+        defer { cluster.stop() }
+        let client = RedisClient(configuration: cluster.configuration, connections: 2)
+        defer { client.shutdown() }
+        var settings = QueueSettings()
+        settings.replicasAck = 1
+        settings.replicasAckTimeout = .milliseconds(300)
+        let queue = JobQueue(redis: client, settings: settings)
+        let job = NewJob(agent: "dev", session: SessionKey(agent: "dev", repository: "a/b", number: 1), fields: [("prompt", "p")])
+        #expect(try await queue.enqueue([job], delivery: (forge: "github", id: "d1")) == .queued([job.id]))
+
+        let replica = try #require(cluster.replica.pid)
+        kill(replica, SIGSTOP)
+        let second = NewJob(agent: "dev", session: SessionKey(agent: "dev", repository: "a/b", number: 2), fields: [("prompt", "p")])
+        let started = ContinuousClock.now
+        await #expect(throws: RedisError.notReplicated(acknowledged: 0, wanted: 1)) {
+            try await queue.enqueue([second], delivery: (forge: "github", id: "d2"))
+        }
+        #expect(ContinuousClock.now - started < .seconds(2))
+        kill(replica, SIGCONT)
+        // The redelivery finds the first delivery's record and confirms it once the replica has caught up.
+        var result: JobQueue.EnqueueResult?
+        for _ in 0..<50 where result == nil {
+            result = try? await queue.enqueue([second], delivery: (forge: "github", id: "d2"))
+            if result == nil { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(result == .duplicate([second.id]))
+        let onReplica = RedisClient(configuration: cluster.replica.configuration, connections: 1)
+        defer { onReplica.shutdown() }
+        #expect(try await onReplica.send("EXISTS", "hooks:job:\(second.id)").int == 1)
+    }
+}
