@@ -50,6 +50,14 @@ import Yams
             redisConf.contains("appendonly yes") && redisConf.contains("appendfsync everysec") && redisConf.contains("maxmemory-policy noeviction"))
         let demo = try String(contentsOf: Self.deploy.appendingPathComponent("redis/redis-demo.conf"), encoding: .utf8)
         #expect(demo.contains("appendonly yes") && demo.contains("maxmemory-policy noeviction"))
+        let ha = try #require(
+            try Yams.load(yaml: String(contentsOf: Self.deploy.appendingPathComponent("compose.ha.yaml"), encoding: .utf8)) as? [String: Any])
+        let haServices = try #require(ha["services"] as? [String: Any])
+        #expect(Set(haServices.keys).isSuperset(of: ["redis-replica", "sentinel-1", "sentinel-2", "sentinel-3"]))
+        let sentinelConf = try String(contentsOf: Self.deploy.appendingPathComponent("redis/sentinel.conf"), encoding: .utf8)
+        #expect(sentinelConf.contains("sentinel monitor forge-hooks redis 6379 2") && sentinelConf.contains("down-after-milliseconds"))
+        let replicaConf = try String(contentsOf: Self.deploy.appendingPathComponent("redis/redis-replica.conf"), encoding: .utf8)
+        #expect(replicaConf.contains("replicaof redis 6379") && replicaConf.contains("appendonly yes"))
         let agent = try String(contentsOf: Self.deploy.appendingPathComponent("agent/Dockerfile"), encoding: .utf8)
         #expect(agent.contains("npm install -g @anthropic-ai/claude-code") && agent.contains("--uid 1000") && !agent.contains("docker.sock"))
     }

@@ -24,18 +24,18 @@ final class WorkerEnvironment: @unchecked Sendable {
     init(
         agents: [String] = ["dev"], timeout: String = "20s", extraAgentYAML: String = "",
         queueYAML: String = "{retry_base: 200ms, retry_max: 1s, lease: 2s, heartbeat: 500ms}", sharing other: WorkerEnvironment? = nil,
-        redisArguments: [String] = [], agentConcurrency: Int = 4
+        redisArguments: [String] = [], agentConcurrency: Int = 4, sentinel: SentinelCluster? = nil, redisYAML: String = ""
     ) async throws {
         try await DockerFixture.ready()
-        redis = try other?.redis ?? RedisServer(extraArguments: redisArguments)
-        ownsRedis = other == nil
+        redis = try other?.redis ?? sentinel?.master ?? RedisServer(extraArguments: redisArguments)
+        ownsRedis = other == nil && sentinel == nil
         let tag = UUID().uuidString.prefix(8).lowercased()
         prefix = "fht-\(tag)"
         hostID = "host-\(tag)"
         root = URL(fileURLWithPath: "/tmp/forge-hooks-test-\(tag)")
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         var yaml = """
-            redis: {url: "\(redis.url)"}
+            redis: {url: "\(redis.url)"\(sentinel.map { ", " + $0.yaml } ?? "")\(redisYAML)}
             queue: \(queueYAML)
             worker: {container_prefix: \(prefix), shutdown_grace: 2s}
             agents:
@@ -118,11 +118,12 @@ extension WorkerEnvironment {
     /// Runs `body` in a fresh environment and always cleans it up (containers, files, Redis), even when it throws.
     static func with(
         agents: [String] = ["dev"], timeout: String = "20s", queueYAML: String = "{retry_base: 200ms, retry_max: 1s, lease: 2s, heartbeat: 500ms}",
-        extraAgentYAML: String = "", redisArguments: [String] = [], agentConcurrency: Int = 4, _ body: (WorkerEnvironment) async throws -> Void
+        extraAgentYAML: String = "", redisArguments: [String] = [], agentConcurrency: Int = 4, sentinel: SentinelCluster? = nil,
+        redisYAML: String = "", _ body: (WorkerEnvironment) async throws -> Void
     ) async throws {
         let env = try await WorkerEnvironment(
             agents: agents, timeout: timeout, extraAgentYAML: extraAgentYAML, queueYAML: queueYAML, redisArguments: redisArguments,
-            agentConcurrency: agentConcurrency)
+            agentConcurrency: agentConcurrency, sentinel: sentinel, redisYAML: redisYAML)
         do {
             try await body(env)
         } catch {

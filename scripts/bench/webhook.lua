@@ -1,10 +1,12 @@
 -- wrk script: POSTs a signed webhook body with a unique delivery id per request and counts the 202 answers.
--- Environment: BENCH_BODY (file with the JSON body), BENCH_SIG (hex HMAC-SHA256 of it), BENCH_PATH (default /webhooks/github)
+-- Environment: BENCH_BODY (file with the JSON body), BENCH_SIG (hex HMAC-SHA256 of it), BENCH_PATH (default /webhooks/github),
+-- BENCH_RUN (a prefix for the delivery ids)
 local f = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
 local body = f:read("*a")
 f:close()
 local sig = os.getenv("BENCH_SIG")
 local path = os.getenv("BENCH_PATH") or "/webhooks/github"
+local run = os.getenv("BENCH_RUN") or ""   -- keeps delivery ids unique across runs against one Redis
 local threads = {}
 local next_id = 0
 
@@ -25,7 +27,7 @@ function request()
   return wrk.format("POST", path, {
     ["Content-Type"] = "application/json",
     ["X-GitHub-Event"] = "issue_comment",
-    ["X-GitHub-Delivery"] = "bench-" .. tid .. "-" .. counter,
+    ["X-GitHub-Delivery"] = "bench-" .. run .. tid .. "-" .. counter,
     ["X-Hub-Signature-256"] = "sha256=" .. sig,
   }, body)
 end
