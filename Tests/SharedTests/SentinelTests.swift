@@ -110,4 +110,41 @@ import Testing
         defer { onReplica.shutdown() }
         #expect(try await onReplica.send("EXISTS", "hooks:job:\(second.id)").int == 1)
     }
+
+    /// A consumer blocked in BLMOVE on the master when the sentinels demote it (a manual failover) is released at once
+    /// and its next call goes to the new master: it never waits out its block on a node that is no longer the master.
+    @Test func aBlockedConsumerIsReleasedWhenItsMasterIsDemoted() async throws {
+        let cluster = try await SentinelCluster()
+        defer { cluster.stop() }
+        let consumer = RedisClient(configuration: cluster.configuration, connections: 1)
+        defer { consumer.shutdown() }
+        try await consumer.ping()
+        let blocked = Task { () -> (Duration, String) in
+            let started = ContinuousClock.now
+            do {
+                let reply = try await consumer.blocking(RedisCommand("BLMOVE", "q", "p", "RIGHT", "LEFT", "30"), timeout: .seconds(30))
+                return (ContinuousClock.now - started, "\(reply)")
+            } catch {
+                return (ContinuousClock.now - started, "\(error)")
+            }
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        let (_, answer) = try await DockerFixture.shell("redis-cli -p \(cluster.sentinelPorts[0]) SENTINEL FAILOVER \(SentinelCluster.masterName)")
+        #expect(answer.contains("OK"), "\(answer)")
+        let (waited, outcome) = await blocked.value
+        #expect(waited < .seconds(15), "the consumer stayed blocked on the demoted node for \(waited): \(outcome)")
+        try await cluster.waitForMaster(cluster.replica.port)
+        // The next call finds the new master (after the sentinels' switch).
+        var role = ""
+        for _ in 0..<100 where role != "master" {
+            role = (try? await consumer.send("ROLE"))?.array?.first?.string ?? ""
+            if role != "master" { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(role == "master")
+        try await consumer.send("LPUSH", "q", "job")
+        #expect(try await consumer.blocking(RedisCommand("BLMOVE", "q", "p", "RIGHT", "LEFT", "1"), timeout: .seconds(1)).string == "job")
+        let onNew = RedisClient(configuration: cluster.replica.configuration, connections: 1)
+        defer { onNew.shutdown() }
+        #expect(try await onNew.send("LRANGE", "p", "0", "-1").strings == ["job"], "the consumer used another node than the new master")
+    }
 }
