@@ -50,6 +50,37 @@ import Testing
         #expect(tcp != 0 && tout.contains("use unix:///path/to/docker.sock"), "\(tout)")
     }
 
+    /// Sentinel settings that cannot work stop the Producer and the Worker at start-up, saying which part is wrong:
+    /// sentinels that do not answer (69), a master name they do not know (78).
+    @Test func badSentinelSettingsStopStartup() async throws {
+        let cluster = try await SentinelCluster()
+        defer { cluster.stop() }
+        let nowhere = try freePort()
+        let unreachable = try Self.config(
+            "redis: {url: \"redis://127.0.0.1:6379\", sentinel: {master_name: m, addresses: [\"127.0.0.1:\(nowhere)\"]}}\nagents: {dev: {image: i}}")
+        let wrongName = try Self.config(
+            "redis: {url: \"redis://127.0.0.1:6379\", sentinel: {master_name: nope, addresses: [\"127.0.0.1:\(cluster.sentinelPorts[0])\"]}}\n"
+                + "agents: {dev: {image: i}}")
+        for binary in ["Producer", "Worker"] {
+            let (code, out) = try await Self.runAsync(binary, ["--config", unreachable])
+            #expect(code == 69 && out.contains("no sentinel named a reachable master") && out.contains("127.0.0.1:\(nowhere)"), "\(binary): \(out)")
+            let (named, nout) = try await Self.runAsync(binary, ["--config", wrongName])
+            #expect(named == 78 && nout.contains("do not monitor a master named 'nope'"), "\(binary): \(nout)")
+        }
+        // The right settings pass the producer's check.
+        let good = try Self.config("redis: {url: \"redis://127.0.0.1:6379\", \(cluster.yaml)}\nagents: {dev: {image: i}}")
+        let (ok, out) = try await Self.runAsync("Producer", ["--config", good, "--check"])
+        #expect(ok == 0 && out.contains("Redis reachable"), "\(out)")
+    }
+
+    static func runAsync(_ binary: String, _ args: [String]) async throws -> (Int32, String) {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("startup-\(UUID().uuidString).log").path
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let p = try ChildProcess("\(bin)/\(binary)", args, output: out)
+        let code = await p.exited()
+        return (code, (try? String(contentsOfFile: out, encoding: .utf8)) ?? "")
+    }
+
     @Test func smokeCheckFailsLoudlyThenPassesAfterSync() throws {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("smoke-\(UUID().uuidString.prefix(8))").path
         defer { try? FileManager.default.removeItem(atPath: root) }
