@@ -50,13 +50,16 @@ struct ProducerCommand: AsyncParsableCommand {
         do {
             try await redis.ping()
         } catch {
-            // A master name the sentinels do not know is a configuration error; sentinels that do not answer at all,
-            // an outage (with sentinels configured, most often wrong addresses): both stop start-up.
+            // A master name the sentinels do not know is a configuration error; no sentinel answering at all is most
+            // often wrong addresses: both stop start-up. Sentinels that answer while no master is up yet (a failover
+            // under way) do not: the producer starts and answers 503 until there is one.
             if case .unknownMaster = error {
                 logger.critical("invalid configuration: \(error)")
                 throw ExitCode(78)
             }
-            if check || appConfig.redisSentinel != nil {
+            var unreachableSentinels = false
+            if case .sentinelsUnreachable = error { unreachableSentinels = true }
+            if check || unreachableSentinels {
                 logger.critical("\(error)")
                 throw ExitCode(69)
             }

@@ -61,4 +61,34 @@ import Yams
         let agent = try String(contentsOf: Self.deploy.appendingPathComponent("agent/Dockerfile"), encoding: .utf8)
         #expect(agent.contains("npm install -g @anthropic-ai/claude-code") && agent.contains("--uid 1000") && !agent.contains("docker.sock"))
     }
+
+    /// The shipped Redis and Sentinel configs start a real redis-server (a stray trailing comment, for one, makes it
+    /// refuse the file). Paths, ports and the master's host name are overridden for this machine.
+    @Test func shippedRedisConfigsStart() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("redis-confs-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let master = try freePort()
+        var started: [ChildProcess] = []
+        defer { for process in started { process.terminate() } }
+        for (file, isSentinel) in [("redis.conf", false), ("redis-replica.conf", false), ("sentinel.conf", true)] {
+            var text = try String(contentsOf: Self.deploy.appendingPathComponent("redis/\(file)"), encoding: .utf8)
+            text = text.replacingOccurrences(of: " redis 6379", with: " 127.0.0.1 \(master)").replacingOccurrences(
+                of: "dir /data", with: "dir \(dir.path)")
+            let copy = dir.appendingPathComponent(file)
+            try text.write(to: copy, atomically: true, encoding: .utf8)
+            let port = file == "redis.conf" ? master : try freePort()
+            let log = dir.appendingPathComponent("\(file).log").path
+            let process = try ChildProcess(
+                try RedisServer.binary(),
+                [copy.path] + (isSentinel ? ["--sentinel"] : []) + [
+                    "--port", String(port), "--dir", dir.path, "--daemonize", "no", "--bind", "127.0.0.1",
+                ],
+                output: log)
+            started.append(process)
+            let deadline = ContinuousClock.now + .seconds(10)
+            while ContinuousClock.now < deadline && !canConnect(port: port) && process.isRunning { try await Task.sleep(for: .milliseconds(50)) }
+            #expect(canConnect(port: port), "\(file) did not start: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        }
+    }
 }

@@ -44,10 +44,12 @@ import Testing
             try await Task.sleep(for: .milliseconds(200))
         }
         #expect(try await old.send("ROLE").array?.first?.string == "slave", "\(cluster.log())")
+        // Reads are not replicated, so any GET the old node counts came from a client. (Writes would be: a replica
+        // counts the commands its master sends it.)
         for n in 0..<20 { try await client.send("SET", "later-\(n)", "x") }
-        #expect(try await client.send("GET", "later-19").string == "x")
+        for n in 0..<20 { #expect(try await client.send("GET", "later-\(n)").string == "x") }
         let stats = try await old.send("INFO", "commandstats").string ?? ""
-        #expect(!stats.contains("cmdstat_set:"), "a client wrote to the old master: \(stats)")
+        #expect(!stats.contains("cmdstat_get:"), "a client used the old master: \(stats)")
     }
 
     @Test func badSentinelConfigurationIsNamed() async throws {
@@ -72,7 +74,7 @@ import Testing
             try await lost.ping()
             Issue.record("a ping through unreachable sentinels succeeded")
         } catch {
-            #expect("\(error)".contains("no sentinel named a reachable master") && "\(error)".contains("redis.sentinel.addresses"), "\(error)")
+            #expect("\(error)".contains("no sentinel answered") && "\(error)".contains("redis.sentinel.addresses"), "\(error)")
         }
     }
 
@@ -98,6 +100,13 @@ import Testing
             try await queue.enqueue([second], delivery: (forge: "github", id: "d2"))
         }
         #expect(ContinuousClock.now - started < .seconds(2))
+        // A redelivery on another connection (a fresh client, as another producer would be) while the replica still
+        // sleeps is not confirmed either: the duplicate path writes, so WAIT covers the first delivery's jobs.
+        let other = RedisClient(configuration: cluster.configuration, connections: 1)
+        defer { other.shutdown() }
+        await #expect(throws: RedisError.notReplicated(acknowledged: 0, wanted: 1)) {
+            try await JobQueue(redis: other, settings: settings).enqueue([second], delivery: (forge: "github", id: "d2"))
+        }
         kill(replica, SIGCONT)
         // The redelivery finds the first delivery's record and confirms it once the replica has caught up.
         var result: JobQueue.EnqueueResult?
@@ -132,9 +141,12 @@ import Testing
         let (_, answer) = try await DockerFixture.shell("redis-cli -p \(cluster.sentinelPorts[0]) SENTINEL FAILOVER \(SentinelCluster.masterName)")
         #expect(answer.contains("OK"), "\(answer)")
         let (waited, outcome) = await blocked.value
-        #expect(waited < .seconds(15), "the consumer stayed blocked on the demoted node for \(waited): \(outcome)")
+        // Released when the sentinels reconfigure the old master (UNBLOCKED, or its connection closed): well before
+        // the 30 s block would end. Workers block for a second at a time (queue.reserveBlockTimeout) anyway.
+        #expect(waited < .seconds(20), "the consumer stayed blocked on the demoted node for \(waited): \(outcome)")
         try await cluster.waitForMaster(cluster.replica.port)
-        // The next call finds the new master (after the sentinels' switch).
+        // Within about a second of the sentinels naming the new master, the client's next calls go there — even while
+        // the demoted node still answers ROLE with master (it does until the sentinels reconfigure it).
         var role = ""
         for _ in 0..<100 where role != "master" {
             role = (try? await consumer.send("ROLE"))?.array?.first?.string ?? ""

@@ -122,8 +122,9 @@ public struct AppConfig: Sendable {
         var addresses: [RedisConfiguration.Sentinel.Address] = []
         for (index, text) in try node.child("addresses").strings().enumerated() {
             let entry = ConfigNode(file: node.file, path: "\(node.path).addresses[\(index)]", value: text)
-            let (host, port) = try ProducerSettings.hostPort(text, entry)
-            guard port > 0, !text.hasPrefix(":") else { throw entry.error("must be host:port, e.g. 10.0.0.5:26379") }
+            guard text.contains(":"), !text.hasPrefix(":"), let (host, port) = try? ProducerSettings.hostPort(text, entry), port > 0 else {
+                throw entry.error("must be a sentinel's host:port, e.g. 10.0.0.5:26379")
+            }
             addresses.append(.init(host: host, port: port))
         }
         guard !addresses.isEmpty else {
@@ -141,8 +142,11 @@ public struct AppConfig: Sendable {
             guard let data = FileManager.default.contents(atPath: path) else { throw node.child("password_file").error("cannot read \(path)") }
             password = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         }
-        return RedisConfiguration.Sentinel(
-            masterName: name, addresses: addresses, username: try node.child("username").string(), password: password)
+        let username = try node.child("username").string()
+        if username != nil && password == nil {
+            throw node.child("username").error("needs a password too: set password_env or password_file")
+        }
+        return RedisConfiguration.Sentinel(masterName: name, addresses: addresses, username: username, password: password)
     }
     public var keys: KeySchema { KeySchema(prefix: keyPrefix) }
 

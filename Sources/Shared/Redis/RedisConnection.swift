@@ -18,6 +18,14 @@ final class RedisConnection {
     private let health: ConnectHealth
     /// The sentinel that answered last: asked first next time.
     private var preferredSentinel = 0
+    /// With sentinels: the master this connection is on, and when the sentinels last confirmed it.
+    private var connectedMaster: RedisConfiguration.Sentinel.Address?
+    private var masterConfirmedAt = ContinuousClock.now
+    private var failedAt: ContinuousClock.Instant?
+    /// How often a connection in use asks the sentinels whether its node is still the master. A demoted master can
+    /// keep answering as master for seconds (until the sentinels reconfigure it); this bounds how long a client keeps
+    /// writing there once the sentinels have named another.
+    static let masterRecheck: Duration = .seconds(1)
 
     init(configuration: RedisConfiguration, health: ConnectHealth = ConnectHealth()) {
         self.configuration = configuration
@@ -30,14 +38,26 @@ final class RedisConnection {
     func disconnect() {
         if let context { redisFree(context) }
         context = nil
+        connectedMaster = nil
     }
 
     // MARK: Connecting
 
     private func ensureConnected() throws(RedisError) -> UnsafeMutablePointer<redisContext> {
+        if let context, let sentinel = configuration.sentinel, let connectedMaster, ContinuousClock.now - masterConfirmedAt >= Self.masterRecheck {
+            // Still the master the sentinels name? If they cannot be asked, the working connection is kept.
+            if let named = try? discoverMaster(sentinel), named != connectedMaster {
+                disconnect()
+            } else {
+                masterConfirmedAt = .now
+                return context
+            }
+        }
         if let context { return context }
-        if let notBefore = retryNotBefore, ContinuousClock.now < notBefore, let lastConnectError,
-            !health.someoneConnected(after: notBefore - .seconds(1))
+        // In the back-off window a call fails fast, unless another connection of the pool connected since this one
+        // failed (Redis is back: no need to wait out the rest).
+        if let notBefore = retryNotBefore, ContinuousClock.now < notBefore, let lastConnectError, let failedAt,
+            !health.someoneConnected(after: failedAt)
         {
             throw lastConnectError
         }
@@ -52,6 +72,7 @@ final class RedisConnection {
         } catch {
             consecutiveConnectFailures += 1
             let backoffMs = min(1000, 25 << min(consecutiveConnectFailures, 6))
+            failedAt = .now
             retryNotBefore = ContinuousClock.now + .milliseconds(backoffMs)
             lastConnectError = error
             throw error
@@ -72,6 +93,13 @@ final class RedisConnection {
             redisFree(ctx)
             throw .connectionFailed(endpoint: description, reason: "\(error)")
         }
+        if case .error(let message) = role, message.hasPrefix("NOPERM") {
+            redisFree(ctx)
+            throw .connectionFailed(
+                endpoint: description,
+                reason: "the Redis user may not run ROLE (\(message)); the client confirms the master with it, so grant it: "
+                    + "ACL SETUSER <user> +role")
+        }
         guard role.array?.first?.string == "master" else {
             redisFree(ctx)
             throw .connectionFailed(
@@ -79,6 +107,8 @@ final class RedisConnection {
                 reason:
                     "it answers ROLE with \(role.array?.first?.string ?? "\(role)"), not master: a failover is under way; asking the sentinels again")
         }
+        connectedMaster = master
+        masterConfirmedAt = .now
         return ctx
     }
 
@@ -121,6 +151,10 @@ final class RedisConnection {
             default:
                 problems.append("\(address): answered \(reply)")
             }
+        }
+        if answered == 0 {
+            throw .sentinelsUnreachable(
+                sentinels: sentinel.addresses.map(\.description).joined(separator: ", "), reason: problems.joined(separator: "; "))
         }
         // Every sentinel that answered says it does not know the name: a configuration error, not an outage.
         if unknown > 0 && unknown == answered {

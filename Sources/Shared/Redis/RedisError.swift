@@ -14,6 +14,8 @@ public enum RedisError: Error, Sendable, Equatable, CustomStringConvertible {
     case transactionAborted
     /// The client has been shut down.
     case shutdown
+    /// No sentinel answered at all (wrong addresses, or all of them down).
+    case sentinelsUnreachable(sentinels: String, reason: String)
     /// Sentinels answered but none knows the master name: a configuration error, not an outage.
     case unknownMaster(name: String, sentinels: String)
     /// A write was not acknowledged by enough replicas in time (`redis.replicas_ack`): it may be lost in a failover.
@@ -36,6 +38,8 @@ public enum RedisError: Error, Sendable, Equatable, CustomStringConvertible {
             return "Redis transaction aborted because a watched key changed; retry the operation"
         case .shutdown:
             return "Redis client is shut down"
+        case .sentinelsUnreachable(let sentinels, let reason):
+            return "no sentinel answered (\(reason)); check redis.sentinel.addresses (\(sentinels)) and that the sentinels run"
         case .unknownMaster(let name, let sentinels):
             return
                 "the sentinels (\(sentinels)) do not monitor a master named '\(name)': set redis.sentinel.master_name to the name in "
@@ -50,7 +54,7 @@ public enum RedisError: Error, Sendable, Equatable, CustomStringConvertible {
     /// True for errors where retrying later can help (Redis down or a dropped connection).
     public var isConnectionError: Bool {
         switch self {
-        case .connectionFailed, .connectionLost, .shutdown, .notReplicated: return true
+        case .connectionFailed, .connectionLost, .shutdown, .notReplicated, .sentinelsUnreachable: return true
         case .server(let m): return m.hasPrefix("LOADING") || m.hasPrefix("BUSY") || m.hasPrefix("MASTERDOWN") || m.hasPrefix("READONLY")
         default: return false
         }
