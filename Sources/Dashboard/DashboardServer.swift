@@ -40,6 +40,14 @@ struct DashboardServer: Sendable {
     func router() -> Router<DashboardContext> {
         let router = Router(context: DashboardContext.self)
         router.add(middleware: HostCheckMiddleware(allowedHosts: allowedHosts))
+        router.add(
+            middleware: RedisUnavailableMiddleware { [self] request, error in
+                var response = errorPage(
+                    request, status: .serviceUnavailable, heading: "Redis did not answer",
+                    message: "\(error). Nothing was changed; the page works again once Redis answers.")
+                response.headers[.retryAfter] = "5"
+                return response
+            })
         if base.isEmpty {
             register(router)
         } else {
@@ -234,8 +242,6 @@ struct DashboardServer: Sendable {
 
     // MARK: Jobs
 
-    static func validID(_ id: String) -> Bool { ViewModels.isJobID(id) }
-
     func jobsPage(_ request: Request) async throws -> Response {
         let query = Self.query(request)
         let statusText = query["status"] ?? ""
@@ -262,7 +268,7 @@ struct DashboardServer: Sendable {
     }
 
     func jobPage(_ request: Request, id: String) async throws -> Response {
-        guard Self.validID(id), let record = try await queue.record(id) else {
+        guard ViewModels.isJobID(id), let record = try await queue.record(id) else {
             return errorPage(request, status: .notFound, heading: "No such job", message: "Job \(id) does not exist, or its record expired.")
         }
         let log = try await queue.logLines(id, after: 0)
@@ -281,7 +287,7 @@ struct DashboardServer: Sendable {
     /// Server-Sent Events: the job's new output lines (`line`, JSON strings), its status when it changes (`status`),
     /// and `end` once it is finished and everything was sent.
     func jobOutput(_ request: Request, id: String) async throws -> Response {
-        guard Self.validID(id) else { return Response(status: .notFound) }
+        guard ViewModels.isJobID(id) else { return Response(status: .notFound) }
         // A reconnecting EventSource sends the id of the last event it got: the number of lines it has.
         let resumed = request.headers[HTTPField.Name("Last-Event-ID")!].flatMap { Int($0) }
         let start = max(0, resumed ?? Int(Self.query(request)["seen"] ?? "") ?? 0)
@@ -326,7 +332,7 @@ struct DashboardServer: Sendable {
     func sessionsPage(_ request: Request) async throws -> Response {
         let cursor = Self.query(request)["after"].flatMap { JobCursor($0) }
         let result = try await queue.sessions(after: cursor, limit: 50)
-        let total = try await queue.overview(agents: [], sampleLimit: 1).sessionsTotal
+        let total = try await queue.counts(agents: []).sessions
         var context: [String: Any] = [
             "total": total,
             "sessions": result.sessions.map { s in
@@ -478,7 +484,7 @@ struct DashboardServer: Sendable {
 
     func requeue(_ id: String, user: String, form: [String: String]) async throws -> Response {
         let target = back(form["back"], default: "\(base)/dead")
-        guard Self.validID(id) else { return redirect(target, done: "missing") }
+        guard ViewModels.isJobID(id) else { return redirect(target, done: "missing") }
         let result = try await queue.requeue(id)
         logger.notice("dashboard: requeue", metadata: ["user": "\(user)", "job.id": "\(id)", "result": "\(result)"])
         switch result {

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import Shared
 import Synchronization
 
 /// Limits on what requests may cost, so no visitor can tie up the dashboard or Redis.
@@ -71,5 +72,18 @@ struct HostCheckMiddleware<Context: RequestContext>: RouterMiddleware {
         }
         if let colon = text.lastIndex(of: ":"), text.firstIndex(of: ":") == colon { text = String(text[..<colon]) }
         return text
+    }
+}
+
+/// A page whose Redis call failed is answered with the error, named, and a 503 — not a bare 500.
+struct RedisUnavailableMiddleware<Context: RequestContext>: RouterMiddleware {
+    let render: @Sendable (Request, RedisError) -> Response
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as RedisError {
+            return render(request, error)
+        }
     }
 }

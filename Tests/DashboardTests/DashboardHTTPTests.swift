@@ -293,4 +293,34 @@ import Testing
         #expect(root.back("//evil.example/", default: "/") == "/" && root.back("/\\evil.example", default: "/") == "/")
         #expect(root.back("/jobs?agent=dev", default: "/") == "/jobs?agent=dev")
     }
+
+    /// Redis gone: the overview says so in place of its figures, other pages answer 503 naming the error, and actions
+    /// change nothing; once Redis is back, pages work again without a restart.
+    @Test func redisDownIsNamedAndPassesOver() async throws {
+        let id = try await deadJob()
+        try await withApp { client in
+            let cookie = try await Self.signIn(client)
+            let token = try Self.csrf(
+                in: Self.body(try await client.execute(uri: "/dashboard/dead", method: .get, headers: Self.formHeaders(cookie: cookie))))
+            server.stop()
+            let overview = try await client.execute(uri: "/dashboard/", method: .get)
+            #expect(overview.status == .ok && Self.body(overview).contains("Redis did not answer"))
+            for path in ["/dashboard/jobs", "/dashboard/jobs/\(id)", "/dashboard/sessions", "/dashboard/dead", "/dashboard/containers"] {
+                let page = try await client.execute(uri: path, method: .get)
+                #expect(page.status == .serviceUnavailable && page.headers[.retryAfter] == "5", "\(path): \(page.status)")
+                #expect(Self.body(page).contains("Redis did not answer") && Self.body(page).contains("Redis at 127.0.0.1"), "\(path)")
+            }
+            let action = try await client.execute(
+                uri: "/dashboard/jobs/\(id)/requeue", method: .post, headers: Self.formHeaders(cookie: cookie),
+                body: ByteBuffer(string: "csrf=\(token)"))
+            #expect(action.status == .serviceUnavailable)
+            try server.start()
+            var status = HTTPResponse.Status.serviceUnavailable
+            for _ in 0..<50 where status != .ok {
+                status = try await client.execute(uri: "/dashboard/jobs", method: .get).status
+                if status != .ok { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(status == .ok)
+        }
+    }
 }

@@ -132,15 +132,11 @@ public struct AppConfig: Sendable {
         }
         var password: String?
         if let name = try node.child("password_env").string() {
-            guard let value = environment[name], !value.isEmpty else {
-                throw node.child("password_env").error("environment variable \(name) is not set or empty; export the sentinels' password")
-            }
-            password = value
+            password = try node.child("password_env").secret(environmentVariable: name, in: environment, what: "the sentinels' password")
         }
         if let path = try node.child("password_file").string() {
             guard password == nil else { throw node.error("set one of password_env and password_file, not both") }
-            guard let data = FileManager.default.contents(atPath: path) else { throw node.child("password_file").error("cannot read \(path)") }
-            password = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            password = try node.child("password_file").secret(file: path, what: "sentinel password")
         }
         let username = try node.child("username").string()
         if username != nil && password == nil {
@@ -235,22 +231,12 @@ public struct ForgeSettings: Sendable {
             return
         }
         for (i, name) in try node.child("secret_env").strings().enumerated() {
-            guard let value = environment[name], !value.isEmpty else {
-                throw ConfigError(
-                    file: node.file, path: "\(node.path).secret_env[\(i)]",
-                    problem: "environment variable \(name) is not set or empty; export it with the webhook secret")
-            }
-            secrets.append(Array(value.utf8))
+            let key = ConfigNode(file: node.file, path: "\(node.path).secret_env[\(i)]", value: name)
+            secrets.append(Array(try key.secret(environmentVariable: name, in: environment, what: "the webhook secret").utf8))
         }
         for (i, path) in try node.child("secret_file").strings().enumerated() {
-            guard let data = FileManager.default.contents(atPath: path) else {
-                throw ConfigError(file: node.file, path: "\(node.path).secret_file[\(i)]", problem: "cannot read secret file \(path)")
-            }
-            let value = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            guard !value.isEmpty else {
-                throw ConfigError(file: node.file, path: "\(node.path).secret_file[\(i)]", problem: "secret file \(path) is empty")
-            }
-            secrets.append(Array(value.utf8))
+            let key = ConfigNode(file: node.file, path: "\(node.path).secret_file[\(i)]", value: path)
+            secrets.append(Array(try key.secret(file: path, what: "secret").utf8))
         }
         guard !secrets.isEmpty else {
             throw node.error("no secret: set secret_env (environment variable names) or secret_file (paths); secrets never go in this file")

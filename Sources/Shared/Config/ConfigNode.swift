@@ -115,3 +115,22 @@ struct ConfigNode {
         return Double(s).map { .milliseconds(Int64($0 * 1000)) }
     }
 }
+
+extension ConfigNode {
+    /// A secret the config names but never holds: the value of the environment variable `name`. This node is the key
+    /// that named it (`…password_env`, `…secret_env[0]`), for the error; `what` says what the value is.
+    func secret(environmentVariable name: String, in environment: [String: String], what: String) throws(ConfigError) -> String {
+        guard let value = environment[name], !value.isEmpty else {
+            throw error("environment variable \(name) is not set or empty; export it with \(what)")
+        }
+        return value
+    }
+
+    /// A secret read from the file at `path` (surrounding whitespace dropped). This node is the key that named it.
+    func secret(file path: String, what: String) throws(ConfigError) -> String {
+        guard let data = FileManager.default.contents(atPath: path) else { throw error("cannot read \(what) file \(path)") }
+        let value = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !value.isEmpty else { throw error("\(what) file \(path) is empty") }
+        return value
+    }
+}

@@ -58,15 +58,10 @@ public struct DashboardSettings: Sendable {
                 + "dashboard.password_file (a file holding it), or dashboard.read_only: true")
         var value: String?
         if let name = passwordEnv {
-            guard let v = environment[name], !v.isEmpty else {
-                throw ConfigError(file: file, path: "dashboard.password_env", problem: "environment variable \(name) is not set or empty")
-            }
-            value = v
+            value = try ConfigNode(file: file, path: "dashboard.password_env", value: name).secret(
+                environmentVariable: name, in: environment, what: "the dashboard password")
         } else if let path = passwordFile {
-            guard let data = FileManager.default.contents(atPath: path) else {
-                throw ConfigError(file: file, path: "dashboard.password_file", problem: "cannot read \(path)")
-            }
-            value = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            value = try ConfigNode(file: file, path: "dashboard.password_file", value: path).secret(file: path, what: "dashboard password")
         }
         guard let value else { throw problem }
         guard value.count >= 12 else {

@@ -81,25 +81,28 @@ extension JobQueue {
         let chunk = filter.isEmpty ? limit : 500
         while examined < examineLimit {
             let (entries, reachedEnd) = try await indexEntries(after: position, count: min(chunk, examineLimit - examined))
-            // A filter is checked on the four fields it can name; only the matches are read in full.
-            let fields = filter.isEmpty ? Self.listingFields : Self.filterFields
-            let replies = try await redis.pipeline(entries.map { RedisCommand(["HMGET", keys.job($0.id)] + fields) })
+            // Without a filter every entry is a row; with one, the four fields it can name are read for each entry,
+            // and the full row only for the matches.
             var matches: [JobCursor] = []
             var stop = false
-            for (entry, reply) in zip(entries, replies) {
-                examined += 1
-                position = entry
-                var values: [String: String] = [:]
-                for (name, value) in zip(fields, reply.array ?? []) { if let v = value.string { values[name] = v } }
-                guard values["status"] != nil else { continue }  // expired since it was indexed
-                guard filter.matches(JobRecord(id: entry.id, fields: values)) else { continue }
-                if filter.isEmpty { found.append(JobRecord(id: entry.id, fields: values)) } else { matches.append(entry) }
-                if found.count + matches.count == limit {
-                    stop = true
-                    break
+            if filter.isEmpty {
+                matches = Array(entries.prefix(limit - found.count))
+                examined += matches.count
+                position = matches.last ?? position
+                stop = found.count + matches.count == limit
+            } else {
+                for (entry, record) in zip(entries, try await records(entries.map(\.id), fields: Self.filterFields, keepMissing: true)) {
+                    examined += 1
+                    position = entry
+                    guard let record, filter.matches(record) else { continue }  // no record: expired since it was indexed
+                    matches.append(entry)
+                    if found.count + matches.count == limit {
+                        stop = true
+                        break
+                    }
                 }
             }
-            if !matches.isEmpty { found += try await records(matches.map(\.id), fields: Self.listingFields) }
+            found += try await records(matches.map(\.id), fields: Self.listingFields)
             if stop {
                 let last = position == entries.last && reachedEnd
                 return JobPage(jobs: found, next: last ? nil : position, examined: examined)
@@ -151,9 +154,14 @@ extension JobQueue {
 
     /// `fields` of each job in `ids` (records gone are left out), in the order given.
     public func records(_ ids: [String], fields: [String]) async throws(RedisError) -> [JobRecord] {
+        try await records(ids, fields: fields, keepMissing: true).compactMap { $0 }
+    }
+
+    /// One entry per id: nil where the record is gone.
+    func records(_ ids: [String], fields: [String], keepMissing: Bool) async throws(RedisError) -> [JobRecord?] {
         guard !ids.isEmpty else { return [] }
         let replies = try await redis.pipeline(ids.map { RedisCommand(["HMGET", keys.job($0)] + fields) })
-        return zip(ids, replies).compactMap { id, reply in
+        return zip(ids, replies).map { id, reply in
             var values: [String: String] = [:]
             for (name, value) in zip(fields, reply.array ?? []) { if let v = value.string { values[name] = v } }
             return values["status"] == nil ? nil : JobRecord(id: id, fields: values)
@@ -179,7 +187,7 @@ extension JobQueue {
         var commands: [RedisCommand] = []
         for (key, _) in keysAndScores {
             commands.append(RedisCommand("HGET", keys.sessions, key))
-            commands.append(RedisCommand("HMGET", keys.transcript(key), "session_id", "bytes", "host", "sha256", "skipped"))
+            commands.append(transcriptFields(key))
         }
         let replies = try await redis.pipeline(commands)
         var sessions: [SessionInfo] = []
@@ -198,18 +206,11 @@ extension JobQueue {
     public func session(_ key: String) async throws(RedisError) -> SessionInfo? {
         let replies = try await redis.pipeline([
             RedisCommand("HGET", keys.sessions, key), RedisCommand("ZSCORE", keys.sessionsUsed, key),
-            RedisCommand("HMGET", keys.transcript(key), "session_id", "bytes", "host", "sha256", "skipped"),
+            transcriptFields(key),
         ])
         guard let id = replies[0].string else { return nil }
         let used = Timestamp.date(score: replies[1].string)
         return SessionInfo(key: key, sessionID: id, lastUsed: used, transcript: Self.transcript(replies[2]))
-    }
-
-    static func transcript(_ reply: RedisReply) -> TranscriptInfo? {
-        let t = reply.array ?? []
-        guard t.count == 5, let sessionID = t[0].string, let bytes = t[1].string.flatMap(Int.init) else { return nil }
-        let skipped = t[4].string.flatMap { $0.isEmpty ? nil : $0 }
-        return TranscriptInfo(sessionID: sessionID, bytes: bytes, host: t[2].string ?? "", sha256: t[3].string, skipped: skipped)
     }
 
     /// The output lines of a job appended after the first `seen`, and how many were ever appended (`log_lines`). Lines

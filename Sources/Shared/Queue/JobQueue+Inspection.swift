@@ -91,18 +91,11 @@ extension JobQueue {
     /// `fields` are read (all when empty).
     public func recentJobs(offset: Int, count: Int, fields: [String] = []) async throws(RedisError) -> [JobRecord] {
         let ids = try await redis.send("ZREVRANGE", keys.jobIndex, String(offset), String(offset + count - 1)).strings ?? []
+        if !fields.isEmpty { return try await records(ids, fields: fields) }
         if ids.isEmpty { return [] }
-        let command: (String) -> RedisCommand = { id in
-            fields.isEmpty ? RedisCommand("HGETALL", self.keys.job(id)) : RedisCommand(["HMGET", self.keys.job(id)] + fields)
-        }
-        let replies = try await redis.pipeline(ids.map(command))
+        let replies = try await redis.pipeline(ids.map { RedisCommand("HGETALL", keys.job($0)) })
         return zip(ids, replies).compactMap { id, reply in
-            let values: [String: String]
-            if fields.isEmpty {
-                values = reply.hash ?? [:]
-            } else {
-                values = Dictionary(uniqueKeysWithValues: zip(fields, reply.array?.map(\.string) ?? []).compactMap { k, v in v.map { (k, $0) } })
-            }
+            let values = reply.hash ?? [:]
             return values["status"] == nil ? nil : JobRecord(id: id, fields: values)
         }
     }
@@ -166,23 +159,32 @@ extension JobQueue {
         try await redis.send("LRANGE", keys.dead, "0", "-1").strings ?? []
     }
 
-    /// Every stored session, by key.
+    /// Every stored session, by key (three round trips, whatever their number).
     public func sessions() async throws(RedisError) -> [SessionInfo] {
         let all = try await redis.send("HGETALL", keys.sessions).hash ?? [:]
-        var result: [SessionInfo] = []
-        for (key, id) in all.sorted(by: { $0.key < $1.key }) {
-            let used = Timestamp.date(score: try await redis.send("ZSCORE", keys.sessionsUsed, key).string)
-            result.append(
-                SessionInfo(
-                    key: key, sessionID: id, lastUsed: used,
-                    transcript: try await transcriptInfo(key)))
+        let sorted = all.sorted { $0.key < $1.key }
+        guard !sorted.isEmpty else { return [] }
+        let used = try await redis.pipeline(sorted.map { RedisCommand("ZSCORE", keys.sessionsUsed, $0.key) })
+        let transcripts = try await redis.pipeline(sorted.map { transcriptFields($0.key) })
+        return sorted.enumerated().map { index, entry in
+            SessionInfo(
+                key: entry.key, sessionID: entry.value, lastUsed: Timestamp.date(score: used[index].string),
+                transcript: Self.transcript(transcripts[index]))
         }
-        return result
     }
 
     /// What is stored about a session's shipped transcript (not the data), or nil.
     public func transcriptInfo(_ session: String) async throws(RedisError) -> TranscriptInfo? {
-        let t = try await redis.send("HMGET", keys.transcript(session), "session_id", "bytes", "host", "sha256", "skipped").array ?? []
+        Self.transcript(try await redis.send(transcriptFields(session)))
+    }
+
+    func transcriptFields(_ session: String) -> RedisCommand {
+        RedisCommand("HMGET", keys.transcript(session), "session_id", "bytes", "host", "sha256", "skipped")
+    }
+
+    /// Decodes `transcriptFields`' reply.
+    static func transcript(_ reply: RedisReply) -> TranscriptInfo? {
+        let t = reply.array ?? []
         guard t.count == 5, let sessionID = t[0].string, let bytes = t[1].string.flatMap(Int.init) else { return nil }
         let skipped = t[4].string.flatMap { $0.isEmpty ? nil : $0 }
         return TranscriptInfo(sessionID: sessionID, bytes: bytes, host: t[2].string ?? "", sha256: t[3].string, skipped: skipped)

@@ -69,7 +69,7 @@ extension JobQueue {
     /// Per-agent counts for `agents`. Delayed and dead entries are attributed to agents from the newest
     /// `sampleLimit` entries of each (the totals are exact).
     public func overview(agents: [String], sampleLimit: Int = 1000) async throws(RedisError) -> Overview {
-        let reply = try await redis.evaluate(QueueScripts.overviewCounts, arguments: [keys.prefix, String(max(1, sampleLimit)), ""] + agents)
+        let reply = try await redis.evaluate(QueueScripts.overviewCounts, arguments: [keys.prefix, String(max(1, sampleLimit))] + agents)
         let numbers = (reply.array ?? []).map { $0.int ?? 0 }
         guard numbers.count == agents.count * 6 + 4 else { throw .unexpectedReply(command: "overview-counts", reply: "\(reply)") }
         let counts = agents.enumerated().map { index, agent in

@@ -541,18 +541,18 @@ enum QueueScripts {
             return #all
             """)
 
-    /// The dashboard overview's counts in one read-only step: per agent (ARGV[4…]) queued, waiting, running (what the
+    /// The dashboard overview's counts in one read-only step: per agent (ARGV[3…]) queued, waiting, running (what the
     /// registered workers hold), delayed and dead (those two from the newest ARGV[2] entries), sessions; then the
     /// totals: delayed, dead, sessions, and 1 if delayed or dead were sampled. Counting inside Redis keeps a few
-    /// thousand small replies off the wire. ARGV: prefix, sampleLimit, (unused), agent…
+    /// thousand small replies off the wire. ARGV: prefix, sampleLimit, agent…
     static let overviewCounts = script(
         name: "overview-counts",
         source: """
             local n = tonumber(ARGV[2])
             local index, out = {}, {}
-            for i = 4, #ARGV do
-              index[ARGV[i]] = i - 3
-              local base = (i - 4) * 6
+            for i = 3, #ARGV do
+              index[ARGV[i]] = i - 2
+              local base = (i - 3) * 6
               out[base + 1] = redis.call('LLEN', key.queue(ARGV[i]))
               out[base + 2] = redis.call('ZCARD', key.waiting(ARGV[i]))
               out[base + 3], out[base + 4], out[base + 5] = 0, 0, 0
