@@ -52,7 +52,7 @@ public struct KeySchema: Sendable, Equatable {
 
     /// zset — job id → enqueue sequence, for each agent's jobs parked as `waiting` behind an earlier job of their session.
     public func waiting(_ agent: String) -> String { "\(prefix):waiting:\(agent)" }
-    /// hash — agent → number of its sessions in `sessions` (recounted by `hooksctl repair`).
+    /// hash — agent → number of its sessions in `sessions` (rebuilt by the workers' sweep when missing).
     public var sessionCounts: String { "\(prefix):sessions:count" }
     /// hash with a 2 h TTL — `<agent>:<succeeded|failed|dead>` → attempts that ended so in that minute (unix minute).
     public func statsMinute(_ minute: String) -> String { "\(prefix):stats:m:\(minute)" }
