@@ -66,6 +66,21 @@ import Testing
             try await client.ping()
         }
 
+        // A data user that may not run ROLE (an ACL) is told which grant to add, instead of "a failover is under way".
+        let admin = RedisClient(configuration: cluster.master.configuration, connections: 1)
+        defer { admin.shutdown() }
+        try await admin.send("ACL", "SETUSER", "limited", "on", ">limited-password", "~*", "&*", "+@all", "-role")
+        var restricted = cluster.configuration
+        (restricted.username, restricted.password) = ("limited", "limited-password")
+        let limited = RedisClient(configuration: restricted, connections: 1)
+        defer { limited.shutdown() }
+        do {
+            try await limited.ping()
+            Issue.record("a user without ROLE connected through the sentinels")
+        } catch {
+            #expect("\(error)".contains("may not run ROLE") && "\(error)".contains("ACL SETUSER <user> +role"), "\(error)")
+        }
+
         var unreachable = cluster.configuration
         unreachable.sentinel?.addresses = [.init(host: "127.0.0.1", port: try freePort()), .init(host: "127.0.0.1", port: try freePort())]
         let lost = RedisClient(configuration: unreachable, connections: 1)
