@@ -16,6 +16,10 @@ public final class ChildProcess: @unchecked Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, out, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // Nothing else of the test process: a listening socket it holds (an in-process server) would otherwise live on
+        // in every child and keep its port taken after the test closed it.
+        // (glibc ≥ 2.34 has the call; Swift's Glibc module does not declare it.)
+        if let closeFrom = Self.addCloseFrom { _ = closeFrom(&actions, 3) }
         let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         let env = environment ?? ProcessInfo.processInfo.environment
@@ -50,6 +54,11 @@ public final class ChildProcess: @unchecked Sendable {
         waitpid(pid, &status, 0)
         reaped = true
         return status
+    }
+
+    private typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    private static let addCloseFrom: AddCloseFrom? = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np").map {
+        unsafeBitCast($0, to: AddCloseFrom.self)
     }
 
     /// Waits for the process to exit on its own; returns the exit code (or 128+signal).
