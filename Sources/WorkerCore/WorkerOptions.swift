@@ -20,7 +20,8 @@ package struct WorkerOptions: ParsableArguments {
     @Option(help: "Which Docker host's containers this worker manages (default: the machine's host name).")
     package var hostID: String?
 
-    package func load() throws -> (AppConfig, Logger) {
+    /// - Parameter tokens: resolve the forge API tokens (the worker run posts feedback; other commands do not need them).
+    package func load(tokens: Bool = false) throws -> (AppConfig, Logger) {
         let logger: Logger
         do {
             logger = try LogSetup.bootstrap(level: logLevel, label: "worker")
@@ -28,7 +29,7 @@ package struct WorkerOptions: ParsableArguments {
             throw ValidationError(error.description)
         }
         do {
-            var config = try AppConfig.load(path: config, resolveSecrets: false)
+            var config = try AppConfig.load(path: config, resolveSecrets: false, resolveTokens: tokens)
             if let containerPrefix { config.worker.containerPrefix = containerPrefix }
             return (config, logger)
         } catch {

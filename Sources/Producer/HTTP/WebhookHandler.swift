@@ -127,7 +127,7 @@ struct WebhookHandler: Sendable {
 
         // 6. Dedup + enqueue, one atomic round trip.
         let jobs = decision.jobs.map { routed in
-            NewJob(
+            var job = NewJob(
                 agent: routed.agent,
                 session: SessionKey(agent: routed.agent, repository: normalized.repository, number: normalized.number ?? 0),
                 fields: [
@@ -136,6 +136,16 @@ struct WebhookHandler: Sendable {
                     ("delivery", delivery), ("sender", normalized.sender), ("rule", routed.rule), ("url", normalized.url ?? ""),
                     ("title", normalized.title ?? ""), ("prompt", routed.prompt),
                 ])
+            if let feedback = routed.feedback {
+                // The workers post from these: what to post, the link, and the comment to react to.
+                job.fields.append(("feedback", feedback.jobField))
+                if let link = feedback.link(job: job.id, agent: routed.agent) { job.fields.append(("feedback_link", link)) }
+                if let comment = normalized.commentID {
+                    job.fields.append(("comment_id", String(comment)))
+                    job.fields.append(("comment_kind", normalized.kind == .pullRequestReviewComment ? "review" : "issue"))
+                }
+            }
+            return job
         }
         let enqueueStart = ContinuousClock.now
         let result: JobQueue.EnqueueResult

@@ -8,6 +8,8 @@ struct EventRouter: Sendable {
         let agent: String
         let rule: String
         let prompt: String
+        /// The rule's feedback settings, when its forge has an API to post them through; nil = none.
+        var feedback: FeedbackSettings? = nil
     }
 
     struct Decision: Sendable, Equatable {
@@ -27,6 +29,8 @@ struct EventRouter: Sendable {
     private let agents: [String: AgentSettings]
     private let allowedSenders: Set<String>
     private let botLogins: Set<String>
+    /// Forges with an `api:` section: only their jobs get feedback.
+    private let forgesWithAPI: Set<Forge>
 
     /// Compiles every rule's prompt template. - Throws: `ConfigError` naming the rule whose template is invalid.
     init(config: AppConfig, file: String = "config") throws(ConfigError) {
@@ -50,6 +54,7 @@ struct EventRouter: Sendable {
         agents = config.agents
         allowedSenders = config.allowedSenders
         botLogins = config.botLogins
+        forgesWithAPI = Set(config.forges.filter { $0.value.api != nil }.keys)
     }
 
     func route(_ event: ForgeEvent) -> Decision {
@@ -73,8 +78,11 @@ struct EventRouter: Sendable {
         var started: Set<String> = []
         for rule in rules where !started.contains(rule.settings.agent) && matches(rule.settings, event) {
             started.insert(rule.settings.agent)
+            let feedback = forgesWithAPI.contains(event.forge) && rule.settings.feedback.isOn ? rule.settings.feedback : nil
             decision.jobs.append(
-                RoutedJob(agent: rule.settings.agent, rule: rule.settings.name, prompt: render(rule.template, event, agent: rule.settings.agent)))
+                RoutedJob(
+                    agent: rule.settings.agent, rule: rule.settings.name, prompt: render(rule.template, event, agent: rule.settings.agent),
+                    feedback: feedback))
         }
         if decision.jobs.isEmpty {
             decision.ignored = "no rule matches \(event.kind).\(event.action) on \(event.repository)#\(number) from \(event.sender)"

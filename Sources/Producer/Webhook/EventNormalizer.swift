@@ -34,6 +34,7 @@ enum EventNormalizer {
     static let fieldsRead = JSONKeySet([
         "action", "number", "issue", "pull_request", "comment", "review", "repository", "sender", "label", "assignee", "assignees",
         "labels", "is_pull", "full_name", "login", "username", "title", "body", "html_url", "state", "merged", "name", "type", "content",
+        "id",
     ])
 
     /// Parses the body; it must be a JSON object.
@@ -136,6 +137,7 @@ enum EventNormalizer {
             let comment = try j.requiredObject("comment")
             event.comment = try comment.requiredString("body", allowEmpty: true)
             if let u = try comment.string("html_url") { event.url = u }
+            event.commentID = try comment.int("id").flatMap { $0 > 0 ? $0 : nil }
         case .pullRequestReview:
             let review = try j.requiredObject("review")
             if forge == .github {

@@ -20,6 +20,8 @@ struct ForgeEvent: Sendable, Equatable {
     var assigneeAdded: String?
     /// Comment or review body.
     var comment: String?
+    /// The triggering comment's id (comment events only): what feedback reacts to.
+    var commentID: Int? = nil
     /// `approved`, `changes_requested`, `commented` (reviews only).
     var reviewState: String?
     var url: String?

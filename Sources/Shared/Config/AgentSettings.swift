@@ -28,6 +28,8 @@ public struct AgentSettings: Sendable, Equatable {
     public var memoryBytes: Int64
     /// The container's process limit (a fork bomb stops here).
     public var pidsLimit: Int
+    /// What the agent shows on the forge while it works (rules may override it per key).
+    public var feedback = FeedbackSettings()
 
     public var uid: UInt32 { UInt32(user.split(separator: ":").first ?? "1000") ?? 1000 }
     public var gid: UInt32 { UInt32(user.split(separator: ":").last ?? "1000") ?? 1000 }
@@ -86,7 +88,7 @@ public struct AgentSettings: Sendable, Equatable {
     init(name: String, _ node: ConfigNode) throws(ConfigError) {
         _ = try node.mapping(allowed: [
             "mentions", "bot_login", "image", "user", "credentials_dir", "work_dir", "config_dir", "work_mount", "env", "command", "timeout",
-            "concurrency", "memory", "pids_limit",
+            "concurrency", "memory", "pids_limit", "feedback",
         ])
         self.init(
             name: name, image: try node.child("image").requiredString(),
@@ -129,5 +131,6 @@ public struct AgentSettings: Sendable, Equatable {
             memoryBytes = bytes
         }
         pidsLimit = try node.child("pids_limit").int(default: pidsLimit, range: 32...1_000_000)
+        feedback = try FeedbackSettings().overlaid(by: node.child("feedback"), allowTokens: true)
     }
 }

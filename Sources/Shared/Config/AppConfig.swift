@@ -18,12 +18,16 @@ public struct AppConfig: Sendable {
     public var rules: [RuleSettings]
     public var worker: WorkerSettings
     public var dashboard: DashboardSettings
+    /// Forge tokens for feedback; resolved only when loaded with `resolveTokens` (the workers).
+    public var forgeTokens = ForgeTokens()
 
     /// Loads and validates a config file. Secrets are resolved (from environment variables or files) here.
     /// - Throws: `ConfigError` naming the key and the problem.
-    /// Workers pass `resolveSecrets: false`: they never see webhooks, so they need no webhook secrets.
+    /// Workers pass `resolveSecrets: false`: they never see webhooks, so they need no webhook secrets. They alone pass
+    /// `resolveTokens: true`: only they post to the forges.
     public static func load(
-        path: String, environment: [String: String] = ProcessInfo.processInfo.environment, resolveSecrets: Bool = true
+        path: String, environment: [String: String] = ProcessInfo.processInfo.environment, resolveSecrets: Bool = true,
+        resolveTokens: Bool = false
     ) throws(ConfigError) -> AppConfig {
         let text: String
         do {
@@ -33,11 +37,12 @@ public struct AppConfig: Sendable {
                 file: path, path: "", problem: "cannot read the file (\(error.localizedDescription)); pass --config with the path of your config file"
             )
         }
-        return try parse(yaml: text, file: path, environment: environment, resolveSecrets: resolveSecrets)
+        return try parse(yaml: text, file: path, environment: environment, resolveSecrets: resolveSecrets, resolveTokens: resolveTokens)
     }
 
     public static func parse(
-        yaml text: String, file: String = "config", environment: [String: String] = [:], resolveSecrets: Bool = true
+        yaml text: String, file: String = "config", environment: [String: String] = [:], resolveSecrets: Bool = true,
+        resolveTokens: Bool = false
     ) throws(ConfigError) -> AppConfig {
         let parsed: Any?
         do {
@@ -74,7 +79,8 @@ public struct AppConfig: Sendable {
         let forgesNode = root.child("forges")
         _ = try forgesNode.mapping(allowed: Set(Forge.allCases.map(\.rawValue)))
         for forge in Forge.allCases where !forgesNode.child(forge.rawValue).isMissing {
-            forges[forge] = try ForgeSettings(forgesNode.child(forge.rawValue), environment: environment, resolveSecrets: resolveSecrets)
+            forges[forge] = try ForgeSettings(
+                forgesNode.child(forge.rawValue), forge: forge, environment: environment, resolveSecrets: resolveSecrets)
         }
 
         let senders = root.child("senders")
@@ -94,15 +100,67 @@ public struct AppConfig: Sendable {
 
         var rules: [RuleSettings] = []
         for node in try root.child("rules").items() {
-            let rule = try RuleSettings(node)
-            guard agents[rule.agent] != nil else {
+            var rule = try RuleSettings(node)
+            guard let agent = agents[rule.agent] else {
                 throw node.child("agent").error("unknown agent '\(rule.agent)' (agents: \(agents.keys.sorted().joined(separator: ", ")))")
             }
+            rule.feedback = try agent.feedback.overlaid(by: node.child("feedback"), allowTokens: false)
             rules.append(rule)
         }
-        return AppConfig(
+        let tokens = try Self.forgeTokens(
+            root, forges: forges, agents: agents, rules: rules, environment: environment, resolve: resolveTokens)
+        var config = AppConfig(
             redisURL: redisURL, redisSentinel: sentinel, keyPrefix: prefix, queue: queue, producer: producer, forges: forges, allowedSenders: allowed,
             botLogins: bots, agents: agents, rules: rules, worker: worker, dashboard: dashboard)
+        config.forgeTokens = tokens
+        return config
+    }
+
+    /// Reads `forges.<f>.api.token_*` and `agents.<a>.feedback.tokens.<f>.token_*`, and checks that every rule that
+    /// posts feedback on a forge with an API has a token there: the agent's own or the forge's.
+    static func forgeTokens(
+        _ root: ConfigNode, forges: [Forge: ForgeSettings], agents: [String: AgentSettings], rules: [RuleSettings],
+        environment: [String: String], resolve: Bool
+    ) throws(ConfigError) -> ForgeTokens {
+        var tokens = ForgeTokens()
+        var configured: [String: Set<Forge>] = [:]
+        var forgeConfigured: Set<Forge> = []
+        for forge in Forge.allCases where forges[forge]?.api != nil {
+            let node = root.child("forges").child(forge.rawValue).child("api")
+            if let token = try ForgeTokens.read(node, environment: environment, resolve: resolve, what: "the \(forge.rawValue) API token") {
+                forgeConfigured.insert(forge)
+                tokens.byForge[forge] = token
+            }
+        }
+        for name in agents.keys.sorted() {
+            let node = root.child("agents").child(name).child("feedback").child("tokens")
+            _ = try node.mapping(allowed: Set(Forge.allCases.map(\.rawValue)))
+            for forge in Forge.allCases where !node.child(forge.rawValue).isMissing {
+                let entry = node.child(forge.rawValue)
+                _ = try entry.mapping(allowed: ["token_env", "token_file"])
+                guard forges[forge]?.api != nil else {
+                    throw entry.error("forges.\(forge.rawValue).api is not set: add it (with the API url) so this token can be used")
+                }
+                guard
+                    let token = try ForgeTokens.read(
+                        entry, environment: environment, resolve: resolve, what: "agent \(name)'s \(forge.rawValue) API token")
+                else { throw entry.error("set token_env or token_file") }
+                configured[name, default: []].insert(forge)
+                if let token { tokens.byAgent[name, default: [:]][forge] = token }
+            }
+        }
+        for (index, rule) in rules.enumerated() where rule.feedback.isOn {
+            let ruleForges = rule.forges.isEmpty ? Set(Forge.allCases) : Set(rule.forges.compactMap(Forge.init(rawValue:)))
+            for forge in Forge.allCases where ruleForges.contains(forge) && forges[forge]?.api != nil {
+                guard !forgeConfigured.contains(forge) && !(configured[rule.agent]?.contains(forge) ?? false) else { continue }
+                throw root.child("rules[\(index)]").error(
+                    "posts feedback on \(forge.rawValue) as agent \(rule.agent), which has no token there: set "
+                        + "agents.\(rule.agent).feedback.tokens.\(forge.rawValue).token_env (its bot account), or "
+                        + "forges.\(forge.rawValue).api.token_env, or turn feedback off for this rule (feedback: {reaction: false, status_comment: false})"
+                )
+            }
+        }
+        return tokens
     }
 
     /// The URL's credentials and db; the master's address from `redisSentinel` when set, else the URL's host.
@@ -220,9 +278,12 @@ public enum Forge: String, Sendable, CaseIterable, Hashable {
 public struct ForgeSettings: Sendable {
     /// Every currently valid secret (several during a rotation). Never logged.
     public var secrets: [[UInt8]]
+    /// The forge's REST API, for feedback (reactions and status comments); nil = no feedback on this forge.
+    public var api: ForgeAPISettings?
 
-    init(_ node: ConfigNode, environment: [String: String], resolveSecrets: Bool) throws(ConfigError) {
-        _ = try node.mapping(allowed: ["secret_env", "secret_file"])
+    init(_ node: ConfigNode, forge: Forge, environment: [String: String], resolveSecrets: Bool) throws(ConfigError) {
+        _ = try node.mapping(allowed: ["secret_env", "secret_file", "api"])
+        if !node.child("api").isMissing { api = try ForgeAPISettings(node.child("api"), forge: forge) }
         var secrets: [[UInt8]] = []
         if !resolveSecrets {
             _ = try node.child("secret_env").strings()
@@ -244,7 +305,10 @@ public struct ForgeSettings: Sendable {
         self.secrets = secrets
     }
 
-    public init(secrets: [[UInt8]]) { self.secrets = secrets }
+    public init(secrets: [[UInt8]], api: ForgeAPISettings? = nil) {
+        self.secrets = secrets
+        self.api = api
+    }
 }
 
 public struct ProducerSettings: Sendable {
@@ -295,11 +359,16 @@ public struct WorkerSettings: Sendable {
     public var shutdownGrace: Duration = .seconds(60)
     /// Containers are named `<prefix>-<agent>`.
     public var containerPrefix = "hooks"
+    /// Where the worker serves `/metrics` (Prometheus); nil = not served. One port per worker process.
+    public var metricsListen: (host: String, port: Int)?
 
     public init() {}
 
     init(_ node: ConfigNode) throws(ConfigError) {
-        _ = try node.mapping(allowed: ["concurrency", "shutdown_grace", "container_prefix"])
+        _ = try node.mapping(allowed: ["concurrency", "shutdown_grace", "container_prefix", "metrics_listen"])
+        if let listen = try node.child("metrics_listen").string() {
+            metricsListen = try ProducerSettings.hostPort(listen, node.child("metrics_listen"))
+        }
         concurrency = try node.child("concurrency").int(default: concurrency, range: 1...256)
         shutdownGrace = try node.child("shutdown_grace").duration(default: shutdownGrace, allowZero: true)
         containerPrefix = try node.child("container_prefix").string(default: containerPrefix)

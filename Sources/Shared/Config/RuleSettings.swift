@@ -22,6 +22,8 @@ public struct RuleSettings: Sendable {
     /// Only these senders may trigger this rule (on top of the global allow list).
     public var senders: Set<String>
     public var prompt: String
+    /// The agent's feedback settings with this rule's `feedback:` keys over them.
+    public var feedback = FeedbackSettings()
 
     public init(name: String, agent: String, events: Set<EventKind>, prompt: String) {
         self.name = name
@@ -42,7 +44,7 @@ public struct RuleSettings: Sendable {
     init(_ node: ConfigNode) throws(ConfigError) {
         _ = try node.mapping(allowed: [
             "name", "agent", "events", "actions", "forges", "repos", "pull_request", "labels", "label_added", "assignees", "mention",
-            "review_states", "senders", "prompt",
+            "review_states", "senders", "prompt", "feedback",
         ])
         let agent = try node.child("agent").requiredString()
         let names = try node.child("events").strings()
