@@ -53,7 +53,7 @@ import Testing
             schema.queue("dev"), schema.job("j1"), schema.sessions, schema.dead, schema.processing("w1"), schema.lease("w1"),
             schema.worker("w1"), schema.workers, schema.delayed, schema.pending("dev:o/r:1"), schema.sequence, schema.log("j1"),
             schema.sessionsUsed, schema.transcript("dev:o/r:1"), schema.jobIndex, schema.waiting("dev"), schema.sessionCounts,
-            schema.statsMinute("29000000"), schema.statsHour("480000"),
+            schema.statsMinute("29000000"), schema.statsHour("480000"), schema.feedback("dev"),
         ]
         let script = RedisScript(
             name: "key-table",
@@ -62,7 +62,7 @@ import Testing
                 return {key.queue('dev'), key.job('j1'), key.sessions, key.dead, key.processing('w1'), key.lease('w1'),
                   key.worker('w1'), key.workers, key.delayed, key.pending('dev:o/r:1'), key.sequence, key.log('j1'),
                   key.sessionsUsed, key.transcript('dev:o/r:1'), key.jobIndex, key.waiting('dev'), key.sessionCounts,
-                  key.statsMinute('29000000'), key.statsHour('480000')}
+                  key.statsMinute('29000000'), key.statsHour('480000'), key.feedback('dev')}
                 """)
         #expect(try await queue.redis.evaluate(script, arguments: [prefix]).strings == expected)
     }

@@ -60,6 +60,10 @@ public struct KeySchema: Sendable, Equatable {
     public func statsHour(_ hour: String) -> String { "\(prefix):stats:h:\(hour)" }
     /// hash — `<host>/<agent>` → JSON: that agent's container on that Docker host as its workers last saw it.
     public var containers: String { "\(prefix):containers" }
+
+    /// zset — job id → when (ms) its forge feedback (reaction, status comment) is due to be posted; the agent's
+    /// workers drain it. A job stays listed, with a later score, while a worker posts it or waits to retry.
+    public func feedback(_ agent: String) -> String { "\(prefix):feedback:\(agent)" }
 }
 
 extension KeySchema {
@@ -78,6 +82,7 @@ extension KeySchema {
             ("sessionsUsed", schema.sessionsUsed), ("transcript", schema.transcript(argumentMark)),
             ("jobIndex", schema.jobIndex), ("waiting", schema.waiting(argumentMark)), ("sessionCounts", schema.sessionCounts),
             ("statsMinute", schema.statsMinute(argumentMark)), ("statsHour", schema.statsHour(argumentMark)),
+            ("feedback", schema.feedback(argumentMark)),
         ]
         var lines = ["local p = ARGV[1]", "local key = {}"]
         for (name, template) in entries {

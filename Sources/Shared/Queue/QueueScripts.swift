@@ -42,6 +42,7 @@ enum QueueScripts {
               tally(redis.call('HGET', jk, 'agent'), 'dead')
               redis.call('HSET', jk, 'status', 'dead', 'error', reason, 'finished_at', nowIso)
               redis.call('LPUSH', key.dead, id)
+              feedbackDue(id)
               if tonumber(deadTtl) > 0 then
                 redis.call('EXPIRE', jk, deadTtl)
                 redis.call('EXPIRE', key.log(id), deadTtl)
@@ -85,6 +86,7 @@ enum QueueScripts {
           -- 'run' names the attempt's agent run once it is set up; '' until then, so no earlier attempt's run counts.
           redis.call('HSET', jk, 'status', 'running', 'worker', worker, 'started_at', nowIso, 'run', '')
           redis.call('HDEL', jk, 'waiting_for', 'retry_at', 'finished_at')
+          feedbackDue(id)
           return {'running', id, redis.call('HGETALL', jk)}
         end
         """
@@ -210,11 +212,13 @@ enum QueueScripts {
               redis.call('EXPIRE', key.log(id), retention)
               redis.call('ZREM', key.pending(session), id)
               wake(session)
+              feedbackDue(id)
               return {'ok', 'succeeded'}
             elseif outcome == 'retry' then
               tally(redis.call('HGET', jk, 'agent'), 'failed')
               redis.call('HSET', jk, 'status', 'failed', 'finished_at', nowIso, 'retry_at', dueMs)
               redis.call('ZADD', key.delayed, dueMs, id)
+              feedbackDue(id)
               return {'ok', 'failed'}
             else
               bury(id, session, redis.call('HGET', jk, 'error') or 'failed', nowIso, deadTtl)
@@ -294,6 +298,7 @@ enum QueueScripts {
                       tally(agent, 'failed')
                       redis.call('HSET', jk, 'status', 'queued', 'error', why, 'recovered_at', nowIso)
                       redis.call('RPUSH', key.queue(agent), id)
+                      feedbackDue(id)
                       table.insert(out, w); table.insert(out, id); table.insert(out, 'requeued')
                     end
                   elseif st == 'queued' and agent then
@@ -316,7 +321,7 @@ enum QueueScripts {
     /// dead job takes a new place at the end of its session's order; a failed one keeps its place. ARGV: prefix, id, nowIso → {'queued', agent} | {'refused', status} | {'missing'}
     static let requeue = script(
         name: "requeue",
-        source: """
+        source: sessionHelpers + "\n" + """
             local id, now = ARGV[2], ARGV[3]
             local jk = key.job(id)
             local st, agent, session = unpack(redis.call('HMGET', jk, 'status', 'agent', 'session'))
@@ -338,6 +343,7 @@ enum QueueScripts {
             redis.call('HSET', jk, 'status', 'queued', 'attempts', '0', 'requeued_at', now, 'seq', tostring(seq))
             redis.call('HDEL', jk, 'retry_at', 'finished_at', 'worker')
             redis.call('LPUSH', key.queue(agent), id)
+            feedbackDue(id)
             return {'queued', agent}
             """)
 
@@ -475,6 +481,7 @@ enum QueueScripts {
                     tally(agent, 'failed')
                     redis.call('HSET', jk, 'status', 'queued', 'error', why, 'recovered_at', nowIso)
                     redis.call('RPUSH', key.queue(agent), id)
+                    feedbackDue(id)
                     outcome = 'requeued'
                   end
                 elseif st == 'queued' and agent then
@@ -512,6 +519,18 @@ enum QueueScripts {
           redis.call('EXPIRE', m, 7200)
           redis.call('HINCRBY', h, agent .. ':' .. outcome, 1)
           redis.call('EXPIRE', h, 8 * 86400)
+        end
+        -- Marks a job's forge feedback due (jobs the producer gave a 'feedback' field): a worker's feedback loop
+        -- renders the job's new state into its status comment. 'feedback_v' counts the states, so a loop that
+        -- rendered an older one knows to come back.
+        local function feedbackDue(id)
+          local jk = key.job(id)
+          local fb, agent = unpack(redis.call('HMGET', jk, 'feedback', 'agent'))
+          if not fb or fb == '' or not agent then return end
+          redis.call('HINCRBY', jk, 'feedback_v', 1)
+          redis.call('HDEL', jk, 'feedback_tries')
+          local t = redis.call('TIME')
+          redis.call('ZADD', key.feedback(agent), tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), id)
         end
         """
 
@@ -577,5 +596,98 @@ enum QueueScripts {
             out[#out + 1] = redis.call('HLEN', key.sessions)
             out[#out + 1] = (delayed > n or dead > n) and 1 or 0
             return out
+            """)
+}
+
+/// Forge feedback: the due list per agent (`feedback:<agent>`), claimed by one worker at a time.
+extension QueueScripts {
+    /// Claims up to ARGV[5] jobs whose feedback is due: each is held by this worker for ARGV[4] ms (listed again at
+    /// that time, so a worker that dies while posting is replaced). A job another worker holds is skipped until its
+    /// hold ends; a job whose record is gone is unlisted. ARGV: prefix, agent, worker, holdMs, limit
+    /// → flat {id, fields (HGETALL)}…
+    static let claimFeedback = script(
+        name: "feedback-claim",
+        source: """
+            local agent, worker, hold, limit = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+            local t = redis.call('TIME')
+            local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+            local fk = key.feedback(agent)
+            local out = {}
+            for _, id in ipairs(redis.call('ZRANGEBYSCORE', fk, '-inf', now, 'LIMIT', 0, limit)) do
+              local jk = key.job(id)
+              if redis.call('EXISTS', jk) == 0 then
+                redis.call('ZREM', fk, id)
+              else
+                local holder, untilMs = unpack(redis.call('HMGET', jk, 'feedback_holder', 'feedback_until'))
+                local heldUntil = tonumber(untilMs or '') or 0
+                if holder and holder ~= '' and holder ~= worker and heldUntil > now then
+                  redis.call('ZADD', fk, heldUntil, id)
+                else
+                  redis.call('HSET', jk, 'feedback_holder', worker, 'feedback_until', tostring(now + hold))
+                  redis.call('ZADD', fk, now + hold, id)
+                  out[#out + 1] = id
+                  out[#out + 1] = redis.call('HGETALL', jk)
+                end
+              end
+            end
+            return out
+            """)
+
+    /// Ends this worker's hold on a job's feedback. Writes the given fields (`feedback_comment`, …); `ok` = the state
+    /// rendered (version ARGV[5]) was posted: unlisted unless a newer state came meanwhile (then due at once).
+    /// Otherwise `retry` (due again in ARGV[7] ms, unless ARGV[8] tries are used up), `wait` (due again in ARGV[7] ms,
+    /// no try counted: a rate limit) or `give_up`, with the error in `feedback_error`.
+    /// ARGV: prefix, id, agent, worker, version, outcome (ok|retry|wait|give_up), delayMs, maxTries,
+    /// error, fieldCount, field, value… → 'done' | 'again' | 'later' | 'gave_up' | 'gone'
+    static let settleFeedback = script(
+        name: "feedback-settle",
+        source: """
+            local id, agent, worker, version, outcome = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+            local delay, maxTries, err, n = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[10])
+            local jk, fk = key.job(id), key.feedback(agent)
+            if redis.call('EXISTS', jk) == 0 then
+              redis.call('ZREM', fk, id)
+              return 'gone'
+            end
+            if n > 0 then
+              local fields = {}
+              for k = 0, n - 1 do
+                table.insert(fields, ARGV[11 + 2 * k])
+                table.insert(fields, ARGV[12 + 2 * k])
+              end
+              redis.call('HSET', jk, unpack(fields))
+            end
+            if redis.call('HGET', jk, 'feedback_holder') == worker then redis.call('HDEL', jk, 'feedback_holder', 'feedback_until') end
+            local t = redis.call('TIME')
+            local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+            local current = redis.call('HGET', jk, 'feedback_v') or ''
+            if outcome == 'ok' then
+              redis.call('HDEL', jk, 'feedback_error', 'feedback_tries')
+              if current == version then
+                redis.call('ZREM', fk, id)
+                return 'done'
+              end
+              redis.call('ZADD', fk, now, id)
+              return 'again'
+            end
+            redis.call('HSET', jk, 'feedback_error', err)
+            if outcome == 'wait' then
+              -- Rate limited: not the post's fault, so no try is counted.
+              redis.call('ZADD', fk, now + delay, id)
+              return 'later'
+            end
+            local tries = redis.call('HINCRBY', jk, 'feedback_tries', 1)
+            if outcome == 'retry' and tries < maxTries then
+              redis.call('ZADD', fk, now + delay, id)
+              return 'later'
+            end
+            if current ~= version then
+              -- A newer state came while this one failed for good: try that one (it may succeed, e.g. after a fix).
+              redis.call('HSET', jk, 'feedback_tries', '0')
+              redis.call('ZADD', fk, now, id)
+              return 'again'
+            end
+            redis.call('ZREM', fk, id)
+            return 'gave_up'
             """)
 }
