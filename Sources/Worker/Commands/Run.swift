@@ -1,4 +1,5 @@
 import ArgumentParser
+import AsyncHTTPClient
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -20,8 +21,11 @@ extension WorkerCommand {
         @Option(help: "Stable worker name (default: <host>-<pid>). A restart under the same name reclaims its jobs at once.")
         var workerID: String?
 
+        @Option(help: "Serve Prometheus /metrics on host:port (default: worker.metrics_listen; not served when unset).")
+        var metricsListen: String?
+
         func run() async throws {
-            let (config, logger) = try common.load()
+            let (config, logger) = try common.load(tokens: true)
             var served = config.agents.keys.sorted()
             if let agents {
                 served = agents.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
@@ -32,6 +36,14 @@ extension WorkerCommand {
             guard !served.isEmpty else { throw ValidationError("no agents to serve: configure agents: in \(common.config)") }
             let slots = concurrency ?? config.worker.concurrency
             guard (1...256).contains(slots) else { throw ValidationError("--concurrency must be between 1 and 256") }
+            var metrics = config.worker.metricsListen
+            if let metricsListen {
+                guard let colon = metricsListen.lastIndex(of: ":"), let port = Int(metricsListen[metricsListen.index(after: colon)...]),
+                    (0...65535).contains(port)
+                else { throw ValidationError("--metrics-listen must be host:port, e.g. 127.0.0.1:9092") }
+                metrics = (String(metricsListen[..<colon]), port)
+            }
+            WorkerMetrics.bootstrap()
             let hostID = common.resolvedHostID
             let workerID = workerID ?? "\(hostID)-\(getpid())"
 
@@ -70,20 +82,63 @@ extension WorkerCommand {
                 let runner = AgentRunner(docker: docker, queue: queue, logger: logger)
                 let executor = JobExecutor(
                     queue: queue, containers: reconciler, runner: runner, agents: config.agents, workerID: workerID, hostID: hostID, logger: logger)
+                let forgeHTTP = HTTPClient(
+                    eventLoopGroupProvider: .singleton,
+                    configuration: .init(timeout: .init(connect: .seconds(5), read: ForgeAPIClient.timeout)))
+                let feedback = Self.feedbackService(
+                    config: config, served: served, queue: queue, workerID: workerID, http: forgeHTTP, logger: logger)
                 let service = WorkerService(
                     options: .init(
                         workerID: workerID, hostID: hostID, concurrency: slots, agents: served, shutdownGrace: config.worker.shutdownGrace),
-                    queue: queue, executor: executor, reconciler: reconciler, runner: runner, config: config, logger: logger)
+                    queue: queue, executor: executor, reconciler: reconciler, runner: runner, config: config, logger: logger, feedback: feedback)
                 logger.info(
                     "worker starting",
                     metadata: [
                         "worker": "\(workerID)", "host": "\(hostID)", "slots": "\(slots)", "agents": "\(served.joined(separator: ","))",
                         "redis": "\(config.redisConfiguration.endpointDescription)", "docker": "\(docker.socketPath)",
                     ])
+                var services: [any Service] = [service]
+                if let (host, port) = metrics {
+                    services.append(WorkerMetrics.application(host: host, port: port))
+                    logger.info("serving metrics", metadata: ["listen": "\(host):\(port)"])
+                }
                 let group = ServiceGroup(
-                    configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-                try await group.run()
+                    configuration: .init(
+                        services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) },
+                        gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+                do {
+                    try await group.run()
+                } catch {
+                    try? await forgeHTTP.shutdown()
+                    throw error
+                }
+                try? await forgeHTTP.shutdown()
             }
+        }
+
+        /// The feedback loop for the served agents: one account per forge token, shared by the agents that use it.
+        /// Nil when no served agent can post anywhere (no forge has an `api:` section).
+        static func feedbackService(
+            config: AppConfig, served: [String], queue: JobQueue, workerID: String, http: HTTPClient, logger: Logger
+        ) -> FeedbackService? {
+            var accounts: [String: [Forge: ForgeAccount]] = [:]
+            var byToken: [String: ForgeAccount] = [:]
+            for agent in served {
+                for (forge, settings) in config.forges {
+                    guard let api = settings.api, let token = config.forgeTokens.token(agent: agent, forge: forge) else { continue }
+                    let key = "\(forge.rawValue)\u{0}\(api.url)\u{0}\(token)"
+                    let account = byToken[key] ?? ForgeAccount(api: ForgeAPIClient(forge: forge, baseURL: api.url, token: token, http: http))
+                    byToken[key] = account
+                    accounts[agent, default: [:]][forge] = account
+                }
+            }
+            guard !accounts.isEmpty else { return nil }
+            logger.info(
+                "forge feedback on",
+                metadata: ["accounts": "\(byToken.count)", "agents": "\(accounts.keys.sorted().joined(separator: ","))"])
+            return FeedbackService(
+                queue: queue, accounts: accounts, agents: served, workerID: workerID, botLogins: config.botLogins,
+                defaultMaxAttempts: config.queue.retry.maxAttempts, logger: logger)
         }
     }
 }

@@ -34,14 +34,17 @@ package final class WorkerService: Service {
     let runner: AgentRunner
     let config: AppConfig
     let logger: Logger
+    /// Posts reactions and status comments on the forges; nil when no forge has an API configured.
+    let feedback: FeedbackService?
     private let state = ShutdownState()
     /// When the last confirmed lease renewal was sent: the heartbeat sets it, the watchdog and the slots read it.
     private let renewal = LastRenewal()
 
     package init(
         options: Options, queue: JobQueue, executor: JobExecutor, reconciler: ContainerReconciler, runner: AgentRunner, config: AppConfig,
-        logger: Logger
+        logger: Logger, feedback: FeedbackService? = nil
     ) {
+        self.feedback = feedback
         self.options = options
         self.queue = queue
         self.executor = executor
@@ -65,6 +68,7 @@ package final class WorkerService: Service {
         }
         // The lease is kept from now on: reconciling the containers below can take longer than it lasts.
         let background = Task { await self.backgroundLoop(info: info) }
+        let feedbackLoop = Task { await self.feedback?.run() }
         let reclaimed = try await retrying("reclaim this worker's earlier jobs") { try await queue.recoverExpired(forcing: options.workerID) }
         if !reclaimed.isEmpty { logger.notice("re-queued jobs left by this worker's previous run", metadata: ["jobs": "\(reclaimed.map(\.jobID))"]) }
 
@@ -100,6 +104,19 @@ package final class WorkerService: Service {
         }
         background.cancel()
         _ = await background.value
+        // What the last runs changed is posted now if the forge answers within a few seconds; otherwise it stays due in
+        // Redis for the next worker (or this one's next start).
+        feedbackLoop.cancel()
+        _ = await feedbackLoop.value
+        if let feedback {
+            let last = Task { await feedback.drain() }
+            let deadline = Task {
+                try? await Task.sleep(for: .seconds(5))
+                last.cancel()
+            }
+            _ = await last.value
+            deadline.cancel()
+        }
         for attempt in 1...3 {
             do {
                 try await queue.deregister(worker: options.workerID)
@@ -176,7 +193,9 @@ package final class WorkerService: Service {
             await limiter.release(claimed.filter { $0 != job.agent })
             let control = RunControl()
             state.register(job.id, attempt: job.attempt, control)
+            feedback?.nudge()
             await executor.execute(job, control: control)
+            feedback?.nudge()
             state.unregister(job.id)
             await limiter.release([job.agent])
         }
