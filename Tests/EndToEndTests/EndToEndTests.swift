@@ -17,6 +17,8 @@ import Testing
         var nginx: NginxServer?
         /// Set by `enableDashboard()`: the dashboard is started with the stack, behind nginx at /dashboard/.
         var dashboardPort: Int?
+        /// Set by `enableFeedback()`: worker i serves /metrics on `workerMetricsPorts[i - 1]`.
+        var workerMetricsPorts: [Int] = []
         let httpPort: Int
         let opsPort: Int
         let prefix: String
@@ -68,9 +70,11 @@ import Testing
         func start() async throws {
             processes.append(try ChildProcess("\(bin)/Producer", ["-c", configPath], output: root.appendingPathComponent("producer.log").path))
             for i in 1...2 {
+                let metrics = workerMetricsPorts.count >= i ? ["--metrics-listen", "127.0.0.1:\(workerMetricsPorts[i - 1])"] : []
                 processes.append(
                     try ChildProcess(
-                        "\(bin)/Worker", ["run", "-c", configPath, "--worker-id", "e2e-worker-\(i)", "--host-id", prefix, "--concurrency", "2"],
+                        "\(bin)/Worker",
+                        ["run", "-c", configPath, "--worker-id", "e2e-worker-\(i)", "--host-id", prefix, "--concurrency", "2"] + metrics,
                         output: root.appendingPathComponent("worker-\(i).log").path))
             }
             let deadline = Date().addingTimeInterval(20)
@@ -97,6 +101,28 @@ import Testing
             try handle.write(contentsOf: Data(section.utf8))
             try handle.close()
             dashboardPort = port
+        }
+
+        /// Turns forge feedback on (call before `start()`): the forgejo API at `apiURL`; dev and reviewer post with their
+        /// own tokens (`dev-token`, `reviewer-token`), boss with the forge's (`boss-token`); dev's comments link to the
+        /// dashboard; three attempts per job. Each worker serves /metrics.
+        func enableFeedback(apiURL: String) throws {
+            var yaml = try String(contentsOfFile: configPath, encoding: .utf8)
+            for name in ["boss", "dev", "reviewer"] {
+                try "\(name)-token\n".write(to: root.appendingPathComponent("\(name)-token"), atomically: true, encoding: .utf8)
+            }
+            yaml = yaml.replacingOccurrences(
+                of: "forgejo: {secret_file: \"\(root.path)/secret\"}",
+                with: "forgejo: {secret_file: \"\(root.path)/secret\", api: {url: \"\(apiURL)\", token_file: \"\(root.path)/boss-token\"}}")
+            yaml = yaml.replacingOccurrences(of: "queue: {retry_base: 500ms,", with: "queue: {max_attempts: 3, retry_base: 500ms,")
+            for name in ["dev", "reviewer"] {
+                let link = name == "dev" ? ", link: \"http://127.0.0.1/dashboard/jobs/{{job}}\"" : ""
+                yaml = yaml.replacingOccurrences(
+                    of: "    bot_login: \(name)-bot\n",
+                    with: "    bot_login: \(name)-bot\n    feedback: {tokens: {forgejo: {token_file: \"\(root.path)/\(name)-token\"}}\(link)}\n")
+            }
+            try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
+            workerMetricsPorts = [try freePort(), try freePort()]
         }
 
         func log(_ name: String) -> String { (try? String(contentsOf: root.appendingPathComponent("\(name).log"), encoding: .utf8)) ?? "" }

@@ -14,13 +14,13 @@ import Testing
     static let secret = "It's a Secret to Everybody"
     static let maxBody = 64 * 1024
 
-    static func config(redis: RedisServer, prefix: String = "") throws -> AppConfig {
+    static func config(redis: RedisServer, prefix: String = "", githubAPI: Bool = false) throws -> AppConfig {
         try AppConfig.parse(
             yaml: """
                 redis: {url: "\(redis.url)"}
                 producer: {max_body_bytes: \(maxBody), path_prefix: "\(prefix)"}
                 forges:
-                  github: {secret_env: GH_SECRET}
+                  github: {secret_env: GH_SECRET\(githubAPI ? ", api: {token_env: GH_TOKEN}" : "")}
                   gitea: {secret_env: GITEA_SECRET}
                   forgejo: {secret_env: [FORGEJO_OLD, FORGEJO_SECRET]}
                 agents:
@@ -35,9 +35,10 @@ import Testing
     }
 
     static func withProducer(
-        redis: RedisServer, prefix: String = "", _ body: @escaping @Sendable (any TestClientProtocol, JobQueue) async throws -> Void
+        redis: RedisServer, prefix: String = "", githubAPI: Bool = false,
+        _ body: @escaping @Sendable (any TestClientProtocol, JobQueue) async throws -> Void
     ) async throws {
-        let config = try config(redis: redis, prefix: prefix)
+        let config = try config(redis: redis, prefix: prefix, githubAPI: githubAPI)
         var rc = config.redisConfiguration
         rc.connectTimeout = .milliseconds(300)
         rc.commandTimeout = .seconds(2)
@@ -172,6 +173,23 @@ import Testing
             let unknownForge = try await client.execute(uri: "/webhooks/gitlab", method: .post, body: ByteBuffer(string: "{}"))
             #expect(unknownForge.status == .notFound && String(buffer: unknownForge.body).contains("no webhook endpoint for 'gitlab'"))
             #expect(try await queue.redis.send("DBSIZE").int == 0, "a rejected request left something in Redis")
+        }
+    }
+
+    /// A forge with an `api:` section gets feedback on its jobs: what to post, and the comment to react to (the
+    /// payload's `comment.id`); a forge without one gets none.
+    @Test func jobsCarryWhatFeedbackNeeds() async throws {
+        let redis = try RedisServer()
+        defer { redis.stop() }
+        try await Self.withProducer(redis: redis, githubAPI: true) { client, queue in
+            let github = try await Self.post(client, forge: "github", file: "issue_comment.created.json")
+            let id = try #require((github.json["jobs"] as? [String])?.first, "\(github.json)")
+            let job = try #require(try await queue.job(id))
+            #expect(job["feedback"] == "reaction=eyes;comment=1;cost=1" && job["comment_id"] == "492700400" && job["comment_kind"] == "issue")
+            let gitea = try await Self.post(client, forge: "gitea", file: "HookPullRequest.json")
+            let otherID = try #require((gitea.json["jobs"] as? [String])?.first)
+            let other = try #require(try await queue.job(otherID))
+            #expect(other["feedback"] == nil && other["comment_id"] == nil)
         }
     }
 

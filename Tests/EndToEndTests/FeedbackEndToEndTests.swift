@@ -1,0 +1,174 @@
+import Foundation
+import Shared
+import TestSupport
+import Testing
+
+/// Forge feedback through the real stack: nginx → Producer → Redis → two Workers → Docker → stub agent, with a
+/// Forgejo API double (every request checked against Gitea's published API description) standing in for the forge.
+@Suite(.serialized, .timeLimit(.minutes(5))) struct FeedbackEndToEndTests {
+    typealias Stack = EndToEndTests.Stack
+
+    static let tokens = ["boss-token": "boss-bot", "dev-token": "dev-bot", "reviewer-token": "reviewer-bot"]
+
+    static func comment(_ number: Int, _ text: String, id: Int) -> [String: Any] {
+        var payload = EndToEndTests.comment(number, text)
+        var comment = payload["comment"] as! [String: Any]
+        comment["id"] = id
+        payload["comment"] = comment
+        return payload
+    }
+
+    /// Waits until `condition` holds (polled every 100 ms), or fails with `what` and the workers' logs.
+    static func eventually(_ what: String, stack: Stack, timeout: Duration = .seconds(45), _ condition: () async throws -> Bool) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if try await condition() { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw TestSetupError("\(what) did not happen; worker logs:\n\(stack.log("worker-1").suffix(3000))\n\(stack.log("worker-2").suffix(3000))")
+    }
+
+    func job(_ stack: Stack, _ id: String) async throws -> [String: String] {
+        try await stack.client.send("HGETALL", "hooks:job:\(id)").hash ?? [:]
+    }
+
+    @Test func aMentionIsAcknowledgedAndFollowedByOneLiveComment() async throws {
+        let forge = try ForgeAPIDouble(flavor: .gitea, tokens: Self.tokens)
+        try await forge.start()
+        let stack = try await Stack()
+        try stack.enableFeedback(apiURL: forge.baseURL)
+        do {
+            try await stack.start()
+
+            // 1. A mention: 👀 on the comment, the status comment while the agent runs, edited with the result.
+            forge.seedComment(id: 4242, repository: "acme/shop")
+            var (code, body) = try await stack.post(event: "issue_comment", payload: Self.comment(3, "@dev please STUB_TICKS=8 fix it", id: 4242))
+            #expect(code == 202, "\(body)")
+            let id = try #require(stack.jobIDs(body).first)
+            try await Self.eventually("the 👀 reaction and a 'working' comment while the job runs", stack: stack) {
+                forge.reactions.contains { $0.commentID == 4242 && $0.content == "eyes" && $0.user == "dev-bot" }
+                    && forge.comments.contains { $0.body.contains("is working on this — job `\(id)`") }
+            }
+            #expect(try await job(stack, id)["status"] == "running")
+            let done = try await stack.waitDone(id)
+            #expect(done["status"] == "succeeded")
+            try await Self.eventually("the comment edited to the result", stack: stack) {
+                forge.comments.first { $0.body.contains("job=\(id) ") }?.body.contains("finished job `\(id)`") ?? false
+            }
+            let status = try #require(forge.comments.first { $0.body.contains("job=\(id) ") })
+            #expect(status.author == "dev-bot" && status.number == 3 && status.edits >= 1)
+            #expect(status.body.contains("turn") && status.body.contains("$0.0012") && status.body.contains("session `\(done["session_id"] ?? "?")`"))
+            #expect(status.body.contains("[Job details](http://127.0.0.1/dashboard/jobs/\(id))"))
+            #expect(try await job(stack, id)["feedback_comment"] == String(status.id))
+
+            // 2. Two agents on one issue: two comments, each its own, neither overwritten.
+            var opened = EndToEndTests.issue(9, labels: ["triage"])
+            opened["user"] = EndToEndTests.alice
+            (code, body) = try await stack.post(
+                event: "issues",
+                payload: ["action": "opened", "issue": opened, "repository": EndToEndTests.repository, "sender": EndToEndTests.alice])
+            let bossJob = try #require(stack.jobIDs(body).first, "\(body)")
+            forge.seedComment(id: 4343, repository: "acme/shop")
+            (code, body) = try await stack.post(event: "issue_comment", payload: Self.comment(9, "@dev have a look", id: 4343))
+            let devJob = try #require(stack.jobIDs(body).first, "\(body)")
+            _ = try await stack.waitDone(bossJob)
+            _ = try await stack.waitDone(devJob)
+            try await Self.eventually("both status comments final", stack: stack) {
+                let onIssue = forge.comments.filter { $0.number == 9 }
+                return onIssue.count == 2 && onIssue.allSatisfy { $0.body.contains("finished job") }
+            }
+            let onIssue = forge.comments.filter { $0.number == 9 }
+            #expect(Set(onIssue.map(\.author)) == ["boss-bot", "dev-bot"])
+            #expect(onIssue.first { $0.author == "boss-bot" }?.history.allSatisfy { $0.contains("job=\(bossJob) agent=boss") } == true)
+            #expect(onIssue.first { $0.author == "dev-bot" }?.history.allSatisfy { $0.contains("job=\(devJob) agent=dev") } == true)
+            // The issue event had no comment to react to: the status comment is the acknowledgement.
+            #expect(!forge.reactions.contains { $0.user == "boss-bot" })
+
+            // 3. A failing agent: "retrying", then "gave up", in the same comment.
+            forge.seedComment(id: 4444, repository: "acme/shop")
+            (code, body) = try await stack.post(event: "issue_comment", payload: Self.comment(11, "@dev STUB_FAIL", id: 4444))
+            let failing = try #require(stack.jobIDs(body).first)
+            let dead = try await stack.waitDone(failing)
+            #expect(dead["status"] == "dead")
+            try await Self.eventually("the comment edited to dead", stack: stack) {
+                forge.comments.first { $0.body.contains("job=\(failing) ") }?.body.contains("gave up on job `\(failing)` after 3 attempts") ?? false
+            }
+            let history = try #require(forge.comments.first { $0.body.contains("job=\(failing) ") }).history
+            #expect(history.contains { $0.contains("attempt 1/3 of job `\(failing)` failed. Retrying at") }, "\(history)")
+            #expect(history.last?.contains("hooksctl requeue \(failing)") == true)
+            #expect(forge.comments.filter { $0.body.contains("job=\(failing) ") }.count == 1)
+
+            // Counted per forge, operation and status on the workers' /metrics.
+            var metrics = ""
+            for port in stack.workerMetricsPorts {
+                metrics += (try? await DockerFixture.shell("curl -s http://127.0.0.1:\(port)/metrics").1) ?? ""
+            }
+            #expect(metrics.contains(#"forge_api_requests_total{forge="forgejo",operation="create_comment",status="201"}"#), "\(metrics)")
+            #expect(metrics.contains(#"operation="add_reaction",status="201""#))
+            #expect(forge.violations.isEmpty, "\(forge.violations)")
+            #expect(!stack.log("worker-1").contains("dev-token") && !stack.log("worker-2").contains("dev-token"))
+        } catch {
+            await stack.stop()
+            await forge.stop()
+            throw error
+        }
+        await stack.stop()
+        await forge.stop()
+    }
+
+    @Test func aKilledWorkersRetryEditsTheSameCommentAndADownForgeCostsNothing() async throws {
+        let forge = try ForgeAPIDouble(flavor: .gitea, tokens: Self.tokens)
+        try await forge.start()
+        let stack = try await Stack()
+        try stack.enableFeedback(apiURL: forge.baseURL)
+        do {
+            try await stack.start()
+
+            // 1. SIGKILL the worker mid-run: the retry elsewhere edits the same comment.
+            forge.seedComment(id: 5151, repository: "acme/shop")
+            var (code, body) = try await stack.post(event: "issue_comment", payload: Self.comment(21, "@dev STUB_SLEEP=6 slow one", id: 5151))
+            #expect(code == 202)
+            let id = try #require(stack.jobIDs(body).first)
+            try await Self.eventually("attempt 1's comment", stack: stack) {
+                forge.comments.contains { $0.body.contains("job `\(id)`, attempt 1/3") }
+            }
+            let holder = try await job(stack, id)["worker"] ?? ""
+            let index = try #require(Int(holder.split(separator: "-").last ?? ""), "worker \(holder)")
+            await stack.processes[index].stop(signal: SIGKILL)
+            let done = try await stack.waitDone(id, timeout: .seconds(90))
+            #expect(done["status"] == "succeeded" && done["attempts"] == "2", "\(done)")
+            try await Self.eventually("the same comment edited to the result", stack: stack) {
+                forge.comments.first { $0.body.contains("job=\(id) ") }?.body.contains("finished job") ?? false
+            }
+            let mine = forge.comments.filter { $0.body.contains("job=\(id) ") }
+            #expect(mine.count == 1, "\(mine.map(\.body))")
+            #expect(mine.first?.history.contains { $0.contains("attempt 2/3") } == true, "\(mine.first?.history ?? [])")
+            #expect(forge.reactions.filter { $0.commentID == 5151 }.count == 1)
+
+            // 2. The forge goes down: jobs run as before; feedback catches up when it is back.
+            let port = forge.port
+            await forge.stop()
+            let started = ContinuousClock.now
+            (code, body) = try await stack.post(event: "issue_comment", payload: Self.comment(22, "@dev while the forge is down", id: 5252))
+            let offline = try #require(stack.jobIDs(body).first)
+            let result = try await stack.waitDone(offline, timeout: .seconds(30))
+            #expect(result["status"] == "succeeded")
+            #expect(ContinuousClock.now - started < .seconds(20))
+            try await Self.eventually("the failure recorded on the job", stack: stack) {
+                try await job(stack, offline)["feedback_error"]?.contains("no response") ?? false
+            }
+            forge.seedComment(id: 5252, repository: "acme/shop")
+            try await forge.start(port: port)
+            try await Self.eventually("feedback posted once the forge is back", stack: stack, timeout: .seconds(60)) {
+                forge.comments.first { $0.body.contains("job=\(offline) ") }?.body.contains("finished job") ?? false
+            }
+            #expect(forge.violations.isEmpty, "\(forge.violations)")
+        } catch {
+            await stack.stop()
+            await forge.stop()
+            throw error
+        }
+        await stack.stop()
+        await forge.stop()
+    }
+}

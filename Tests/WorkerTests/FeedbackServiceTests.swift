@@ -1,0 +1,314 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import Shared
+import TestSupport
+import Testing
+import WorkerCore
+
+/// The real forge client against the API double, which checks every request against the forge's published API
+/// description (GitHub's OpenAPI, Gitea's Swagger excerpts in Tests/TestSupport/ForgeAPI).
+@Suite(.serialized, .timeLimit(.minutes(3))) struct ForgeAPIClientTests {
+    static let http = HTTPClient(eventLoopGroupProvider: .singleton)
+
+    static func make(_ flavor: ForgeAPIDouble.Flavor) async throws -> (ForgeAPIDouble, ForgeAPIClient) {
+        let double = try ForgeAPIDouble(flavor: flavor, tokens: ["t-dev": "dev-bot", "t-rev": "reviewer-bot"])
+        try await double.start()
+        let client = ForgeAPIClient(
+            forge: flavor == .github ? .github : .forgejo, baseURL: double.baseURL, token: "t-dev", http: http, timeout: .seconds(1))
+        return (double, client)
+    }
+
+    @Test(arguments: [ForgeAPIDouble.Flavor.github, .gitea]) func everyCallMatchesTheForgesAPI(flavor: ForgeAPIDouble.Flavor) async throws {
+        let (double, client) = try await Self.make(flavor)
+        defer { Task { await double.stop() } }
+        #expect(try await client.currentUser() == "dev-bot")
+        let created = try await client.createComment(repository: "acme/shop", number: 7, body: "hello <b>")
+        #expect(created.author == "dev-bot" && created.body == "hello <b>")
+        try await client.editComment(repository: "acme/shop", id: created.id, body: "edited")
+        double.seedComment(id: 42, repository: "acme/shop")
+        try await client.addReaction(repository: "acme/shop", commentID: 42, kind: .issue, content: "eyes")
+        if flavor == .github {
+            double.seedComment(id: 43, repository: "acme/shop", kind: "review")
+            try await client.addReaction(repository: "acme/shop", commentID: 43, kind: .review, content: "rocket")
+        }
+        let listed = try await client.comments(repository: "acme/shop", number: 7, since: Date().addingTimeInterval(-60), limit: 100)
+        #expect(listed.map(\.body) == ["edited"])
+        #expect(double.reactions.map(\.content) == (flavor == .github ? ["eyes", "rocket"] : ["eyes"]))
+        #expect(double.violations.isEmpty, "\(double.violations)")
+    }
+
+    /// The double is strict: a request its description does not allow is caught (so the empty list above means
+    /// something).
+    @Test func theDoubleCatchesRequestsTheForgeWouldNotTake() async throws {
+        let (double, _) = try await Self.make(.github)
+        defer { Task { await double.stop() } }
+        let bad = ForgeAPIClient(forge: .github, baseURL: double.baseURL, token: "t-dev", http: Self.http)
+        double.seedComment(id: 42, repository: "acme/shop")
+        await #expect(throws: ForgeAPIError.self) {
+            try await bad.addReaction(repository: "acme/shop", commentID: 42, kind: .issue, content: "party")
+        }
+        #expect(double.violations.contains { $0.contains("must be one of") }, "\(double.violations)")
+    }
+
+    @Test func githubPagesThroughLongThreads() async throws {
+        let (double, client) = try await Self.make(.github)
+        defer { Task { await double.stop() } }
+        for i in 0..<230 { double.addComment(repository: "acme/shop", number: 3, body: "c\(i)", author: "alice") }
+        let all = try await client.comments(repository: "acme/shop", number: 3, since: nil, limit: 1000)
+        #expect(all.count == 230 && all.last?.body == "c229")
+        #expect(double.requests.filter { $0.operation.contains("list") }.count == 3)
+        #expect(double.violations.isEmpty, "\(double.violations)")
+    }
+
+    @Test(arguments: [ForgeAPIDouble.Flavor.github, .gitea]) func failuresAreClassified(flavor: ForgeAPIDouble.Flavor) async throws {
+        let (double, client) = try await Self.make(flavor)
+        defer { Task { await double.stop() } }
+        func kind(_ body: () async throws -> Void) async -> (ForgeAPIError.Kind?, String) {
+            do {
+                try await body()
+                return (nil, "")
+            } catch let e as ForgeAPIError {
+                return (e.kind, e.description)
+            } catch {
+                return (nil, "\(error)")
+            }
+        }
+        let post = { _ = try await client.createComment(repository: "acme/shop", number: 1, body: "x") }
+        double.inject(.status(401, message: "Bad credentials"))
+        var (k, text) = await kind(post)
+        #expect(k == .rejected && text.contains("HTTP 401: Bad credentials") && text.contains("token was refused"), "\(text)")
+        #expect(!text.contains("t-dev"))
+        double.inject(.status(422, message: "Validation Failed"))
+        (k, _) = await kind(post)
+        #expect(k == .rejected)
+        double.inject(.status(429, headers: ["Retry-After": "2"]))
+        (k, text) = await kind(post)
+        #expect(k == .rateLimited(retryAfter: .seconds(2)), "\(text)")
+        double.inject(.status(403, headers: ["X-RateLimit-Remaining": "0", "X-RateLimit-Reset": String(Int(Date().timeIntervalSince1970) + 30)]))
+        (k, _) = await kind(post)
+        if case .rateLimited(let after) = k {
+            #expect(after > .seconds(25) && after <= .seconds(31))
+        } else {
+            Issue.record("403 + remaining 0: \(String(describing: k))")
+        }
+        double.inject(.status(502))
+        (k, _) = await kind(post)
+        #expect(k == .unavailable)
+        double.inject(.hang(.seconds(3)))
+        (k, text) = await kind(post)
+        #expect(k == .unavailable && text.contains("no answer within 1.0 s"), "\(text)")
+        // Another account's comment cannot be edited (403), a missing one is 404.
+        let theirs = double.addComment(repository: "acme/shop", number: 1, body: "mine", author: "alice")
+        (k, text) = await kind { try await client.editComment(repository: "acme/shop", id: theirs, body: "x") }
+        #expect(k == .rejected && text.contains("403"))
+        (k, text) = await kind { try await client.editComment(repository: "acme/shop", id: 999_999, body: "x") }
+        #expect(k == .rejected && text.contains("404"))
+        await double.stop()
+        (k, _) = await kind(post)
+        #expect(k == .unavailable)
+        #expect(double.violations.isEmpty, "\(double.violations)")
+    }
+}
+
+/// The feedback loop on real Redis and the API double: queue transitions → reactions and one status comment per job.
+@Suite(.serialized, .timeLimit(.minutes(3))) struct FeedbackServiceTests {
+    let redis: RedisServer
+    let client: RedisClient
+    let queue: JobQueue
+    let double: ForgeAPIDouble
+    static let http = HTTPClient(eventLoopGroupProvider: .singleton)
+
+    init() async throws {
+        redis = try RedisServer()
+        client = RedisClient(configuration: redis.configuration, connections: 2)
+        var settings = QueueSettings()
+        settings.retry.maxAttempts = 2
+        settings.retry.base = .milliseconds(100)
+        queue = JobQueue(redis: client, keys: KeySchema(prefix: "fb"), settings: settings)
+        double = try ForgeAPIDouble(flavor: .gitea, tokens: ["t-dev": "dev-bot", "t-rev": "reviewer-bot", "t-human": "alice"])
+        try await double.start()
+    }
+
+    func cleanup() async {
+        await double.stop()
+        client.shutdown()
+        redis.stop()
+    }
+
+    func service(
+        worker: String = "w1", tokens: [String: String] = ["dev": "t-dev", "reviewer": "t-rev"], bots: Set<String> = ["dev-bot", "reviewer-bot"]
+    )
+        -> FeedbackService
+    {
+        var accounts: [String: [Forge: ForgeAccount]] = [:]
+        for (agent, token) in tokens {
+            accounts[agent] = [
+                .forgejo: ForgeAccount(
+                    api: ForgeAPIClient(forge: .forgejo, baseURL: double.baseURL, token: token, http: Self.http, timeout: .seconds(1)))
+            ]
+        }
+        var logger = Logger(label: "feedback-test")
+        logger.logLevel = .critical
+        return FeedbackService(
+            queue: queue, accounts: accounts, agents: ["dev", "reviewer"], workerID: worker, botLogins: bots, defaultMaxAttempts: 2,
+            logger: logger)
+    }
+
+    func enqueue(agent: String = "dev", number: Int = 7, comment: Int64? = 42, feedback: String = "reaction=eyes;comment=1;cost=1") async throws
+        -> String
+    {
+        var fields: [(String, String)] = [("forge", "forgejo"), ("repo", "acme/shop"), ("number", String(number)), ("feedback", feedback)]
+        if let comment {
+            fields += [("comment_id", String(comment)), ("comment_kind", "issue")]
+            double.seedComment(id: comment, repository: "acme/shop")
+        }
+        let job = NewJob(agent: agent, session: SessionKey(agent: agent, repository: "acme/shop", number: number), fields: fields)
+        _ = try await queue.enqueue([job])
+        return job.id
+    }
+
+    func job(_ id: String) async throws -> [String: String] { try await client.send("HGETALL", "fb:job:\(id)").hash ?? [:] }
+
+    @Test func aJobsLifeIsOneCommentEditedInPlace() async throws {
+        defer { Task { await cleanup() } }
+        let id = try await enqueue()
+        let feedback = service()
+        let reserved = try #require(try await queue.reserveAny(worker: "w1", agents: ["dev"]))
+        await feedback.drain()
+        #expect(double.reactions.map(\.content) == ["eyes"])
+        var comments = double.comments
+        #expect(comments.count == 1 && comments[0].body.contains("is working on this") && comments[0].author == "dev-bot")
+        #expect(try await job(id)["feedback_comment"] == String(comments[0].id))
+
+        // Attempt 1 fails: the comment says when it retries.
+        _ = try await queue.finish(reserved, worker: "w1", outcome: .failed(error: "exit code 1: it broke", retryable: true))
+        await feedback.drain()
+        comments = double.comments
+        #expect(comments.count == 1 && comments[0].body.contains("attempt 1/2 of job `\(id)` failed. Retrying at"), "\(comments)")
+        #expect(comments[0].body.contains("it broke"))
+
+        // Attempt 2 on another worker: the same comment.
+        try await Task.sleep(for: .milliseconds(300))
+        try await queue.promoteDue()
+        let second = try #require(try await queue.reserveAny(worker: "w2", agents: ["dev"]))
+        await service(worker: "w2").drain()
+        #expect(double.comments.count == 1 && double.comments[0].body.contains("attempt 2/2"))
+        _ = try await queue.finish(second, worker: "w2", outcome: .failed(error: "exit code 1: again", retryable: true))
+        await feedback.drain()
+        comments = double.comments
+        #expect(comments.count == 1 && comments[0].body.contains("gave up on job `\(id)` after 2 attempts"), "\(comments)")
+        #expect(double.reactions.count == 1)
+        #expect(try await queue.feedbackBacklog(agent: "dev") == 0)
+        #expect(double.violations.isEmpty, "\(double.violations)")
+    }
+
+    /// A worker that died after posting but before recording the comment id: the next one finds the comment by its
+    /// marker and author — not a copy planted by someone else, not another agent's.
+    @Test func aLostCommentIdIsFoundByMarkerNeverDuplicated() async throws {
+        defer { Task { await cleanup() } }
+        let id = try await enqueue()
+        let other = try await enqueue(agent: "reviewer", comment: nil)
+        let feedback = service()
+        _ = try #require(try await queue.reserveAny(worker: "w1", agents: ["dev"]))
+        _ = try #require(try await queue.reserveAny(worker: "w1", agents: ["reviewer"]))
+        await feedback.drain()
+        #expect(double.comments.count == 2)
+        let mine = try #require(double.comments.first { $0.author == "dev-bot" })
+        // A stranger plants a comment carrying the same marker, before ours in the thread.
+        double.addComment(repository: "acme/shop", number: 7, body: StatusComment.marker(job: id, agent: "dev") + "\nspoof", author: "mallory")
+        // The recorded id is lost, and the state changes.
+        _ = try await client.send("HDEL", "fb:job:\(id)", "feedback_comment")
+        _ = try await client.send("HSET", "fb:job:\(id)", "status", "succeeded", "result", "done")
+        _ = try await client.send("HINCRBY", "fb:job:\(id)", "feedback_v", "1")
+        _ = try await client.send("ZADD", "fb:feedback:dev", "0", id)
+        await feedback.drain()
+        let comments = double.comments
+        #expect(comments.count == 3, "\(comments.map(\.body))")
+        #expect(comments.first { $0.id == mine.id }?.body.contains("finished job") == true)
+        #expect(comments.first { $0.author == "mallory" }?.body.hasSuffix("spoof") == true)
+        #expect(comments.first { $0.author == "reviewer-bot" }?.body.contains("job `\(other)`") == true)
+        #expect(try await job(id)["feedback_comment"] == String(mine.id))
+    }
+
+    @Test func twoWorkersNeverPostTwice() async throws {
+        defer { Task { await cleanup() } }
+        var ids: [String] = []
+        for n in 1...6 { ids.append(try await enqueue(number: n, comment: Int64(100 + n))) }
+        for _ in ids { _ = try await queue.reserveAny(worker: "w1", agents: ["dev"]) }
+        let a = service(worker: "w1")
+        let b = service(worker: "w2")
+        async let one: Void = a.drain()
+        async let two: Void = b.drain()
+        _ = await (one, two)
+        await a.drain()
+        #expect(double.comments.count == 6 && Set(double.comments.map(\.number)).count == 6)
+        #expect(double.reactions.count == 6)
+    }
+
+    @Test func aTokenOfAHumanIsRefusedAndTheReasonKept() async throws {
+        defer { Task { await cleanup() } }
+        let id = try await enqueue()
+        _ = try await queue.reserveAny(worker: "w1", agents: ["dev"])
+        await service(tokens: ["dev": "t-human"]).drain()
+        #expect(double.comments.isEmpty && double.reactions.isEmpty)
+        let record = try await job(id)
+        #expect(record["feedback_error"]?.contains("belongs to 'alice', which is not a bot account") == true, "\(record)")
+        #expect(try await queue.feedbackBacklog(agent: "dev") == 0)
+    }
+
+    @Test func aForgeThatFailsIsRetriedAndRateLimitsCountNoTry() async throws {
+        defer { Task { await cleanup() } }
+        let id = try await enqueue(comment: nil)
+        _ = try await queue.reserveAny(worker: "w1", agents: ["dev"])
+        let feedback = service()
+        double.inject(.status(503), operation: "issueCreateComment")
+        await feedback.drain()
+        var record = try await job(id)
+        #expect(record["feedback_tries"] == "1" && record["feedback_error"]?.contains("HTTP 503") == true, "\(record)")
+        #expect(double.comments.isEmpty)
+        // Due again in 1 s (2^0); the next pass posts it and clears the error.
+        try await Task.sleep(for: .milliseconds(1100))
+        await feedback.drain()
+        record = try await job(id)
+        #expect(double.comments.count == 1 && record["feedback_error"] == nil && record["feedback_tries"] == nil, "\(record)")
+
+        // A rate limit pauses the account and counts no try.
+        _ = try await client.send("HSET", "fb:job:\(id)", "status", "succeeded")
+        _ = try await client.send("HINCRBY", "fb:job:\(id)", "feedback_v", "1")
+        _ = try await client.send("ZADD", "fb:feedback:dev", "0", id)
+        double.inject(.status(429, headers: ["Retry-After": "1"]), operation: "issueEditComment")
+        await feedback.drain()
+        record = try await job(id)
+        #expect(record["feedback_tries"] == nil && record["feedback_error"]?.contains("rate limited") == true, "\(record)")
+        let requests = double.requests.count
+        await feedback.drain()  // paused: no request at all
+        #expect(double.requests.count == requests)
+        try await Task.sleep(for: .milliseconds(1200))
+        await feedback.drain()
+        #expect(double.comments[0].body.contains("finished job"))
+        #expect(try await queue.feedbackBacklog(agent: "dev") == 0)
+    }
+
+    @Test func aRejectedPostGivesUpWithTheReason() async throws {
+        defer { Task { await cleanup() } }
+        let id = try await enqueue()
+        _ = try await queue.reserveAny(worker: "w1", agents: ["dev"])
+        double.inject(.status(404, message: "repository not found"), operation: "issueCreateComment")
+        await service().drain()
+        let record = try await job(id)
+        #expect(record["feedback_error"]?.contains("HTTP 404: repository not found") == true, "\(record)")
+        #expect(record["feedback_reacted"] == "1")  // the reaction went through before the comment failed
+        #expect(try await queue.feedbackBacklog(agent: "dev") == 0)
+    }
+
+    @Test func jobsWithoutFeedbackAreNeverListed() async throws {
+        defer { Task { await cleanup() } }
+        let job = NewJob(agent: "dev", session: SessionKey(agent: "dev", repository: "acme/shop", number: 1), fields: [("repo", "acme/shop")])
+        _ = try await queue.enqueue([job])
+        let reserved = try #require(try await queue.reserveAny(worker: "w1", agents: ["dev"]))
+        _ = try await queue.finish(reserved, worker: "w1", outcome: .succeeded)
+        #expect(try await queue.feedbackBacklog(agent: "dev") == 0)
+    }
+}
