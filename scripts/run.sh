@@ -115,8 +115,8 @@ start() {  # name, command…
   echo "started $name (pid $!, log $data/logs/$name.log)"
 }
 start producer "$bin/Producer" -c "$data/config.yaml"
-start worker-1 "$bin/Worker" -c "$data/config.yaml" --worker-id demo-worker-1 --host-id demo
-start worker-2 "$bin/Worker" -c "$data/config.yaml" --worker-id demo-worker-2 --host-id demo
+start worker-1 "$bin/Worker" -c "$data/config.yaml" --worker-id demo-worker-1 --host-id demo --metrics-listen "127.0.0.1:$((ops_port + 1))"
+start worker-2 "$bin/Worker" -c "$data/config.yaml" --worker-id demo-worker-2 --host-id demo --metrics-listen "127.0.0.1:$((ops_port + 2))"
 start dashboard "$bin/hooks-dashboard" -c "$data/config.yaml"
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$ops_port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -sf "http://127.0.0.1:$ops_port/readyz" >/dev/null || { echo "error: producer not ready; see $data/logs/producer.log" >&2; tail -5 "$data/logs/producer.log" >&2; exit 1; }
@@ -129,7 +129,8 @@ JSON
 sig="$(openssl dgst -sha256 -hmac "$secret" -hex <"$sample" | awk '{print $NF}')"
 cat <<MSG
 
-forge-hooks is running: webhooks on http://127.0.0.1:$http_port/webhooks/{forgejo,gitea,github}, ops on 127.0.0.1:$ops_port,
+forge-hooks is running: webhooks on http://127.0.0.1:$http_port/webhooks/{forgejo,gitea,github}, ops on 127.0.0.1:$ops_port
+(workers' /metrics on 127.0.0.1:$((ops_port + 1)) and $((ops_port + 2))),
 Redis on 127.0.0.1:$redis_port (append-only file in $data/redis), agents boss/dev/reviewer (image $image).
 
 Dashboard: http://127.0.0.1:$dashboard_port/ (actions: sign in with any name and the password in $data/dashboard-password)
