@@ -106,7 +106,15 @@ import Testing
             #expect(metrics.contains(#"forge_api_requests_total{forge="forgejo",operation="create_comment",status="201"}"#), "\(metrics)")
             #expect(metrics.contains(#"operation="add_reaction",status="201""#))
             #expect(forge.violations.isEmpty, "\(forge.violations)")
-            #expect(!stack.log("worker-1").contains("dev-token") && !stack.log("worker-2").contains("dev-token"))
+            #expect(forge.foreignEdits.isEmpty, "\(forge.foreignEdits)")
+            // No token anywhere an operator or an agent can read: logs, job records.
+            for name in ["worker-1", "worker-2", "producer"] {
+                #expect(!stack.log(name).contains("dev-token") && !stack.log(name).contains("boss-token"))
+            }
+            for jobID in [id, bossJob, devJob, failing] {
+                let fields = try await job(stack, jobID)
+                #expect(!fields.values.contains { $0.contains("-token") }, "\(fields)")
+            }
         } catch {
             await stack.stop()
             await forge.stop()

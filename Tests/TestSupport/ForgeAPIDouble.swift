@@ -66,6 +66,9 @@ package final class ForgeAPIDouble: Sendable {
         var faults: [ScriptedFault] = []
         /// Comments that exist on the forge but were not made through this API (the webhook's triggering comments).
         var external: [Int64: (repository: String, kind: String)] = [:]
+        var foreignEdits: [String] = []
+        /// Accounts without write access: their edits of others' comments are refused (403).
+        var readOnly: Set<String> = []
     }
 
     package let flavor: Flavor
@@ -159,6 +162,11 @@ package final class ForgeAPIDouble: Sendable {
     package var requests: [Request] { state.withLock { $0.requests } }
     /// Requests that did not match the forge's API description. Expected to stay empty.
     package var violations: [String] { state.withLock { $0.violations } }
+    /// Edits of a comment by an account other than its author. A real forge allows them to anyone with write access
+    /// to the repository, as the double does, so the client must never send one: expected to stay empty.
+    package var foreignEdits: [String] { state.withLock { $0.foreignEdits } }
+    /// Makes `login` a reader: its edits of others' comments are refused with 403.
+    package func setReadOnly(_ login: String) { state.withLock { _ = $0.readOnly.insert(login) } }
 
     // MARK: Serving
 
@@ -267,7 +275,12 @@ package final class ForgeAPIDouble: Sendable {
             let text = json["body"] as? String ?? ""
             let result = state.withLock { s -> Result<Comment, ForgeAnswer> in
                 guard var c = s.comments[id], c.repository == repository else { return .failure(ForgeAnswer(status: 404, message: "Not Found")) }
-                guard c.author == user else { return .failure(ForgeAnswer(status: 403, message: "user should be the poster of the comment")) }
+                if c.author != user {
+                    guard !s.readOnly.contains(user) else {
+                        return .failure(ForgeAnswer(status: 403, message: "user should be the poster of the comment"))
+                    }
+                    s.foreignEdits.append("\(user) edited comment \(id) by \(c.author)")
+                }
                 c.body = text
                 c.updated = Date()
                 c.edits += 1

@@ -99,7 +99,8 @@ import WorkerCore
         double.inject(.hang(.seconds(3)))
         (k, text) = await kind(post)
         #expect(k == .unavailable && text.contains("no answer within 1.0 s"), "\(text)")
-        // Another account's comment cannot be edited (403), a missing one is 404.
+        // Another account's comment cannot be edited by a reader (403), a missing one is 404.
+        double.setReadOnly("dev-bot")
         let theirs = double.addComment(repository: "acme/shop", number: 1, body: "mine", author: "alice")
         (k, text) = await kind { try await client.editComment(repository: "acme/shop", id: theirs, body: "x") }
         #expect(k == .rejected && text.contains("403"))
@@ -138,10 +139,9 @@ import WorkerCore
     }
 
     func service(
-        worker: String = "w1", tokens: [String: String] = ["dev": "t-dev", "reviewer": "t-rev"], bots: Set<String> = ["dev-bot", "reviewer-bot"]
-    )
-        -> FeedbackService
-    {
+        worker: String = "w1", tokens: [String: String] = ["dev": "t-dev", "reviewer": "t-rev"], bots: Set<String> = ["dev-bot", "reviewer-bot"],
+        maxTries: Int = 30
+    ) -> FeedbackService {
         var accounts: [String: [Forge: ForgeAccount]] = [:]
         for (agent, token) in tokens {
             accounts[agent] = [
@@ -153,7 +153,7 @@ import WorkerCore
         logger.logLevel = .critical
         return FeedbackService(
             queue: queue, accounts: accounts, agents: ["dev", "reviewer"], workerID: worker, botLogins: bots, defaultMaxAttempts: 2,
-            logger: logger)
+            logger: logger, maxTries: maxTries)
     }
 
     func enqueue(agent: String = "dev", number: Int = 7, comment: Int64? = 42, feedback: String = "reaction=eyes;comment=1;cost=1") async throws
@@ -211,13 +211,14 @@ import WorkerCore
         let id = try await enqueue()
         let other = try await enqueue(agent: "reviewer", comment: nil)
         let feedback = service()
+        // A stranger plants a comment carrying the job's marker (ids are in the webhook answer and on the dashboard),
+        // before ours in the thread.
+        double.addComment(repository: "acme/shop", number: 7, body: StatusComment.marker(job: id, agent: "dev") + "\nspoof", author: "mallory")
         _ = try #require(try await queue.reserveAny(worker: "w1", agents: ["dev"]))
         _ = try #require(try await queue.reserveAny(worker: "w1", agents: ["reviewer"]))
         await feedback.drain()
-        #expect(double.comments.count == 2)
+        #expect(double.comments.count == 3)
         let mine = try #require(double.comments.first { $0.author == "dev-bot" })
-        // A stranger plants a comment carrying the same marker, before ours in the thread.
-        double.addComment(repository: "acme/shop", number: 7, body: StatusComment.marker(job: id, agent: "dev") + "\nspoof", author: "mallory")
         // The recorded id is lost, and the state changes.
         _ = try await client.send("HDEL", "fb:job:\(id)", "feedback_comment")
         _ = try await client.send("HSET", "fb:job:\(id)", "status", "succeeded", "result", "done")
@@ -230,6 +231,7 @@ import WorkerCore
         #expect(comments.first { $0.author == "mallory" }?.body.hasSuffix("spoof") == true)
         #expect(comments.first { $0.author == "reviewer-bot" }?.body.contains("job `\(other)`") == true)
         #expect(try await job(id)["feedback_comment"] == String(mine.id))
+        #expect(double.foreignEdits.isEmpty, "\(double.foreignEdits)")
     }
 
     @Test func twoWorkersNeverPostTwice() async throws {
@@ -283,6 +285,7 @@ import WorkerCore
         record = try await job(id)
         #expect(record["feedback_tries"] == nil && record["feedback_error"]?.contains("rate limited") == true, "\(record)")
         let requests = double.requests.count
+        _ = try await client.send("ZADD", "fb:feedback:dev", "0", id)  // due at once: only the pause holds it back
         await feedback.drain()  // paused: no request at all
         #expect(double.requests.count == requests)
         try await Task.sleep(for: .milliseconds(1200))
@@ -310,5 +313,77 @@ import WorkerCore
         let reserved = try #require(try await queue.reserveAny(worker: "w1", agents: ["dev"]))
         _ = try await queue.finish(reserved, worker: "w1", outcome: .succeeded)
         #expect(try await queue.feedbackBacklog(agent: "dev") == 0)
+    }
+
+    /// A worker whose hold ran out (it stalled) and was taken over cannot replace the comment the new holder posted.
+    @Test func aLateSettleNeverReplacesTheComment() async throws {
+        defer { Task { await cleanup() } }
+        let id = try await enqueue(comment: nil)
+        _ = try await queue.reserveAny(worker: "w1", agents: ["dev"])
+        let stale = try #require(try await queue.claimFeedback(agent: "dev", worker: "w1", hold: .milliseconds(100), limit: 8).first)
+        try await Task.sleep(for: .milliseconds(200))
+        await service(worker: "w2").drain()
+        let posted = try #require(double.comments.first)
+        let verdict = try await queue.settleFeedback(stale, agent: "dev", worker: "w1", .posted(fields: [("feedback_comment", "999")]))
+        #expect(verdict == "lost")
+        #expect(try await job(id)["feedback_comment"] == String(posted.id))
+    }
+
+    /// A live worker's hold is respected; a dead worker's (its lease gone) is taken over at once, not after the hold.
+    @Test func aDeadHoldersClaimIsTakenOverAtOnce() async throws {
+        defer { Task { await cleanup() } }
+        let id = try await enqueue(comment: nil)
+        _ = try await queue.reserveAny(worker: "w1", agents: ["dev"])
+        try await queue.heartbeat(worker: "w1", info: [:])
+        _ = try await queue.claimFeedback(agent: "dev", worker: "w1", hold: .seconds(120), limit: 8)
+        _ = try await client.send("ZADD", "fb:feedback:dev", "0", id)
+        await service(worker: "w2").drain()
+        #expect(double.comments.isEmpty)
+        // Looked at again within 5 s, not at the end of the 2 min hold.
+        let next = Double(try await client.send("ZSCORE", "fb:feedback:dev", id).string ?? "") ?? 0
+        #expect(next <= Date().timeIntervalSince1970 * 1000 + 5100)
+        _ = try await client.send("DEL", "fb:lease:w1")
+        _ = try await client.send("ZADD", "fb:feedback:dev", "0", id)
+        await service(worker: "w2").drain()
+        #expect(double.comments.count == 1)
+    }
+
+    @Test func aRejectedReactionStillPostsTheComment() async throws {
+        defer { Task { await cleanup() } }
+        let id = try await enqueue(comment: 77)
+        _ = try await queue.reserveAny(worker: "w1", agents: ["dev"])
+        double.inject(.status(404, message: "comment deleted"), operation: "issuePostCommentReaction")
+        await service().drain()
+        let record = try await job(id)
+        #expect(double.comments.count == 1 && record["feedback_reacted"] == "failed", "\(record)")
+        #expect(record["feedback_reaction_error"]?.contains("comment deleted") == true)
+        _ = try await client.send("ZADD", "fb:feedback:dev", "0", id)
+        await service().drain()
+        #expect(double.requests.filter { $0.operation == "issuePostCommentReaction" }.count == 1)
+    }
+
+    @Test func failuresThatMayPassAreRetriedThenGivenUp() async throws {
+        defer { Task { await cleanup() } }
+        let id = try await enqueue(comment: nil)
+        _ = try await queue.reserveAny(worker: "w1", agents: ["dev"])
+        double.inject(.status(500), operation: "issueCreateComment", times: 5)
+        let feedback = service(maxTries: 2)
+        await feedback.drain()
+        #expect(try await job(id)["feedback_tries"] == "1")
+        _ = try await client.send("ZADD", "fb:feedback:dev", "0", id)
+        await feedback.drain()
+        let record = try await job(id)
+        #expect(record["feedback_tries"] == "2" && record["feedback_error"]?.contains("HTTP 500") == true, "\(record)")
+        #expect(try await queue.feedbackBacklog(agent: "dev") == 0)
+        #expect(double.comments.isEmpty)
+    }
+
+    @Test func aRecordThatExpiredIsDropped() async throws {
+        defer { Task { await cleanup() } }
+        let id = try await enqueue(comment: nil)
+        _ = try await queue.reserveAny(worker: "w1", agents: ["dev"])
+        _ = try await client.send("DEL", "fb:job:\(id)")
+        await service().drain()
+        #expect(try await queue.feedbackBacklog(agent: "dev") == 0 && double.requests.isEmpty)
     }
 }

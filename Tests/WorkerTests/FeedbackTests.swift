@@ -89,6 +89,14 @@ import WorkerCore
         #expect(ForgeAPIClientTestHooks.delay(403, HTTPHeaders()) == nil)
         #expect(ForgeAPIClientTestHooks.delay(429, HTTPHeaders()) == .seconds(60))
         #expect(ForgeAPIClientTestHooks.delay(429, HTTPHeaders([("Retry-After", "999999")])) == .seconds(3600))
+        // Nonsense from a proxy must not trap the worker.
+        #expect(ForgeAPIClientTestHooks.delay(429, HTTPHeaders([("Retry-After", "nan")])) == .seconds(60))
+        #expect(ForgeAPIClientTestHooks.delay(403, HTTPHeaders([("X-RateLimit-Remaining", "0"), ("X-RateLimit-Reset", "inf")])) == .seconds(60))
+        #expect(ForgeAPIClientTestHooks.delay(429, HTTPHeaders([("Retry-After", "-5")])) == .seconds(1))
+        // GitHub's secondary limit may say so only in its message.
+        #expect(
+            ForgeAPIClientTestHooks.delay(403, HTTPHeaders(), message: "You have exceeded a secondary rate limit. Please wait a few minutes")
+                == .seconds(60))
     }
 }
 
@@ -150,7 +158,7 @@ import WorkerCore
         } throws: { "\($0)".contains(message) }
     }
 
-    @Test func aRuleThatPostsNeedsAToken() {
+    @Test func aRuleThatPostsNeedsAToken() throws {
         let yaml = Self.config("rules:\n  - {agent: dev, events: [issues], prompt: x}", forgeAPI: "api: {url: \"https://git.example.com\"}")
         #expect {
             try AppConfig.parse(yaml: yaml, environment: ["SECRET": "s"])
@@ -165,6 +173,12 @@ import WorkerCore
         #expect {
             try AppConfig.parse(yaml: yaml2, environment: ["SECRET": "s"], resolveTokens: true)
         } throws: { "\($0)".contains("FORGE_TOKEN is not set") }
+        // A token from a file made secret has its newline dropped; one with a space inside is refused, unnamed.
+        let trimmed = try AppConfig.parse(yaml: yaml2, environment: ["SECRET": "s", "FORGE_TOKEN": "abc123\n"], resolveTokens: true)
+        #expect(trimmed.forgeTokens.token(agent: "dev", forge: .forgejo) == "abc123")
+        #expect {
+            try AppConfig.parse(yaml: yaml2, environment: ["SECRET": "s", "FORGE_TOKEN": "abc 123"], resolveTokens: true)
+        } throws: { "\($0)".contains("FORGE_TOKEN has spaces or characters a token cannot have") && !"\($0)".contains("abc") }
         // Gitea and Forgejo need the URL.
         let noURL = Self.config("rules:\n  - {agent: dev, events: [issues], prompt: x}", forgeAPI: "api: {token_env: FORGE_TOKEN}")
         #expect {
@@ -173,9 +187,46 @@ import WorkerCore
     }
 }
 
+/// Where the API is: https unless on this machine, no credentials in the URL, the usual API root for a bare host.
+@Suite struct ForgeAPIURLTests {
+    static func parse(_ forge: String, _ api: String) throws -> AppConfig {
+        try AppConfig.parse(
+            yaml: """
+                forges:
+                  \(forge): {secret_env: S, api: {\(api)}}
+                agents:
+                  dev: {image: a, bot_login: dev-bot, feedback: {tokens: {\(forge): {token_env: T}}}}
+                """, environment: ["S": "s"])
+    }
+
+    @Test func urls() throws {
+        #expect(try Self.parse("github", "url: \"https://github.example.com\"").forges[.github]?.api?.url == "https://github.example.com/api/v3")
+        #expect(try Self.parse("github", "token_env: T").forges[.github]?.api?.url == "https://api.github.com")
+        #expect(try Self.parse("gitea", "url: \"https://git.example.com/\"").forges[.gitea]?.api?.url == "https://git.example.com/api/v1")
+        #expect(try Self.parse("gitea", "url: \"http://127.0.0.1:3000/api/v1\"").forges[.gitea]?.api?.url == "http://127.0.0.1:3000/api/v1")
+        #expect { try Self.parse("gitea", "url: \"http://git.example.com\"") } throws: { "\($0)".contains("must be https") }
+        #expect { try Self.parse("gitea", "url: \"https://bot:secret@git.example.com\"") } throws: {
+            "\($0)".contains("without a query or credentials")
+        }
+    }
+
+    @Test func aRuleCanClearTheAgentsLink() throws {
+        let config = try AppConfig.parse(
+            yaml: """
+                forges:
+                  github: {secret_env: S, api: {token_env: T}}
+                agents:
+                  dev: {image: a, bot_login: dev-bot, feedback: {link: "https://h.example/{{job}}"}}
+                rules:
+                  - {agent: dev, events: [issues], prompt: x, feedback: {link: ""}}
+                """, environment: ["S": "s"])
+        #expect(config.agents["dev"]?.feedback.link != nil && config.rules[0].feedback.link == nil)
+    }
+}
+
 /// Reaches `ForgeAPIClient`'s header parsing.
 enum ForgeAPIClientTestHooks {
-    static func delay(_ status: Int, _ headers: HTTPHeaders, now: Date = Date()) -> Duration? {
-        ForgeAPIClient.rateLimitDelay(status: status, headers: headers, now: now)
+    static func delay(_ status: Int, _ headers: HTTPHeaders, message: String = "", now: Date = Date()) -> Duration? {
+        ForgeAPIClient.rateLimitDelay(status: status, headers: headers, message: message, now: now)
     }
 }

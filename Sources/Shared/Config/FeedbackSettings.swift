@@ -38,13 +38,15 @@ public struct FeedbackSettings: Sendable, Equatable {
         }
         out.statusComment = try node.child("status_comment").bool(default: out.statusComment)
         out.includeCost = try node.child("include_cost").bool(default: out.includeCost)
-        if let link = try node.child("link").string() {
+        if let link = try node.child("link").string(), link.isEmpty {
+            out.link = nil  // a rule clears the agent's link
+        } else if let link = try node.child("link").string() {
             guard let url = URL(string: link.replacingOccurrences(of: "{{job}}", with: "x").replacingOccurrences(of: "{{agent}}", with: "x")),
                 ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host != nil
             else {
                 throw node.child("link").error("must be an http(s) URL, e.g. https://hooks.example.com/dashboard/jobs/{{job}}")
             }
-            out.link = link.isEmpty ? nil : link
+            out.link = link
         }
         return out
     }
@@ -93,13 +95,25 @@ public struct ForgeAPISettings: Sendable, Equatable {
             throw node.child("url").error("is required for \(forge.rawValue): the API root of your server, e.g. https://git.example.com/api/v1")
         }
         while url.hasSuffix("/") { url.removeLast() }
-        guard let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme?.lowercased() ?? ""), parsed.host != nil,
-            parsed.query == nil
+        guard let parsed = URL(string: url), let scheme = parsed.scheme?.lowercased(), ["http", "https"].contains(scheme),
+            let host = parsed.host, parsed.query == nil, parsed.user == nil, parsed.password == nil
         else {
-            throw node.child("url").error("must be an http(s) URL without a query, e.g. https://git.example.com/api/v1")
+            throw node.child("url").error(
+                "must be an http(s) URL without a query or credentials, e.g. https://git.example.com/api/v1 (the token goes in token_env or token_file)"
+            )
         }
-        // Gitea and Forgejo serve the API under /api/v1; a bare server address means that.
-        if forge != .github && (parsed.path.isEmpty || parsed.path == "/") { url += "/api/v1" }
+        // The token travels in a header: plain HTTP only to this machine.
+        if scheme == "http" && !["127.0.0.1", "::1", "[::1]", "localhost"].contains(host.lowercased()) {
+            throw node.child("url").error("must be https: the API token would cross the network in clear (plain http only to 127.0.0.1)")
+        }
+        // A bare server address means the API's usual place: /api/v1 on Gitea and Forgejo, /api/v3 on GitHub Enterprise.
+        if parsed.path.isEmpty || parsed.path == "/" {
+            if forge != .github {
+                url += "/api/v1"
+            } else if host.lowercased() != "api.github.com" {
+                url += "/api/v3"
+            }
+        }
         self.url = url
     }
 
@@ -131,7 +145,15 @@ public struct ForgeTokens: Sendable, CustomStringConvertible {
         if env != nil && file != nil { throw node.error("set one of token_env and token_file, not both") }
         guard env != nil || file != nil else { return .none }
         guard resolve else { return .some(nil) }
-        if let env { return try node.child("token_env").secret(environmentVariable: env, in: environment, what: what) }
-        return try node.child("token_file").secret(file: file!, what: what)
+        let key = env != nil ? node.child("token_env") : node.child("token_file")
+        var token =
+            if let env { try key.secret(environmentVariable: env, in: environment, what: what) } else { try key.secret(file: file!, what: what) }
+        // A trailing newline (a secret made from a file) is dropped; anything else that cannot be in a header is an
+        // error that names the variable or file, never the value.
+        token = token.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !token.isEmpty, token.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F }) else {
+            throw key.error("\(what) from \(env ?? file!) has spaces or characters a token cannot have: set it to the token alone")
+        }
+        return token
     }
 }

@@ -9,6 +9,10 @@ extension JobQueue {
         public let fields: [String: String]
         /// The state counter the record had: settling with it unlists the job only if no newer state came.
         public var version: String { fields["feedback_v"] ?? "" }
+        /// The claim's token: settling with it proves the hold was not taken over meanwhile.
+        public var token: String { fields["feedback_until"] ?? "" }
+        /// When the hold ends (ms since the epoch, Redis' clock).
+        public var heldUntil: Int64? { Int64(token) }
         public subscript(_ field: String) -> String? { fields[field] }
     }
 
@@ -20,6 +24,8 @@ extension JobQueue {
         case retry(error: String, delay: Duration, maxTries: Int, fields: [(String, String)])
         /// Rate limited: due again after `delay`, no try counted.
         case wait(error: String, delay: Duration, fields: [(String, String)])
+        /// Not attempted (the hold was nearly over): due again at once, for any worker.
+        case release
         /// Failed for good (bad token, no access, deleted issue): unlisted, the error kept in `feedback_error`.
         case giveUp(error: String, fields: [(String, String)])
     }
@@ -36,7 +42,8 @@ extension JobQueue {
         }
     }
 
-    /// Ends the hold on `claim`; returns the script's verdict (`done`, `again`, `later`, `gave_up`, `gone`).
+    /// Ends the hold on `claim`; returns the script's verdict (`done`, `again`, `later`, `gave_up`, `gone`, or `lost`
+    /// when the hold had ended and another worker took it over).
     @discardableResult
     public func settleFeedback(_ claim: FeedbackClaim, agent: String, worker: String, _ settlement: FeedbackSettlement) async throws(RedisError)
         -> String
@@ -47,10 +54,11 @@ extension JobQueue {
         case .retry(let e, let d, let m, let f): (outcome, error, delay, maxTries, fields) = ("retry", e, d, m, f)
         case .wait(let e, let d, let f): (outcome, error, delay, maxTries, fields) = ("wait", e, d, 0, f)
         case .giveUp(let e, let f): (outcome, error, delay, maxTries, fields) = ("give_up", e, .zero, 0, f)
+        case .release: (outcome, error, delay, maxTries, fields) = ("release", "", .zero, 0, [])
         }
         var arguments = [
             keys.prefix, claim.id, agent, worker, claim.version, outcome, String(Int(delay.seconds * 1000)), String(maxTries), error,
-            String(fields.count),
+            claim.token, String(fields.count),
         ]
         for (k, v) in fields { arguments.append(contentsOf: [k, v]) }
         return try await redis.evaluate(QueueScripts.settleFeedback, arguments: arguments).string ?? ""

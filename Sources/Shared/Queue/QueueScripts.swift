@@ -249,6 +249,7 @@ enum QueueScripts {
               redis.call('ZADD', key.delayed, ARGV[7], id)
             else
               redis.call('RPUSH', key.queue(agent), id)
+              feedbackDue(id)
             end
             return {'ok'}
             """)
@@ -602,9 +603,10 @@ enum QueueScripts {
 /// Forge feedback: the due list per agent (`feedback:<agent>`), claimed by one worker at a time.
 extension QueueScripts {
     /// Claims up to ARGV[5] jobs whose feedback is due: each is held by this worker for ARGV[4] ms (listed again at
-    /// that time, so a worker that dies while posting is replaced). A job another worker holds is skipped until its
-    /// hold ends; a job whose record is gone is unlisted. ARGV: prefix, agent, worker, holdMs, limit
-    /// → flat {id, fields (HGETALL)}…
+    /// that time, so a worker that dies while posting is replaced). A job another live worker holds is skipped until
+    /// its hold ends; one held by a worker whose lease is gone (it died) is taken over at once; a job whose record is
+    /// gone is unlisted. `feedback_until` is the claim's token for `settleFeedback`.
+    /// ARGV: prefix, agent, worker, holdMs, limit → flat {id, fields (HGETALL)}…
     static let claimFeedback = script(
         name: "feedback-claim",
         source: """
@@ -620,8 +622,9 @@ extension QueueScripts {
               else
                 local holder, untilMs = unpack(redis.call('HMGET', jk, 'feedback_holder', 'feedback_until'))
                 local heldUntil = tonumber(untilMs or '') or 0
-                if holder and holder ~= '' and holder ~= worker and heldUntil > now then
-                  redis.call('ZADD', fk, heldUntil, id)
+                if holder and holder ~= '' and holder ~= worker and heldUntil > now and redis.call('EXISTS', key.lease(holder)) == 1 then
+                  -- Looked at again within 5 s: if the holder dies meanwhile, its claim is taken over then.
+                  redis.call('ZADD', fk, math.min(heldUntil, now + 5000), id)
                 else
                   redis.call('HSET', jk, 'feedback_holder', worker, 'feedback_until', tostring(now + hold))
                   redis.call('ZADD', fk, now + hold, id)
@@ -633,34 +636,51 @@ extension QueueScripts {
             return out
             """)
 
-    /// Ends this worker's hold on a job's feedback. Writes the given fields (`feedback_comment`, …); `ok` = the state
-    /// rendered (version ARGV[5]) was posted: unlisted unless a newer state came meanwhile (then due at once).
+    /// Ends this worker's hold on a job's feedback — only if it still holds that claim (holder ARGV[4], token ARGV[10]).
+    /// A worker whose hold ended and was taken over answers `lost`: it changes nothing but a `feedback_comment` or
+    /// `feedback_reacted` not recorded yet, so a late post never replaces the comment the new holder uses.
+    /// Writes the given fields (`feedback_comment`, …); `ok` = the state rendered (version ARGV[5]) was posted:
+    /// unlisted unless a newer state came meanwhile (then due at once).
     /// Otherwise `retry` (due again in ARGV[7] ms, unless ARGV[8] tries are used up), `wait` (due again in ARGV[7] ms,
     /// no try counted: a rate limit) or `give_up`, with the error in `feedback_error`.
-    /// ARGV: prefix, id, agent, worker, version, outcome (ok|retry|wait|give_up), delayMs, maxTries,
-    /// error, fieldCount, field, value… → 'done' | 'again' | 'later' | 'gave_up' | 'gone'
+    /// `release` gives the claim back unattempted.
+    /// ARGV: prefix, id, agent, worker, version, outcome (ok|retry|wait|give_up|release), delayMs, maxTries, error, claimToken,
+    /// fieldCount, field, value… → 'done' | 'again' | 'later' | 'gave_up' | 'gone' | 'lost'
     static let settleFeedback = script(
         name: "feedback-settle",
         source: """
             local id, agent, worker, version, outcome = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-            local delay, maxTries, err, n = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[10])
+            local delay, maxTries, err, token, n = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9], ARGV[10], tonumber(ARGV[11])
             local jk, fk = key.job(id), key.feedback(agent)
             if redis.call('EXISTS', jk) == 0 then
               redis.call('ZREM', fk, id)
               return 'gone'
             end
+            local holder, untilMs = unpack(redis.call('HMGET', jk, 'feedback_holder', 'feedback_until'))
+            if holder ~= worker or untilMs ~= token then
+              for k = 0, n - 1 do
+                local f = ARGV[12 + 2 * k]
+                if f == 'feedback_comment' or f == 'feedback_reacted' then redis.call('HSETNX', jk, f, ARGV[13 + 2 * k]) end
+              end
+              return 'lost'
+            end
             if n > 0 then
               local fields = {}
               for k = 0, n - 1 do
-                table.insert(fields, ARGV[11 + 2 * k])
                 table.insert(fields, ARGV[12 + 2 * k])
+                table.insert(fields, ARGV[13 + 2 * k])
               end
               redis.call('HSET', jk, unpack(fields))
             end
-            if redis.call('HGET', jk, 'feedback_holder') == worker then redis.call('HDEL', jk, 'feedback_holder', 'feedback_until') end
+            redis.call('HDEL', jk, 'feedback_holder', 'feedback_until')
             local t = redis.call('TIME')
             local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
             local current = redis.call('HGET', jk, 'feedback_v') or ''
+            if outcome == 'release' then
+              -- Not attempted (its hold was nearly over): due again now, for any worker.
+              redis.call('ZADD', fk, now, id)
+              return 'later'
+            end
             if outcome == 'ok' then
               redis.call('HDEL', jk, 'feedback_error', 'feedback_tries')
               if current == version then

@@ -97,15 +97,19 @@ extension WorkerCommand {
                         "worker": "\(workerID)", "host": "\(hostID)", "slots": "\(slots)", "agents": "\(served.joined(separator: ","))",
                         "redis": "\(config.redisConfiguration.endpointDescription)", "docker": "\(docker.socketPath)",
                     ])
-                var services: [any Service] = [service]
+                var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+                    .init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)
+                ]
                 if let (host, port) = metrics {
-                    services.append(WorkerMetrics.application(host: host, port: port))
+                    // A metrics port that cannot be bound (two workers given the same one) is logged, not fatal.
+                    services.append(
+                        .init(
+                            service: WorkerMetrics.application(host: host, port: port), successTerminationBehavior: .ignore,
+                            failureTerminationBehavior: .ignore))
                     logger.info("serving metrics", metadata: ["listen": "\(host):\(port)"])
                 }
                 let group = ServiceGroup(
-                    configuration: .init(
-                        services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) },
-                        gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+                    configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
                 do {
                     try await group.run()
                 } catch {

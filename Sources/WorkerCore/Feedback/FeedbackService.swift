@@ -42,6 +42,8 @@ package final class FeedbackService: Sendable {
     let queue: JobQueue
     /// agent → forge → the account it posts as.
     let accounts: [String: [Forge: ForgeAccount]]
+    /// The served agents that can post somewhere: only their feedback is claimed, so a worker without tokens for an
+    /// agent leaves it to one that has them.
     let agents: [String]
     let workerID: String
     /// Accounts whose events never start an agent: a token's account must be one of them.
@@ -49,35 +51,47 @@ package final class FeedbackService: Sendable {
     let defaultMaxAttempts: Int
     let logger: Logger
     let tick: Duration
+    /// How long a claim is held: a worker that dies while posting is replaced after this (at once when its lease
+    /// is gone).
+    let hold: Duration
+    /// One job's reaction and comment must be done within this (well inside `hold`), or the attempt is cut off and
+    /// retried: a forge that trickles its answers cannot make a hold run out under a post.
+    let attemptDeadline: Duration
+    /// Failures that may pass (5xx, timeouts) are retried this often per job state, backing off to 15 minutes
+    /// (about 6 hours in all), then given up.
+    let maxTries: Int
     private let wakeups: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
 
-    /// A claim is held this long: long enough for a reaction, a listing and a post at their timeouts.
-    static let hold: Duration = .seconds(120)
-    static let maxTries = 10
+    static let claimLimit = 8
     /// Comments read when looking for a lost status comment (those updated since its job was created).
     static let findLimit = 1000
 
     package init(
         queue: JobQueue, accounts: [String: [Forge: ForgeAccount]], agents: [String], workerID: String, botLogins: Set<String>,
-        defaultMaxAttempts: Int, logger: Logger, tick: Duration = .seconds(1)
+        defaultMaxAttempts: Int, logger: Logger, tick: Duration = .seconds(1), hold: Duration = .seconds(120),
+        attemptDeadline: Duration = .seconds(30), maxTries: Int = 30
     ) {
         self.queue = queue
         self.accounts = accounts
-        self.agents = agents
+        self.agents = agents.filter { !(accounts[$0]?.isEmpty ?? true) }
         self.workerID = workerID
         self.botLogins = Set(botLogins.map { $0.lowercased() })
         self.defaultMaxAttempts = defaultMaxAttempts
         self.logger = logger
         self.tick = tick
+        self.hold = hold
+        self.attemptDeadline = attemptDeadline
+        self.maxTries = maxTries
         (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
     /// Look now rather than at the next tick (a job of this worker changed state).
     package func nudge() { wake.yield() }
 
-    /// Drains due feedback until the task is cancelled.
+    /// Checks each account once, then drains due feedback until the task is cancelled.
     package func run() async {
+        await checkAccounts()
         let ticker = Task { [wake, tick] in
             while !Task.isCancelled {
                 wake.yield()
@@ -91,39 +105,104 @@ package final class FeedbackService: Sendable {
         ticker.cancel()
     }
 
-    /// One pass: claims what is due for each agent and posts it, the claims of one pass concurrently.
-    package func drain() async {
-        for agent in agents {
-            let claims: [JobQueue.FeedbackClaim]
-            do {
-                claims = try await queue.claimFeedback(agent: agent, worker: workerID, hold: Self.hold, limit: 16)
-            } catch {
-                logger.warning("could not look for due forge feedback: \(error)", metadata: ["agent": "\(agent)"])
-                continue
-            }
-            await withTaskGroup(of: Void.self) { group in
-                for claim in claims { group.addTask { await self.post(claim, agent: agent) } }
+    /// Says at start-up, in the log, whether each account's token works and is a bot's (the first post would say it
+    /// too, but only on a job's `feedback_error`).
+    func checkAccounts() async {
+        var seen: Set<ObjectIdentifier> = []
+        for (agent, byForge) in accounts.sorted(by: { $0.key < $1.key }) {
+            for (forge, account) in byForge.sorted(by: { $0.key.rawValue < $1.key.rawValue }) where seen.insert(ObjectIdentifier(account)).inserted {
+                do {
+                    let login = try await account.login()
+                    if botLogins.contains(login.lowercased()) {
+                        logger.info("forge account ready", metadata: ["forge": "\(forge.rawValue)", "login": "\(login)", "agent": "\(agent)"])
+                    } else {
+                        let problem =
+                            "forge token of agent \(agent) on \(forge.rawValue) belongs to '\(login)', which is not a bot account: add it to bots: "
+                            + "(or as the agent's bot_login); nothing is posted with it until then"
+                        logger.error("\(problem)")
+                    }
+                } catch {
+                    logger.warning("forge account not checked (feedback retries on its own): \(error)", metadata: ["agent": "\(agent)"])
+                }
             }
         }
     }
 
-    /// Posts one job's feedback and settles it.
+    /// One pass: claims what is due for each agent and posts it — one account's posts one after another (forges ask
+    /// for that of writes, and a hung forge then holds up only its own account), different accounts at once.
+    package func drain() async {
+        var byAccount: [ObjectIdentifier: [(JobQueue.FeedbackClaim, String, ContinuousClock.Instant)]] = [:]
+        var unserved: [(JobQueue.FeedbackClaim, String)] = []
+        for agent in agents {
+            let claims: [JobQueue.FeedbackClaim]
+            do {
+                claims = try await queue.claimFeedback(agent: agent, worker: workerID, hold: hold, limit: Self.claimLimit)
+            } catch {
+                logger.warning("could not look for due forge feedback: \(error)", metadata: ["agent": "\(agent)"])
+                continue
+            }
+            let claimed = ContinuousClock.now
+            for claim in claims {
+                if let account = Forge(rawValue: claim["forge"] ?? "").flatMap({ accounts[agent]?[$0] }) {
+                    byAccount[ObjectIdentifier(account), default: []].append((claim, agent, claimed))
+                } else {
+                    unserved.append((claim, agent))
+                }
+            }
+        }
+        await withTaskGroup(of: Void.self) { group in
+            for (_, claims) in byAccount {
+                group.addTask {
+                    for (claim, agent, claimed) in claims {
+                        // Only with time left on the hold for a whole attempt; else give it back for the next pass.
+                        if ContinuousClock.now - claimed + self.attemptDeadline > self.hold - .seconds(5) {
+                            _ = try? await self.queue.settleFeedback(claim, agent: agent, worker: self.workerID, .release)
+                        } else {
+                            await self.post(claim, agent: agent)
+                        }
+                    }
+                }
+            }
+            for (claim, agent) in unserved { group.addTask { await self.post(claim, agent: agent) } }
+        }
+    }
+
+    /// Posts one job's feedback (within `attemptDeadline`) and settles it.
     func post(_ claim: JobQueue.FeedbackClaim, agent: String) async {
         var log = logger
         log[metadataKey: "job.id"] = "\(claim.id)"
         log[metadataKey: "agent"] = "\(agent)"
-        let settlement = await attempt(claim, agent: agent, log: log)
+        let attemptLog = log
+        let settlement = await withDeadline { await self.attempt(claim, agent: agent, log: attemptLog) }
         do {
             let verdict = try await queue.settleFeedback(claim, agent: agent, worker: workerID, settlement)
             switch settlement {
             case .posted: log.debug("forge feedback posted", metadata: ["status": "\(claim["status"] ?? "")", "verdict": "\(verdict)"])
             case .retry(let error, let delay, _, _), .wait(let error, let delay, _):
-                log.warning(
-                    "forge feedback not posted\(verdict == "gave_up" ? "; giving up" : ", retrying in \(delay)"): \(error)")
+                log.warning("forge feedback not posted\(verdict == "gave_up" ? "; giving up" : ", retrying in \(delay)"): \(error)")
             case .giveUp(let error, _): log.error("forge feedback not posted; giving up: \(error)")
+            case .release: break
             }
+            if verdict == "lost" { log.warning("forge feedback: this worker's hold had ended and another worker took the job's feedback over") }
         } catch {
-            log.warning("could not record forge feedback (the hold ends in \(Self.hold) and it is posted again): \(error)")
+            log.warning("could not record forge feedback (the hold ends in \(hold) and it is posted again): \(error)")
+        }
+    }
+
+    /// `body`, or a retry when it takes longer than `attemptDeadline` (it is cancelled: its HTTP call with it).
+    func withDeadline(_ body: @escaping @Sendable () async -> JobQueue.FeedbackSettlement) async -> JobQueue.FeedbackSettlement {
+        let deadline = attemptDeadline
+        let tries = maxTries
+        return await withTaskGroup(of: JobQueue.FeedbackSettlement?.self) { group in
+            group.addTask { await body() }
+            group.addTask {
+                try? await Task.sleep(for: deadline)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+                ?? .retry(error: "the forge did not finish answering within \(deadline)", delay: .seconds(30), maxTries: tries, fields: [])
         }
     }
 
@@ -132,14 +211,15 @@ package final class FeedbackService: Sendable {
         let settings = FeedbackSettings(jobField: claim["feedback"] ?? "")
         let forgeName = claim["forge"] ?? ""
         guard let forge = Forge(rawValue: forgeName), let account = accounts[agent]?[forge] else {
-            return .giveUp(
+            // Another worker's config may have it (a rolling change): not given up at once.
+            return .retry(
                 error:
                     "worker \(workerID) cannot post to \(forgeName.isEmpty ? "this job's forge" : forgeName) for agent \(agent): set forges.\(forgeName).api "
                     + "and a token (agents.\(agent).feedback.tokens.\(forgeName) or forges.\(forgeName).api.token_env) in its config",
-                fields: [])
+                delay: .seconds(60), maxTries: 10, fields: [])
         }
         if let wait = account.paused {
-            return .wait(error: "\(forge.rawValue) rate limit: waiting \(Int(wait.seconds.rounded(.up))) s", delay: wait, fields: [])
+            return .wait(error: "\(forge.rawValue): waiting \(Int(wait.seconds.rounded(.up))) s (rate limit or outage)", delay: wait, fields: [])
         }
         let repository = claim["repo"] ?? ""
         var fields: [(String, String)] = []
@@ -152,10 +232,17 @@ package final class FeedbackService: Sendable {
                         + "(or as agents.\(agent).bot_login), so that its comments never start an agent",
                     fields: [])
             }
-            if let reaction = settings.reaction, claim["feedback_reacted"] != "1", let comment = Int64(claim["comment_id"] ?? ""), comment > 0 {
+            if let reaction = settings.reaction, claim["feedback_reacted"] == nil, let comment = Int64(claim["comment_id"] ?? ""), comment > 0 {
                 let kind = CommentKind(rawValue: claim["comment_kind"] ?? "") ?? .issue
-                try await account.api.addReaction(repository: repository, commentID: comment, kind: kind, content: reaction)
-                fields.append(("feedback_reacted", "1"))
+                do {
+                    try await account.api.addReaction(repository: repository, commentID: comment, kind: kind, content: reaction)
+                    fields.append(("feedback_reacted", "1"))
+                } catch  where error.kind == .rejected {
+                    // The comment was deleted, the issue locked, the reaction not allowed there: the status comment
+                    // still goes up, and the reaction is not tried again.
+                    fields.append(("feedback_reacted", "failed"))
+                    fields.append(("feedback_reaction_error", StreamJSONParser.bounded(error.description, 600)))
+                }
             }
             if settings.statusComment, let number = Int(claim["number"] ?? ""), number > 0 {
                 let body = StatusComment.render(claim.fields, id: claim.id, settings: settings, defaultMaxAttempts: defaultMaxAttempts)
@@ -165,20 +252,21 @@ package final class FeedbackService: Sendable {
             return .posted(fields: fields)
         } catch {
             let message = StreamJSONParser.bounded(error.description, 600)
+            let tries = Int(claim["feedback_tries"] ?? "") ?? 0
             switch error.kind {
             case .rateLimited(let after):
                 account.pause(for: after)
                 return .wait(error: message, delay: after, fields: fields)
             case .unavailable:
-                let tries = Int(claim["feedback_tries"] ?? "") ?? 0
-                let delay = Duration.seconds(min(1 << min(tries, 9), 300))
-                return .retry(error: message, delay: delay, maxTries: Self.maxTries, fields: fields)
+                let delay = Duration.seconds(min(1 << min(tries, 10), 900))
+                // No connection at all: the forge is down for every job of this account, not just this one.
+                if error.status == nil { account.pause(for: delay) }
+                return .retry(error: message, delay: delay, maxTries: maxTries, fields: fields)
             case .rejected:
                 return .giveUp(error: message, fields: fields)
             }
         }
     }
-
     /// Edits the job's status comment — the one recorded on the job, else the one carrying its marker, written by
     /// this account — or creates it. Never a second comment for a job, never another account's or agent's comment.
     func upsert(

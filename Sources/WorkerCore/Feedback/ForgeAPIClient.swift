@@ -111,7 +111,10 @@ package struct ForgeAPIClient: ForgeAPI {
     package func currentUser() async throws(ForgeAPIError) -> String {
         let (_, body) = try await send(.getUser, .GET, "/user")
         guard let user = try? JSONDecoder().decode(UserDTO.self, from: body), let login = user.name else {
-            throw error(.getUser, status: 200, .unavailable, "the answer has no login")
+            // Typically a web page at a wrong URL (GitHub Enterprise needs /api/v3, Gitea /api/v1).
+            throw error(
+                .getUser, status: 200, .rejected,
+                "the answer is not a user account: check forges.\(forge.rawValue).api.url (\(baseURL)) points at the API root")
         }
         return login
     }
@@ -184,7 +187,7 @@ package struct ForgeAPIClient: ForgeAPI {
         let data = Data(body.readableBytesView)
         if (200..<300).contains(status) { return (response.headers, data) }
         let message = Self.message(data)
-        if let wait = Self.rateLimitDelay(status: status, headers: response.headers) {
+        if let wait = Self.rateLimitDelay(status: status, headers: response.headers, message: message) {
             throw error(operation, status: status, .rateLimited(retryAfter: wait), message)
         }
         throw error(operation, status: status, status >= 500 || status == 408 ? .unavailable : .rejected, message)
@@ -200,13 +203,14 @@ package struct ForgeAPIClient: ForgeAPI {
     }
 
     /// How long a rate limit asks to wait, or nil when the answer is not one: 429 always; 403 when GitHub says the
-    /// limit is used up (`X-RateLimit-Remaining: 0`) or names a wait (`Retry-After`, its secondary limits).
-    /// `Retry-After` (seconds or an HTTP date) wins over `X-RateLimit-Reset` (epoch seconds); a minute when neither
-    /// says; never more than an hour.
-    package static func rateLimitDelay(status: Int, headers: HTTPHeaders, now: Date = Date()) -> Duration? {
+    /// limit is used up (`X-RateLimit-Remaining: 0`), names a wait (`Retry-After`), or its message says so (a
+    /// secondary limit may come with neither header). `Retry-After` (seconds or an HTTP date) wins over
+    /// `X-RateLimit-Reset` (epoch seconds); a minute when neither says (or says nonsense); never more than an hour.
+    package static func rateLimitDelay(status: Int, headers: HTTPHeaders, message: String = "", now: Date = Date()) -> Duration? {
         let retryAfter = headers.first(name: "retry-after")
         let remaining = headers.first(name: "x-ratelimit-remaining")
-        guard status == 429 || (status == 403 && (retryAfter != nil || remaining == "0")) else { return nil }
+        let saysSo = message.lowercased().contains("rate limit")
+        guard status == 429 || (status == 403 && (retryAfter != nil || remaining == "0" || saysSo)) else { return nil }
         var seconds: Double = 60
         if let retryAfter {
             if let n = Double(retryAfter.trimmingCharacters(in: .whitespaces)) {
@@ -217,6 +221,7 @@ package struct ForgeAPIClient: ForgeAPI {
         } else if let reset = headers.first(name: "x-ratelimit-reset").flatMap(Double.init) {
             seconds = reset - now.timeIntervalSince1970
         }
+        if !seconds.isFinite { seconds = 60 }  // `nan`, `inf` from a broken proxy must not trap the worker
         return .milliseconds(Int64(min(max(seconds, 1), 3600) * 1000))
     }
 
@@ -240,14 +245,17 @@ package struct ForgeAPIClient: ForgeAPI {
         return line.isEmpty ? "(no message)" : String(line.prefix(300))
     }
 
+    /// The transport error in words that never carry a request header (AsyncHTTPClient's own description of an
+    /// invalid header value includes the value: the token).
     static func describe(_ error: Error, timeout: TimeAmount) -> String {
         if let e = error as? HTTPClientError {
             if e == .deadlineExceeded || e == .readTimeout || e == .connectTimeout {
                 return "no answer within \(Double(timeout.nanoseconds) / 1e9) s"
             }
-            return "\(e)"
+            return "HTTP client error: \(e.shortDescription)"
         }
-        return String("\(error)".prefix(300))
+        if error is CancellationError { return "cancelled (the attempt's deadline passed, or the worker is stopping)" }
+        return "no connection: \(String(describing: type(of: error))) \(String("\(error)".prefix(200)))"
     }
 }
 

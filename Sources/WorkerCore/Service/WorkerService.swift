@@ -106,13 +106,16 @@ package final class WorkerService: Service {
         _ = await background.value
         // What the last runs changed is posted now if the forge answers within a few seconds; otherwise it stays due in
         // Redis for the next worker (or this one's next start).
-        feedbackLoop.cancel()
-        _ = await feedbackLoop.value
         if let feedback {
-            let last = Task { await feedback.drain() }
+            feedbackLoop.cancel()
+            let last = Task {
+                _ = await feedbackLoop.value
+                await feedback.drain()
+            }
             let deadline = Task {
                 try? await Task.sleep(for: .seconds(5))
                 last.cancel()
+                feedbackLoop.cancel()
             }
             _ = await last.value
             deadline.cancel()
