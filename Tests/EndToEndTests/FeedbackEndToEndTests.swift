@@ -28,17 +28,30 @@ import Testing
         throw TestSetupError("\(what) did not happen; worker logs:\n\(stack.log("worker-1").suffix(3000))\n\(stack.log("worker-2").suffix(3000))")
     }
 
+    /// A Forgejo API double and the stack with feedback on against it, both stopped after `body`.
+    static func withFeedbackStack(_ body: (ForgeAPIDouble, Stack) async throws -> Void) async throws {
+        let forge = try ForgeAPIDouble(flavor: .gitea, tokens: tokens)
+        try await forge.start()
+        let stack = try await Stack()
+        do {
+            try stack.enableFeedback(apiURL: forge.baseURL)
+            try await stack.start()
+            try await body(forge, stack)
+        } catch {
+            await stack.stop()
+            await forge.stop()
+            throw error
+        }
+        await stack.stop()
+        await forge.stop()
+    }
+
     func job(_ stack: Stack, _ id: String) async throws -> [String: String] {
         try await stack.client.send("HGETALL", "hooks:job:\(id)").hash ?? [:]
     }
 
     @Test func aMentionIsAcknowledgedAndFollowedByOneLiveComment() async throws {
-        let forge = try ForgeAPIDouble(flavor: .gitea, tokens: Self.tokens)
-        try await forge.start()
-        let stack = try await Stack()
-        try stack.enableFeedback(apiURL: forge.baseURL)
-        do {
-            try await stack.start()
+        try await Self.withFeedbackStack { forge, stack in
 
             // 1. A mention: 👀 on the comment, the status comment while the agent runs, edited with the result.
             forge.seedComment(id: 4242, repository: "acme/shop")
@@ -115,22 +128,11 @@ import Testing
                 let fields = try await job(stack, jobID)
                 #expect(!fields.values.contains { $0.contains("-token") }, "\(fields)")
             }
-        } catch {
-            await stack.stop()
-            await forge.stop()
-            throw error
         }
-        await stack.stop()
-        await forge.stop()
     }
 
     @Test func aKilledWorkersRetryEditsTheSameCommentAndADownForgeCostsNothing() async throws {
-        let forge = try ForgeAPIDouble(flavor: .gitea, tokens: Self.tokens)
-        try await forge.start()
-        let stack = try await Stack()
-        try stack.enableFeedback(apiURL: forge.baseURL)
-        do {
-            try await stack.start()
+        try await Self.withFeedbackStack { forge, stack in
 
             // 1. SIGKILL the worker mid-run: the retry elsewhere edits the same comment.
             forge.seedComment(id: 5151, repository: "acme/shop")
@@ -171,12 +173,6 @@ import Testing
                 forge.comments.first { $0.body.contains("job=\(offline) ") }?.body.contains("finished job") ?? false
             }
             #expect(forge.violations.isEmpty, "\(forge.violations)")
-        } catch {
-            await stack.stop()
-            await forge.stop()
-            throw error
         }
-        await stack.stop()
-        await forge.stop()
     }
 }
