@@ -135,6 +135,43 @@ import Testing
         #expect(try await onReplica.send("EXISTS", "hooks:job:\(second.id)").int == 1)
     }
 
+    /// With replicas_ack, a worker gets a job only once a replica has its claim (and so the end of the session's
+    /// previous job): a failover cannot lose both and run the session out of order. An unconfirmed claim is given back,
+    /// its attempt not counted.
+    @Test func replicasAckConfirmsClaimsBeforeAJobRuns() async throws {
+        let cluster = try await SentinelCluster()
+        defer { cluster.stop() }
+        let client = RedisClient(configuration: cluster.configuration, connections: 2)
+        defer { client.shutdown() }
+        var settings = QueueSettings()
+        settings.replicasAck = 1
+        settings.replicasAckTimeout = .milliseconds(300)
+        let queue = JobQueue(redis: client, settings: settings)
+        let job = NewJob(agent: "dev", session: SessionKey(agent: "dev", repository: "a/b", number: 1), fields: [("prompt", "p")])
+        _ = try await queue.enqueue([job])
+        let replica = try #require(cluster.replica.pid)
+        kill(replica, SIGSTOP)
+        await #expect(throws: RedisError.notReplicated(acknowledged: 0, wanted: 1)) {
+            _ = try await queue.reserveAny(worker: "w1", agents: ["dev"])
+        }
+        var record = try #require(try await queue.job(job.id))
+        #expect(record["status"] == "queued" && record["attempts"] == "0", "\(record)")
+        #expect(try await client.send("LRANGE", "hooks:queue:dev", "0", "-1").strings == [job.id])
+        kill(replica, SIGCONT)
+        var reserved: ReservedJob?
+        for _ in 0..<50 where reserved == nil {
+            reserved = try? await queue.reserveAny(worker: "w1", agents: ["dev"])
+            if reserved == nil { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(reserved?.id == job.id && reserved?.attempt == 1)
+        record = try #require(try await queue.job(job.id))
+        #expect(record["status"] == "running")
+        // Nothing to hand out is not an error, even with the replica away.
+        kill(replica, SIGSTOP)
+        defer { kill(replica, SIGCONT) }
+        #expect(try await queue.reserveAny(worker: "w1", agents: ["dev"]) == nil)
+    }
+
     /// A consumer blocked in BLMOVE on the master when the sentinels demote it (a manual failover) is released at once
     /// and its next call goes to the new master: it never waits out its block on a node that is no longer the master.
     @Test func aBlockedConsumerIsReleasedWhenItsMasterIsDemoted() async throws {

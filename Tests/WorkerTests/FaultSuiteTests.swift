@@ -171,6 +171,12 @@ import Testing
             try await Task.sleep(for: .seconds(1))
             try env.redis.start()
             try await Self.waitAllFinished(env, [id], timeout: .seconds(30))
+            // The restart cut every pooled connection of the test's client: each fails once, then reconnects.
+            var answered = 0
+            try await WorkerProcessTests.waitFor("Redis to answer on every connection") {
+                answered = (try? await env.client.send("PING")) != nil ? answered + 1 : 0
+                return answered >= 8
+            }
             let job = try #require(try await env.queue.job(id))
             #expect(job["status"] == "succeeded" && job["attempts"] == "1" && job["result"]?.contains("turn 1") == true, "\(job)")
             #expect(QueueInvariants.readRuns(Self.runLog(env)).count == 1, "the job ran again")

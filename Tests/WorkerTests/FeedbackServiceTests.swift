@@ -12,11 +12,11 @@ import WorkerCore
 @Suite(.serialized, .timeLimit(.minutes(3))) struct ForgeAPIClientTests {
     static let http = HTTPClient(eventLoopGroupProvider: .singleton)
 
-    static func make(_ flavor: ForgeAPIDouble.Flavor) async throws -> (ForgeAPIDouble, ForgeAPIClient) {
+    static func make(_ flavor: ForgeAPIDouble.Flavor, timeout: TimeAmount = .seconds(1)) async throws -> (ForgeAPIDouble, ForgeAPIClient) {
         let double = try ForgeAPIDouble(flavor: flavor, tokens: ["t-dev": "dev-bot", "t-rev": "reviewer-bot"])
         try await double.start()
         let client = ForgeAPIClient(
-            forge: flavor == .github ? .github : .forgejo, baseURL: double.baseURL, token: "t-dev", http: http, timeout: .seconds(1))
+            forge: flavor == .github ? .github : .forgejo, baseURL: double.baseURL, token: "t-dev", http: http, timeout: timeout)
         return (double, client)
     }
 
@@ -53,7 +53,7 @@ import WorkerCore
     }
 
     @Test func githubPagesThroughLongThreads() async throws {
-        let (double, client) = try await Self.make(.github)
+        let (double, client) = try await Self.make(.github, timeout: .seconds(15))
         defer { Task { await double.stop() } }
         for i in 0..<230 { double.addComment(repository: "acme/shop", number: 3, body: "c\(i)", author: "alice") }
         let all = try await client.comments(repository: "acme/shop", number: 3, since: nil, limit: 1000)

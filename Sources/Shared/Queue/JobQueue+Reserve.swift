@@ -18,17 +18,33 @@ extension JobQueue {
 
     /// Claims a job id this worker has moved into its processing list.
     public func claim(_ id: String, worker: String, now: Date = Date()) async throws(RedisError) -> ClaimResult {
-        let reply = try await redis.evaluate(QueueScripts.claimOne, arguments: [keys.prefix, worker, id, Timestamp.iso(now)])
+        let reply = try await claimReplicated(QueueScripts.claimOne, arguments: [keys.prefix, worker, id, Timestamp.iso(now)], worker: worker)
         return try Self.parseClaim(reply)
     }
 
     /// Non-blocking: takes the first claimable job from `agents`' queues, in that order.
     public func reserveAny(worker: String, agents: [String], now: Date = Date()) async throws(RedisError) -> ReservedJob? {
         if agents.isEmpty { return nil }
-        let reply = try await redis.evaluate(QueueScripts.reserveAny, arguments: [keys.prefix, worker, Timestamp.iso(now)] + agents)
+        let reply = try await claimReplicated(QueueScripts.reserveAny, arguments: [keys.prefix, worker, Timestamp.iso(now)] + agents, worker: worker)
         if reply.array?.isEmpty ?? true { return nil }
         if case .running(let job) = try Self.parseClaim(reply) { return job }
         return nil
+    }
+
+    /// Runs a claiming script. With `replicasAck` set, a job is handed to its agent only once that many replicas have
+    /// the claim — and with it, replication being one ordered stream, the end of the session's previous job. Else a
+    /// failover could lose both: the previous job would run again after this one had run, out of the session's order.
+    /// A claim the replicas did not confirm in time is given back (attempt not counted) and the error thrown.
+    private func claimReplicated(_ script: RedisScript, arguments: [String], worker: String) async throws(RedisError) -> RedisReply {
+        guard settings.replicasAck > 0 else { return try await redis.evaluate(script, arguments: arguments) }
+        let (reply, acknowledged) = try await redis.evaluateAndWait(
+            script, arguments: arguments, replicas: settings.replicasAck, timeout: settings.replicasAckTimeout)
+        if case .error(let message) = reply { throw .server(message) }
+        guard acknowledged < settings.replicasAck, !(reply.array?.isEmpty ?? true), case .running(let job) = try Self.parseClaim(reply) else {
+            return reply  // confirmed, or nothing handed out
+        }
+        _ = try? await release(job, worker: worker, reason: "the claim was not confirmed by \(settings.replicasAck) replica(s) in time; re-queued")
+        throw .notReplicated(acknowledged: acknowledged, wanted: settings.replicasAck)
     }
 
     static func parseClaim(_ reply: RedisReply) throws(RedisError) -> ClaimResult {

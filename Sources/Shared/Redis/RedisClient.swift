@@ -124,6 +124,16 @@ public final class RedisClient: Sendable {
     public func evaluateReplicated(
         _ script: RedisScript, arguments: [String], replicas: Int, timeout: Duration
     ) async throws(RedisError) -> RedisReply {
+        let (reply, acknowledged) = try await evaluateAndWait(script, arguments: arguments, replicas: replicas, timeout: timeout)
+        guard acknowledged >= replicas else { throw .notReplicated(acknowledged: acknowledged, wanted: replicas) }
+        return reply
+    }
+
+    /// `evaluate` and `WAIT replicas timeout` on one connection: the script's reply and how many replicas have its
+    /// writes (the caller decides what too few means: its writes are on the master either way).
+    public func evaluateAndWait(
+        _ script: RedisScript, arguments: [String], replicas: Int, timeout: Duration
+    ) async throws(RedisError) -> (reply: RedisReply, acknowledged: Int) {
         let command = RedisCommand(["EVALSHA", script.sha1, "0"] + arguments)
         let milliseconds = timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000
         let wait = RedisCommand("WAIT", String(replicas), String(max(1, milliseconds)))
@@ -138,9 +148,7 @@ public final class RedisClient: Sendable {
         }
         if case .error(let message) = replies[0] { throw .server(message) }
         if case .error(let message) = replies[1] { throw .server("WAIT: \(message)") }
-        let acknowledged = replies[1].int ?? 0
-        guard acknowledged >= replicas else { throw .notReplicated(acknowledged: acknowledged, wanted: replicas) }
-        return replies[0]
+        return (replies[0], replies[1].int ?? 0)
     }
 
     /// Runs a blocking command whose server-side timeout is `timeout`; the connection's socket timeout is raised
