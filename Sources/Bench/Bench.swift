@@ -8,7 +8,9 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hooks-bench",
         abstract: "Benchmark harnesses: print figures for this machine.",
-        subcommands: [QueueBench.self, BareServer.self, DispatchBench.self, OutputBench.self, TranscriptsBench.self, DashboardSeed.self])
+        subcommands: [
+            QueueBench.self, BareServer.self, DispatchBench.self, OutputBench.self, TranscriptsBench.self, DashboardSeed.self, FeedbackBench.self,
+        ])
 }
 
 /// Enqueues N no-op jobs, then drains them with K consumers through the worker's own code path
