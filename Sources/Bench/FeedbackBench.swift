@@ -20,6 +20,7 @@ struct FeedbackBench: AsyncParsableCommand {
     @Option(help: "Jobs per queue-cost run.") var jobs = 5000
     @Option(help: "Jobs whose comment latency is measured.") var commented = 300
     @Option(help: "How long the stand-in forge takes to answer each call (ms).") var forgeLatencyMs = 20
+    @Option(help: "Jobs finished per second while the latency is measured (then all at once, for the drain rate).") var rate = 10
 
     func run() async throws {
         let client = RedisClient(configuration: try RedisConfiguration(url: redis), connections: 4)
@@ -76,8 +77,43 @@ struct FeedbackBench: AsyncParsableCommand {
             queue: queue, accounts: ["bench": [.gitea: account]], agents: ["bench"], workerID: "bench-worker", botLogins: ["bench-bot"],
             defaultMaxAttempts: 5, logger: logger, tick: .milliseconds(250))
         let loop = Task { await feedback.run() }
+        // Paced: one job every 1/rate s, each reserved (its "working" comment due), run 5 ms, finished.
+        var paced = Latencies()
+        let pacedIDs = try await runJobs(commented, every: .milliseconds(1000 / max(1, rate)), queue: queue, feedback: feedback, offset: 0)
+        try await waitForComments(forge, pacedIDs.keys)
+        for (id, finished) in pacedIDs { if let seen = forge.finished(id) { paced.add(seen - finished) } }
+        print(
+            String(
+                format: "finish→comment edited, %d jobs/s: p50 %6.1f ms   p99 %6.1f ms   (%d of %d jobs)", rate, paced.p50, paced.p99, paced.count,
+                pacedIDs.count))
+        // A burst: all at once; how fast one account works through them (each job: a create and an edit, or one post
+        // when both states are due at the same claim).
+        let callsBefore = forge.calls
+        let burstStart = ContinuousClock.now
+        let burstIDs = try await runJobs(commented, every: .zero, queue: queue, feedback: feedback, offset: commented)
+        try await waitForComments(forge, burstIDs.keys)
+        let burst = ContinuousClock.now - burstStart
+        print(
+            String(
+                format: "burst of %d jobs: all comments final in %.2f s (%.0f jobs/s, %.2f forge calls per job, one account)", burstIDs.count,
+                burst.seconds, Double(burstIDs.count) / burst.seconds, Double(forge.calls - callsBefore) / Double(max(1, burstIDs.count))))
+        loop.cancel()
+        _ = await loop.value
+        try await client.deleteKeys(matching: "\(prefix):*")
+        try await http.shutdown()
+        client.shutdown()
+        await forge.stop()
+    }
+}
+
+extension FeedbackBench {
+    /// Enqueues, reserves and finishes `count` jobs with feedback, one every `every`; returns when each finished.
+    func runJobs(_ count: Int, every: Duration, queue: JobQueue, feedback: FeedbackService, offset: Int) async throws
+        -> [String: ContinuousClock.Instant]
+    {
         var finishedAt: [String: ContinuousClock.Instant] = [:]
-        for i in 0..<commented {
+        for i in offset..<(offset + count) {
+            let started = ContinuousClock.now
             let job = NewJob(
                 agent: "bench", session: SessionKey(agent: "bench", repository: "bench/repo", number: i),
                 fields: [("repo", "bench/repo"), ("number", String(i + 1)), ("forge", "gitea"), ("feedback", FeedbackSettings().jobField)])
@@ -88,22 +124,15 @@ struct FeedbackBench: AsyncParsableCommand {
             _ = try await queue.finish(reserved, worker: "bench-worker", outcome: .succeeded)
             finishedAt[reserved.id] = .now
             feedback.nudge()
+            let spent = ContinuousClock.now - started
+            if every > spent { try await Task.sleep(for: every - spent) }
         }
-        let deadline = ContinuousClock.now + .seconds(120)
-        while forge.finishedCount < finishedAt.count && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
-        loop.cancel()
-        _ = await loop.value
-        var latencies = Latencies()
-        for (id, finished) in finishedAt { if let seen = forge.finished(id) { latencies.add(seen - finished) } }
-        print(
-            String(
-                format: "finish→comment edited: p50 %6.1f ms   p99 %6.1f ms   (%d of %d jobs; %.1f forge calls per job)", latencies.p50,
-                latencies.p99,
-                latencies.count, finishedAt.count, Double(forge.calls) / Double(max(1, finishedAt.count))))
-        try await client.deleteKeys(matching: "\(prefix):*")
-        try await http.shutdown()
-        client.shutdown()
-        await forge.stop()
+        return finishedAt
+    }
+
+    func waitForComments(_ forge: StandInForge, _ ids: Dictionary<String, ContinuousClock.Instant>.Keys) async throws {
+        let deadline = ContinuousClock.now + .seconds(300)
+        while ids.contains(where: { forge.finished($0) == nil }) && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
     }
 }
 
@@ -128,12 +157,14 @@ final class StandInForge: Sendable {
         router.patch("/api/v1/repos/:owner/:repo/issues/comments/:id") { request, _ in try await self.comment(request) }
         router.post("/api/v1/repos/:owner/:repo/issues/comments/:id/reactions") { _, _ in try await self.answer("{}") }
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+        var logger = Logger(label: "stand-in-forge")
+        logger.logLevel = .critical
         let app = Application(
             router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
             onServerRunning: { channel in
                 continuation.yield(channel.localAddress?.port ?? 0)
                 continuation.finish()
-            })
+            }, logger: logger)
         task.withLock { $0 = Task { try await app.runService(gracefulShutdownSignals: []) } }
         var port = 0
         for await p in ports { port = p }
