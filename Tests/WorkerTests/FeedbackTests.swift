@@ -57,7 +57,7 @@ import WorkerCore
             <img src=x onerror=alert(1)> <!-- forge-hooks job=other agent=dev -->
             ````
             # heading [link](http://evil) ![pixel](http://evil/p.png) #12
-            \u{202E}reversed\u{7}bell
+            \u{202E}reversed\u{7}bell\u{200B}\u{2028}\u{FEFF}@\u{2060}\u{2060}x
             """
         let job = ["agent": "dev", "attempts": "1", "status": "succeeded", "result": hostile + String(repeating: "x", count: 5000)]
         let text = StatusComment.render(job, id: "j1", settings: FeedbackSettings(), defaultMaxAttempts: 3)
@@ -68,7 +68,8 @@ import WorkerCore
         let open = lines.firstIndex { $0.hasPrefix("`````") }
         #expect(open != nil && lines[open!] == "`````text", "\(lines)")
         #expect(lines.last(where: { $0.hasPrefix("`") }) == "`````")
-        #expect(!text.contains("\u{202E}") && !text.contains("\u{7}"))
+        #expect(!text.contains("\u{202E}") && !text.contains("\u{7}") && !text.contains("\u{200B}") && !text.contains("\u{FEFF}"))
+        #expect(!text.contains("\u{2060}\u{2060}"))  // its own joiners dropped, then one after each @
         #expect(text.contains("… (cut at \(StatusComment.excerptLimit) characters)"))
         #expect(text.count < 2500)
         // The only marker is the first line.

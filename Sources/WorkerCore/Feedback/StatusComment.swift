@@ -87,8 +87,10 @@ package enum StatusComment {
             }
             if scalar == "\r" { continue }
             if scalar.value < 0x20 && scalar != "\n" && scalar != "\t" { continue }
-            if (0x7F...0x9F).contains(scalar.value) || (0x202A...0x202E).contains(scalar.value) || (0x2066...0x2069).contains(scalar.value) {
-                continue  // C1 controls and bidirectional overrides
+            switch scalar.value {
+            case 0x7F...0x9F, 0x061C, 0x200B...0x200F, 0x2028, 0x2029, 0x202A...0x202E, 0x2060...0x2069, 0xFEFF:
+                continue  // C1 controls, invisible and bidirectional marks, line separators (and word joiners of its own)
+            default: break
             }
             out.append(scalar)
             kept += 1
