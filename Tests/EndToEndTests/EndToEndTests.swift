@@ -106,7 +106,9 @@ import Testing
         /// Turns forge feedback on (call before `start()`): the forgejo API at `apiURL`; dev and reviewer post with their
         /// own tokens (`dev-token`, `reviewer-token`), boss with the forge's (`boss-token`); dev's comments link to the
         /// dashboard; three attempts per job. Each worker serves /metrics.
-        func enableFeedback(apiURL: String) throws {
+        /// With `githubAPIURL`, GitHub webhooks are taken too (same secret), dev answers mentions in review comments, and
+        /// posts on GitHub with the same token files.
+        func enableFeedback(apiURL: String, githubAPIURL: String? = nil) throws {
             var yaml = try String(contentsOfFile: configPath, encoding: .utf8)
             for name in ["boss", "dev", "reviewer"] {
                 try "\(name)-token\n".write(to: root.appendingPathComponent("\(name)-token"), atomically: true, encoding: .utf8)
@@ -115,17 +117,46 @@ import Testing
                 of: "forgejo: {secret_file: \"\(root.path)/secret\"}",
                 with: "forgejo: {secret_file: \"\(root.path)/secret\", api: {url: \"\(apiURL)\", token_file: \"\(root.path)/boss-token\"}}")
             yaml = yaml.replacingOccurrences(of: "queue: {retry_base: 500ms,", with: "queue: {max_attempts: 3, retry_base: 500ms,")
+            if let githubAPIURL {
+                yaml = yaml.replacingOccurrences(
+                    of: "  forgejo: {secret_file:",
+                    with:
+                        "  github: {secret_file: \"\(root.path)/secret\", api: {url: \"\(githubAPIURL)\", token_file: \"\(root.path)/boss-token\"}}\n  forgejo: {secret_file:"
+                )
+                yaml = yaml.replacingOccurrences(
+                    of: "  - {agent: dev, events: [issue_comment], mention: true, prompt: \"{{sender}}: {{comment}}\"}",
+                    with: "  - {agent: dev, events: [issue_comment, pull_request_review_comment], mention: true, prompt: \"{{sender}}: {{comment}}\"}"
+                )
+            }
             for name in ["dev", "reviewer"] {
                 let link = name == "dev" ? ", link: \"http://127.0.0.1/dashboard/jobs/{{job}}\"" : ""
+                let tokenFile = "{token_file: \"\(root.path)/\(name)-token\"}"
+                let tokens = "forgejo: \(tokenFile)" + (githubAPIURL != nil ? ", github: \(tokenFile)" : "")
                 yaml = yaml.replacingOccurrences(
-                    of: "    bot_login: \(name)-bot\n",
-                    with: "    bot_login: \(name)-bot\n    feedback: {tokens: {forgejo: {token_file: \"\(root.path)/\(name)-token\"}}\(link)}\n")
+                    of: "    bot_login: \(name)-bot\n", with: "    bot_login: \(name)-bot\n    feedback: {tokens: {\(tokens)}\(link)}\n")
             }
             try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
             workerMetricsPorts = [try freePort(), try freePort()]
         }
 
         func log(_ name: String) -> String { (try? String(contentsOf: root.appendingPathComponent("\(name).log"), encoding: .utf8)) ?? "" }
+
+        /// POSTs through nginx, signed and headed like GitHub. Returns (HTTP status, body).
+        func postGitHub(event: String, payload: [String: Any]) async throws -> (Int, String) {
+            let body = try JSONSerialization.data(withJSONObject: payload)
+            let file = root.appendingPathComponent("payload-\(UUID().uuidString).json")
+            try body.write(to: file)
+            let (code, out) = try await DockerFixture.shell(
+                """
+                sig=$(openssl dgst -sha256 -hmac '\(EndToEndTests.secret)' -hex < '\(file.path)' | awk '{print $NF}')
+                curl -s -w '\\n%{http_code}' -X POST http://127.0.0.1:\(nginx!.port)/webhooks/github -H 'Content-Type: application/json' \
+                  -H 'X-GitHub-Event: \(event)' -H 'X-GitHub-Delivery: \(UUID().uuidString)' -H "X-Hub-Signature-256: sha256=$sig" \
+                  --data-binary @'\(file.path)'
+                """)
+            guard code == 0 else { throw TestSetupError("curl failed: \(out)") }
+            let lines = out.split(separator: "\n", omittingEmptySubsequences: false)
+            return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
+        }
 
         /// POSTs through nginx, signed and headed like Forgejo. Returns (HTTP status, body).
         func post(event: String, payload: [String: Any], delivery: String = UUID().uuidString) async throws -> (Int, String) {

@@ -29,21 +29,24 @@ import Testing
     }
 
     /// A Forgejo API double and the stack with feedback on against it, both stopped after `body`.
-    static func withFeedbackStack(_ body: (ForgeAPIDouble, Stack) async throws -> Void) async throws {
+    /// With `github` (started), GitHub webhooks are taken too and posted about there.
+    static func withFeedbackStack(github: ForgeAPIDouble? = nil, _ body: (ForgeAPIDouble, Stack) async throws -> Void) async throws {
         let forge = try ForgeAPIDouble(flavor: .gitea, tokens: tokens)
         try await forge.start()
         let stack = try await Stack()
         do {
-            try stack.enableFeedback(apiURL: forge.baseURL)
+            try stack.enableFeedback(apiURL: forge.baseURL, githubAPIURL: github?.baseURL)
             try await stack.start()
             try await body(forge, stack)
         } catch {
             await stack.stop()
             await forge.stop()
+            await github?.stop()
             throw error
         }
         await stack.stop()
         await forge.stop()
+        await github?.stop()
     }
 
     func job(_ stack: Stack, _ id: String) async throws -> [String: String] {
@@ -173,6 +176,40 @@ import Testing
                 forge.comments.first { $0.body.contains("job=\(offline) ") }?.body.contains("finished job") ?? false
             }
             #expect(forge.violations.isEmpty, "\(forge.violations)")
+        }
+    }
+
+    /// GitHub: a mention in a pull request's review comment gets 👀 through GitHub's own endpoint for those
+    /// (`pulls/comments/{id}/reactions`), and the status comment goes on the pull request's conversation.
+    @Test func aGitHubReviewCommentIsAcknowledgedOnItsOwnEndpoint() async throws {
+        // At /api/v3, as GitHub Enterprise serves it (a bare host in api.url gets that path).
+        let github = try ForgeAPIDouble(flavor: .github, tokens: Self.tokens, mount: "/api/v3")
+        try await github.start()
+        try await Self.withFeedbackStack(github: github) { forge, stack in
+            github.seedComment(id: 7171, repository: "acme/shop", kind: "review")
+            var pull = EndToEndTests.pullRequest(31)
+            pull["user"] = ["login": "alice", "id": 2] as [String: Any]
+            let payload: [String: Any] = [
+                "action": "created", "pull_request": pull, "repository": EndToEndTests.repository,
+                "sender": ["login": "alice", "id": 2] as [String: Any],
+                "comment": [
+                    "id": 7171, "body": "@dev please tidy this function", "user": ["login": "alice", "id": 2] as [String: Any],
+                    "html_url": "https://github.com/acme/shop/pull/31#discussion_r7171",
+                ] as [String: Any],
+            ]
+            let (code, body) = try await stack.postGitHub(event: "pull_request_review_comment", payload: payload)
+            #expect(code == 202, "\(body)")
+            let id = try #require(stack.jobIDs(body).first, "\(body)")
+            #expect(try await stack.waitDone(id)["status"] == "succeeded")
+            try await Self.eventually("the reaction and the final comment on GitHub", stack: stack) {
+                github.reactions.contains { $0.commentID == 7171 && $0.kind == "review" && $0.user == "dev-bot" }
+                    && (github.comments.first { $0.body.contains("job=\(id) ") }?.body.contains("finished job") ?? false)
+            }
+            let status = try #require(github.comments.first { $0.body.contains("job=\(id) ") })
+            #expect(status.number == 31 && status.author == "dev-bot")
+            #expect(forge.comments.isEmpty && forge.requests.allSatisfy { $0.operation == "userGetCurrent" })
+            #expect(github.violations.isEmpty, "\(github.violations)")
+            #expect(github.foreignEdits.isEmpty)
         }
     }
 }

@@ -78,14 +78,18 @@ package final class ForgeAPIDouble: Sendable {
     private let state = Mutex(State())
     private let server = Mutex<(task: Task<Void, any Error>?, group: ServiceGroup?, port: Int)>((nil, nil, 0))
 
-    package init(flavor: Flavor, tokens: [String: String]) throws {
+    /// Served before the description's own base path: `/api/v3` makes the GitHub double look like GitHub Enterprise.
+    let mount: String
+
+    package init(flavor: Flavor, tokens: [String: String], mount: String = "") throws {
         self.flavor = flavor
+        self.mount = mount
         self.description = try (flavor == .github ? APIDescription.github : APIDescription.gitea).get()
         self.tokens = tokens
     }
 
     /// The API root the client is configured with.
-    package var baseURL: String { "http://127.0.0.1:\(server.withLock { $0.port })\(description.basePath)" }
+    package var baseURL: String { "http://127.0.0.1:\(server.withLock { $0.port })\(mount)\(description.basePath)" }
     package var port: Int { server.withLock { $0.port } }
 
     /// Starts listening on `port` (0 = any free port); returns once it accepts connections.
@@ -174,7 +178,8 @@ package final class ForgeAPIDouble: Sendable {
         let method = request.method.rawValue
         let uri = request.uri.string
         let components = URLComponents(string: uri)
-        let path = components?.percentEncodedPath ?? uri
+        var path = components?.percentEncodedPath ?? uri
+        if !mount.isEmpty && path.hasPrefix(mount) { path = String(path.dropFirst(mount.count)) }
         let query = (components?.queryItems ?? []).map { ($0.name, $0.value ?? "") }
         let contentType = request.headers[.contentType]
         var bodyData = Data()

@@ -53,6 +53,8 @@ package struct ForgeAPIError: Error, Sendable, CustomStringConvertible {
         case (.rejected, 401): hint = " — the token was refused: check that it is current and belongs to the agent's bot account"
         case (.rejected, 403):
             hint = " — the token may not do this: it needs write access to the repository's issues and pull requests (see docs/feedback.md)"
+        case (.rejected, 404) where operation == .getUser:
+            hint = " — no API at this address: check forges.\(forge.rawValue).api.url (GitHub Enterprise: …/api/v3, Gitea and Forgejo: …/api/v1)"
         case (.rejected, 404): hint = " — not found, or the token cannot see this repository"
         case (.rateLimited(let after), _): hint = " — rate limited; retrying in \(Int(after.seconds.rounded(.up))) s"
         default: break
