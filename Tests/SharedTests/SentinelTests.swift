@@ -155,13 +155,16 @@ import Testing
             _ = try await queue.reserveAny(worker: "w1", agents: ["dev"])
         }
         var record = try #require(try await queue.job(job.id))
-        #expect(record["status"] == "queued" && record["attempts"] == "0", "\(record)")
-        #expect(try await client.send("LRANGE", "hooks:queue:dev", "0", "-1").strings == [job.id])
+        #expect(record["status"] == "queued" && record["attempts"] == "0" && record["deferrals"] == nil, "\(record)")
+        // Back after 2 s through the delayed set, so idle slots do not take it again at once.
+        #expect(try await client.send("ZSCORE", "hooks:delayed", job.id).string != nil)
+        #expect(try await client.send("LLEN", "hooks:queue:dev").int == 0)
         kill(replica, SIGCONT)
         var reserved: ReservedJob?
         for _ in 0..<50 where reserved == nil {
+            _ = try? await queue.promoteDue()
             reserved = try? await queue.reserveAny(worker: "w1", agents: ["dev"])
-            if reserved == nil { try await Task.sleep(for: .milliseconds(100)) }
+            if reserved == nil { try await Task.sleep(for: .milliseconds(200)) }
         }
         #expect(reserved?.id == job.id && reserved?.attempt == 1)
         record = try #require(try await queue.job(job.id))

@@ -385,5 +385,36 @@ import WorkerCore
         _ = try await client.send("DEL", "fb:job:\(id)")
         await service().drain()
         #expect(try await queue.feedbackBacklog(agent: "dev") == 0 && double.requests.isEmpty)
+        // An agent no worker here posts for is pruned by maintenance.
+        let orphan = try await enqueue(agent: "ghost", comment: nil)
+        _ = try await queue.reserveAny(worker: "w1", agents: ["ghost"])
+        #expect(try await queue.feedbackBacklog(agent: "ghost") == 1)
+        #expect(try await queue.pruneFeedback(agents: ["ghost"]) == 0)
+        _ = try await client.send("DEL", "fb:job:\(orphan)")
+        #expect(try await queue.pruneFeedback(agents: ["ghost"]) == 1)
+        #expect(try await queue.feedbackBacklog(agent: "ghost") == 0)
+    }
+
+    /// A post that failed or was overtaken while a newer state came: the newer state is due at once, its tries fresh;
+    /// a worker that lost its hold after posting makes the current state due again (it may have posted an older one).
+    @Test func newerStatesAreNeverPushedBack() async throws {
+        defer { Task { await cleanup() } }
+        let id = try await enqueue(comment: nil)
+        _ = try await queue.reserveAny(worker: "w1", agents: ["dev"])
+        let claim = try #require(try await queue.claimFeedback(agent: "dev", worker: "w1", hold: .seconds(60), limit: 8).first)
+        _ = try await client.send("HINCRBY", "fb:job:\(id)", "feedback_v", "1")  // a state change meanwhile
+        let verdict = try await queue.settleFeedback(
+            claim, agent: "dev", worker: "w1", .retry(error: "HTTP 502", delay: .seconds(600), maxTries: 30, fields: []))
+        #expect(verdict == "again")
+        let score = Double(try await client.send("ZSCORE", "fb:feedback:dev", id).string ?? "") ?? .infinity
+        #expect(score <= Date().timeIntervalSince1970 * 1000 + 1000)
+        #expect(try await job(id)["feedback_tries"] == nil)
+
+        let stale = try #require(try await queue.claimFeedback(agent: "dev", worker: "w1", hold: .milliseconds(50), limit: 8).first)
+        try await Task.sleep(for: .milliseconds(100))
+        await service(worker: "w2").drain()
+        #expect(try await queue.feedbackBacklog(agent: "dev") == 0)
+        #expect(try await queue.settleFeedback(stale, agent: "dev", worker: "w1", .posted(fields: [])) == "lost")
+        #expect(try await queue.feedbackBacklog(agent: "dev") == 1)
     }
 }

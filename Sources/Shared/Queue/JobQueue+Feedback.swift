@@ -64,6 +64,13 @@ extension JobQueue {
         return try await redis.evaluate(QueueScripts.settleFeedback, arguments: arguments).string ?? ""
     }
 
+    /// Unlists feedback of jobs whose record is gone (maintenance); returns how many.
+    @discardableResult
+    public func pruneFeedback(agents: [String], limit: Int = 1000) async throws(RedisError) -> Int {
+        if agents.isEmpty { return 0 }
+        return try await redis.evaluate(QueueScripts.pruneFeedback, arguments: [keys.prefix, String(limit)] + agents).int ?? 0
+    }
+
     /// How many jobs' feedback is listed for `agent` (due now or later): for status pages and tests.
     public func feedbackBacklog(agent: String) async throws(RedisError) -> Int {
         try await redis.send("ZCARD", keys.feedback(agent)).int ?? 0

@@ -37,13 +37,20 @@ extension JobQueue {
     /// A claim the replicas did not confirm in time is given back (attempt not counted) and the error thrown.
     private func claimReplicated(_ script: RedisScript, arguments: [String], worker: String) async throws(RedisError) -> RedisReply {
         guard settings.replicasAck > 0 else { return try await redis.evaluate(script, arguments: arguments) }
-        let (reply, acknowledged) = try await redis.evaluateAndWait(
-            script, arguments: arguments, replicas: settings.replicasAck, timeout: settings.replicasAckTimeout)
-        if case .error(let message) = reply { throw .server(message) }
-        guard acknowledged < settings.replicasAck, !(reply.array?.isEmpty ?? true), case .running(let job) = try Self.parseClaim(reply) else {
-            return reply  // confirmed, or nothing handed out
+        // WAIT only after a claim: an empty poll must not hold a pooled connection for the timeout.
+        let (reply, acknowledged) = try await redis.evaluateThenWait(
+            script, arguments: arguments, replicas: settings.replicasAck, timeout: settings.replicasAckTimeout
+        ) { reply in reply.array?.first?.string == "running" }
+        guard acknowledged < settings.replicasAck, case .running(let job) = try Self.parseClaim(reply) else { return reply }
+        // Back in a couple of seconds through the delayed set, not to the front of the queue (every idle slot would
+        // take it again at once); no deferral counted, nothing posted to the forge.
+        let reason = "the claim was not confirmed by \(settings.replicasAck) replica(s) in time; re-queued"
+        var delay = Duration.milliseconds(200)
+        for _ in 1...5 {
+            if (try? await release(job, worker: worker, reason: reason, delay: .seconds(2), deferral: false)) != nil { break }
+            try? await Task.sleep(for: delay)
+            delay *= 2
         }
-        _ = try? await release(job, worker: worker, reason: "the claim was not confirmed by \(settings.replicasAck) replica(s) in time; re-queued")
         throw .notReplicated(acknowledged: acknowledged, wanted: settings.replicasAck)
     }
 
@@ -120,14 +127,16 @@ extension JobQueue {
     }
 
     /// Gives a running job back without counting the attempt: to the front of its queue (graceful shutdown), or after
-    /// `delay` through the delayed set (status stays `queued`). Returns false if this worker no longer held it.
+    /// `delay` through the delayed set (status stays `queued`). A delayed release counts as a deferral (a newer
+    /// worker's container spec sent it back) unless `deferral` is false. Returns false if this worker no longer held it.
     @discardableResult
-    public func release(_ job: ReservedJob, worker: String, reason: String, delay: Duration? = nil, now: Date = Date()) async throws(RedisError)
-        -> Bool
-    {
+    public func release(
+        _ job: ReservedJob, worker: String, reason: String, delay: Duration? = nil, deferral: Bool = true, now: Date = Date()
+    ) async throws(RedisError) -> Bool {
         let due = delay.map { String(Timestamp.milliseconds(now) + Int64($0.seconds * 1000)) } ?? ""
         let reply = try await redis.evaluate(
-            QueueScripts.release, arguments: [keys.prefix, worker, job.id, String(job.attempt), reason, job.session, due])
+            QueueScripts.release,
+            arguments: [keys.prefix, worker, job.id, String(job.attempt), reason, job.session, due, deferral ? "1" : "0"])
         return reply.strings?.first == "ok"
     }
 }

@@ -228,7 +228,7 @@ enum QueueScripts {
 
     /// Gives a running job back without counting the attempt: to the front of its queue (graceful shutdown), or with
     /// a due time to the delayed set (status stays `queued`; a deferral) — the promoter moves it back when due.
-    /// ARGV: prefix, worker, id, attempt, reason, session key, dueMs ('' = now) → {'ok'} | {'lost'}
+    /// ARGV: prefix, worker, id, attempt, reason, session key, dueMs ('' = now), countDeferral ('0' = no) → {'ok'} | {'lost'}
     static let release = script(
         name: "release",
         source: helpers + "\n" + """
@@ -244,7 +244,7 @@ enum QueueScripts {
             redis.call('HINCRBY', jk, 'attempts', -1)
             redis.call('HSET', jk, 'status', 'queued', 'note', reason)
             if ARGV[7] and ARGV[7] ~= '' then
-              redis.call('HINCRBY', jk, 'deferrals', 1)
+              if ARGV[8] ~= '0' then redis.call('HINCRBY', jk, 'deferrals', 1) end
               redis.call('HSET', jk, 'retry_at', ARGV[7])
               redis.call('ZADD', key.delayed, ARGV[7], id)
             else
@@ -662,6 +662,11 @@ extension QueueScripts {
                 local f = ARGV[12 + 2 * k]
                 if f == 'feedback_comment' or f == 'feedback_reacted' then redis.call('HSETNX', jk, f, ARGV[13 + 2 * k]) end
               end
+              if outcome == 'ok' then
+                -- It may have posted an older state over the new holder's: post the current one again.
+                local t = redis.call('TIME')
+                redis.call('ZADD', fk, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), id)
+              end
               return 'lost'
             end
             if n > 0 then
@@ -691,6 +696,11 @@ extension QueueScripts {
               return 'again'
             end
             redis.call('HSET', jk, 'feedback_error', err)
+            if current ~= version then
+              -- A newer state came while this one failed: try that one now, its tries fresh.
+              redis.call('ZADD', fk, now, id)
+              return 'again'
+            end
             if outcome == 'wait' then
               -- Rate limited: not the post's fault, so no try is counted.
               redis.call('ZADD', fk, now + delay, id)
@@ -701,13 +711,26 @@ extension QueueScripts {
               redis.call('ZADD', fk, now + delay, id)
               return 'later'
             end
-            if current ~= version then
-              -- A newer state came while this one failed for good: try that one (it may succeed, e.g. after a fix).
-              redis.call('HSET', jk, 'feedback_tries', '0')
-              redis.call('ZADD', fk, now, id)
-              return 'again'
-            end
             redis.call('ZREM', fk, id)
             return 'gave_up'
+            """)
+
+    /// Unlists jobs whose record is gone (expired, purged) from each agent's feedback list, up to ARGV[2] entries per
+    /// agent a call: entries of agents no worker can post for are never claimed, and would otherwise stay.
+    /// ARGV: prefix, limit, agent… → number unlisted
+    static let pruneFeedback = script(
+        name: "feedback-prune",
+        source: """
+            local limit, removed = tonumber(ARGV[2]), 0
+            for i = 3, #ARGV do
+              local fk = key.feedback(ARGV[i])
+              for _, id in ipairs(redis.call('ZRANGE', fk, 0, limit - 1)) do
+                if redis.call('EXISTS', key.job(id)) == 0 then
+                  redis.call('ZREM', fk, id)
+                  removed = removed + 1
+                end
+              end
+            end
+            return removed
             """)
 }

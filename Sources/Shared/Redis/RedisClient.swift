@@ -151,6 +151,28 @@ public final class RedisClient: Sendable {
         return (replies[0], replies[1].int ?? 0)
     }
 
+    /// `evaluate`, then — only if `wait(reply)` says the script wrote what must be replicated — `WAIT replicas timeout`
+    /// on the same connection. A WAIT that errors counts as no acknowledgement. Returns the reply and the replicas.
+    public func evaluateThenWait(
+        _ script: RedisScript, arguments: [String], replicas: Int, timeout: Duration, when wait: @escaping @Sendable (RedisReply) -> Bool
+    ) async throws(RedisError) -> (reply: RedisReply, acknowledged: Int) {
+        let command = RedisCommand(["EVALSHA", script.sha1, "0"] + arguments)
+        let milliseconds = timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000
+        let result = try await withConnection { connection throws(RedisError) -> (RedisReply, Int) in
+            var reply = try connection.send(command)
+            if case .error(let message) = reply, message.hasPrefix("NOSCRIPT") {
+                let loaded = try connection.send(RedisCommand("SCRIPT", "LOAD", script.source))
+                if case .error = loaded { return (loaded, 0) }
+                reply = try connection.send(command)
+            }
+            guard wait(reply) else { return (reply, replicas) }
+            let acknowledged = try connection.send(RedisCommand("WAIT", String(replicas), String(max(1, milliseconds)))).int ?? 0
+            return (reply, acknowledged)
+        }
+        if case .error(let message) = result.0 { throw .server(message) }
+        return result
+    }
+
     /// Runs a blocking command whose server-side timeout is `timeout`; the connection's socket timeout is raised
     /// above it for this call. Use on a dedicated client: the connection is busy for up to `timeout`.
     public func blocking(_ command: RedisCommand, timeout: Duration) async throws(RedisError) -> RedisReply {

@@ -109,22 +109,33 @@ package final class FeedbackService: Sendable {
     /// too, but only on a job's `feedback_error`).
     func checkAccounts() async {
         var seen: Set<ObjectIdentifier> = []
+        var distinct: [(String, Forge, ForgeAccount)] = []
         for (agent, byForge) in accounts.sorted(by: { $0.key < $1.key }) {
             for (forge, account) in byForge.sorted(by: { $0.key.rawValue < $1.key.rawValue }) where seen.insert(ObjectIdentifier(account)).inserted {
-                do {
-                    let login = try await account.login()
-                    if botLogins.contains(login.lowercased()) {
-                        logger.info("forge account ready", metadata: ["forge": "\(forge.rawValue)", "login": "\(login)", "agent": "\(agent)"])
-                    } else {
-                        let problem =
-                            "forge token of agent \(agent) on \(forge.rawValue) belongs to '\(login)', which is not a bot account: add it to bots: "
-                            + "(or as the agent's bot_login); nothing is posted with it until then"
-                        logger.error("\(problem)")
-                    }
-                } catch {
-                    logger.warning("forge account not checked (feedback retries on its own): \(error)", metadata: ["agent": "\(agent)"])
-                }
+                distinct.append((agent, forge, account))
             }
+        }
+        // All at once: a forge that is down must not hold up the others' start.
+        await withTaskGroup(of: Void.self) { group in
+            for (agent, forge, account) in distinct {
+                group.addTask { await self.check(account, agent: agent, forge: forge) }
+            }
+        }
+    }
+
+    private func check(_ account: ForgeAccount, agent: String, forge: Forge) async {
+        do {
+            let login = try await account.login()
+            if botLogins.contains(login.lowercased()) {
+                logger.info("forge account ready", metadata: ["forge": "\(forge.rawValue)", "login": "\(login)", "agent": "\(agent)"])
+            } else {
+                let problem =
+                    "forge token of agent \(agent) on \(forge.rawValue) belongs to '\(login)', which is not a bot account: add it to bots: "
+                    + "(or as the agent's bot_login); nothing is posted with it until then"
+                logger.error("\(problem)")
+            }
+        } catch {
+            logger.warning("forge account not checked (feedback retries on its own): \(error)", metadata: ["agent": "\(agent)"])
         }
     }
 
@@ -173,7 +184,8 @@ package final class FeedbackService: Sendable {
         log[metadataKey: "job.id"] = "\(claim.id)"
         log[metadataKey: "agent"] = "\(agent)"
         let attemptLog = log
-        let settlement = await withDeadline { await self.attempt(claim, agent: agent, log: attemptLog) }
+        let tries = Int(claim["feedback_tries"] ?? "") ?? 0
+        let settlement = await withDeadline(tries: tries) { await self.attempt(claim, agent: agent, log: attemptLog) }
         do {
             let verdict = try await queue.settleFeedback(claim, agent: agent, worker: workerID, settlement)
             switch settlement {
@@ -190,9 +202,10 @@ package final class FeedbackService: Sendable {
     }
 
     /// `body`, or a retry when it takes longer than `attemptDeadline` (it is cancelled: its HTTP call with it).
-    func withDeadline(_ body: @escaping @Sendable () async -> JobQueue.FeedbackSettlement) async -> JobQueue.FeedbackSettlement {
+    func withDeadline(tries: Int, _ body: @escaping @Sendable () async -> JobQueue.FeedbackSettlement) async -> JobQueue.FeedbackSettlement {
         let deadline = attemptDeadline
-        let tries = maxTries
+        let maxTries = maxTries
+        let delay = Self.backoff(tries: tries)
         return await withTaskGroup(of: JobQueue.FeedbackSettlement?.self) { group in
             group.addTask { await body() }
             group.addTask {
@@ -201,8 +214,7 @@ package final class FeedbackService: Sendable {
             }
             let first = await group.next() ?? nil
             group.cancelAll()
-            return first
-                ?? .retry(error: "the forge did not finish answering within \(deadline)", delay: .seconds(30), maxTries: tries, fields: [])
+            return first ?? .retry(error: "the forge did not finish answering within \(deadline)", delay: delay, maxTries: maxTries, fields: [])
         }
     }
 
@@ -211,12 +223,12 @@ package final class FeedbackService: Sendable {
         let settings = FeedbackSettings(jobField: claim["feedback"] ?? "")
         let forgeName = claim["forge"] ?? ""
         guard let forge = Forge(rawValue: forgeName), let account = accounts[agent]?[forge] else {
-            // Another worker's config may have it (a rolling change): not given up at once.
-            return .retry(
+            // Another worker's config may have it (a rolling change): left for a minute, for it; no try counted.
+            return .wait(
                 error:
                     "worker \(workerID) cannot post to \(forgeName.isEmpty ? "this job's forge" : forgeName) for agent \(agent): set forges.\(forgeName).api "
                     + "and a token (agents.\(agent).feedback.tokens.\(forgeName) or forges.\(forgeName).api.token_env) in its config",
-                delay: .seconds(60), maxTries: 10, fields: [])
+                delay: .seconds(60), fields: [])
         }
         if let wait = account.paused {
             return .wait(error: "\(forge.rawValue): waiting \(Int(wait.seconds.rounded(.up))) s (rate limit or outage)", delay: wait, fields: [])
@@ -257,16 +269,22 @@ package final class FeedbackService: Sendable {
             case .rateLimited(let after):
                 account.pause(for: after)
                 return .wait(error: message, delay: after, fields: fields)
+            case .unavailable where error.cancelled:
+                // The deadline or a shutdown cut it short: nothing learned about the forge; no try counted.
+                return .wait(error: message, delay: .seconds(1), fields: fields)
             case .unavailable:
-                let delay = Duration.seconds(min(1 << min(tries, 10), 900))
+                let delay = Self.backoff(tries: tries)
                 // No connection at all: the forge is down for every job of this account, not just this one.
-                if error.status == nil { account.pause(for: delay) }
+                if error.connectionFailed { account.pause(for: delay) }
                 return .retry(error: message, delay: delay, maxTries: maxTries, fields: fields)
             case .rejected:
                 return .giveUp(error: message, fields: fields)
             }
         }
     }
+    /// 1, 2, 4 … s after each failed try, at most 15 minutes.
+    static func backoff(tries: Int) -> Duration { .seconds(min(1 << min(tries, 10), 900)) }
+
     /// Edits the job's status comment — the one recorded on the job, else the one carrying its marker, written by
     /// this account — or creates it. Never a second comment for a job, never another account's or agent's comment.
     func upsert(

@@ -44,6 +44,10 @@ package struct ForgeAPIError: Error, Sendable, CustomStringConvertible {
     package let kind: Kind
     /// The forge's own message (bounded), or the transport error.
     package let message: String
+    /// No connection could be made (refused, connect timeout, name not resolved): the forge is down for every call.
+    package var connectionFailed = false
+    /// The call was cancelled (the attempt's deadline, the worker stopping): nothing is known about the forge.
+    package var cancelled = false
 
     package var description: String {
         let what = "\(forge.rawValue) \(operation.rawValue)"
@@ -182,7 +186,10 @@ package struct ForgeAPIClient: ForgeAPI {
             body = try await response.body.collect(upTo: Self.maxBodyBytes)
         } catch {
             count(operation, "error")
-            throw self.error(operation, status: nil, .unavailable, Self.describe(error, timeout: timeout))
+            var failure = self.error(operation, status: nil, .unavailable, Self.describe(error, timeout: timeout))
+            failure.cancelled = Task.isCancelled || error is CancellationError || (error as? HTTPClientError) == .cancelled
+            failure.connectionFailed = !failure.cancelled && Self.isConnectFailure(error)
+            throw failure
         }
         let status = Int(response.status.code)
         count(operation, String(status))
@@ -245,6 +252,15 @@ package struct ForgeAPIClient: ForgeAPI {
         }
         let line = text.replacingOccurrences(of: "\n", with: " ").trimmingCharacters(in: .whitespaces)
         return line.isEmpty ? "(no message)" : String(line.prefix(300))
+    }
+
+    /// Whether no connection was made at all (as opposed to one that failed or timed out mid-answer).
+    static func isConnectFailure(_ error: Error) -> Bool {
+        if let e = error as? HTTPClientError { return e == .connectTimeout }
+        let type = String(describing: Swift.type(of: error))
+        let text = "\(error)".lowercased()
+        return type.contains("NIOConnectionError") || type.contains("ConnectTimeout") || text.contains("connection refused")
+            || text.contains("connectiontimeout") || text.contains("connect timeout")
     }
 
     /// The transport error in words that never carry a request header (AsyncHTTPClient's own description of an

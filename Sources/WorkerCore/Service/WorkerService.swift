@@ -235,6 +235,7 @@ package final class WorkerService: Service {
                     }
                     let dropped = try await queue.sweep()
                     if !dropped.isEmpty { logger.info("dropped idle sessions", metadata: ["sessions": "\(dropped)"]) }
+                    try await queue.pruneFeedback(agents: config.agents.keys.sorted())
                     do {
                         _ = try await reconciler.removeRetired()
                     } catch {
