@@ -241,8 +241,8 @@ import WorkerCore
         for _ in ids { _ = try await queue.reserveAny(worker: "w1", agents: ["dev"]) }
         let a = service(worker: "w1")
         let b = service(worker: "w2")
-        async let one: Void = a.drain()
-        async let two: Void = b.drain()
+        async let one = a.drain()
+        async let two = b.drain()
         _ = await (one, two)
         await a.drain()
         #expect(double.comments.count == 6 && Set(double.comments.map(\.number)).count == 6)

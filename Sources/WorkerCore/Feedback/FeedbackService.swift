@@ -100,7 +100,8 @@ package final class FeedbackService: Sendable {
         }
         for await _ in wakeups {
             if Task.isCancelled { break }
-            await drain()
+            // A full pass may have left more due: go again at once rather than at the next tick.
+            if await drain() { wake.yield() }
         }
         ticker.cancel()
     }
@@ -141,7 +142,10 @@ package final class FeedbackService: Sendable {
 
     /// One pass: claims what is due for each agent and posts it — one account's posts one after another (forges ask
     /// for that of writes, and a hung forge then holds up only its own account), different accounts at once.
-    package func drain() async {
+    /// Returns whether any agent had more due than one pass claims.
+    @discardableResult
+    package func drain() async -> Bool {
+        var more = false
         var byAccount: [ObjectIdentifier: [(JobQueue.FeedbackClaim, String, ContinuousClock.Instant)]] = [:]
         var unserved: [(JobQueue.FeedbackClaim, String)] = []
         for agent in agents {
@@ -153,6 +157,7 @@ package final class FeedbackService: Sendable {
                 continue
             }
             let claimed = ContinuousClock.now
+            if claims.count == Self.claimLimit { more = true }
             for claim in claims {
                 if let account = Forge(rawValue: claim["forge"] ?? "").flatMap({ accounts[agent]?[$0] }) {
                     byAccount[ObjectIdentifier(account), default: []].append((claim, agent, claimed))
@@ -176,6 +181,7 @@ package final class FeedbackService: Sendable {
             }
             for (claim, agent) in unserved { group.addTask { await self.post(claim, agent: agent) } }
         }
+        return more
     }
 
     /// Posts one job's feedback (within `attemptDeadline`) and settles it.
