@@ -1,8 +1,10 @@
 import Foundation
 import Hummingbird
+import Logging
 import Metrics
 import NIOCore
 import Prometheus
+import ServiceLifecycle
 import Synchronization
 
 /// The worker's `/metrics` (Prometheus text): `forge_api_requests_total{forge,operation,status}` and whatever else
@@ -17,6 +19,22 @@ enum WorkerMetrics {
             guard !done else { return }
             done = true
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        }
+    }
+
+    /// A service whose failure is logged (by what it is) rather than ending the worker: metrics are not worth a stop.
+    struct Logged: Service {
+        let inner: any Service
+        let logger: Logger
+        let what: String
+
+        func run() async throws {
+            do {
+                try await inner.run()
+            } catch {
+                logger.error(
+                    "metrics not served on \(what): \(error); give each worker process its own port (--metrics-listen or worker.metrics_listen)")
+            }
         }
     }
 

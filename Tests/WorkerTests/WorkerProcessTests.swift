@@ -8,11 +8,12 @@ import Testing
 /// The real `Worker` binary against real Redis and Docker: concurrency, crash recovery, graceful shutdown.
 @Suite(.serialized, .timeLimit(.minutes(5))) struct WorkerProcessTests {
     static func startWorker(
-        _ env: WorkerEnvironment, id: String, concurrency: Int = 4, config: String? = nil, environment: [String: String] = [:]
+        _ env: WorkerEnvironment, id: String, concurrency: Int = 4, config: String? = nil, environment: [String: String] = [:],
+        arguments: [String] = []
     ) throws -> ChildProcess {
         try ChildProcess(
             env.workerBinary,
-            ["--config", config ?? env.configPath, "--worker-id", id, "--host-id", env.hostID, "--concurrency", String(concurrency)],
+            ["--config", config ?? env.configPath, "--worker-id", id, "--host-id", env.hostID, "--concurrency", String(concurrency)] + arguments,
             environment: ProcessInfo.processInfo.environment.merging(environment) { $1 },
             output: env.root.appendingPathComponent("worker-\(id).log").path)
     }
@@ -63,6 +64,28 @@ import Testing
             // Every turn of a session resumed the one before.
             let last = try #require(try await env.queue.job(ids["1"]!.last!))
             #expect(last["result"]?.contains("earlier turns: 2") == true, "\(last)")
+        }
+    }
+
+    /// `--metrics-listen` serves Prometheus text; a port another worker already took is an error in the log, not a
+    /// worker that stops (metrics are not worth losing the jobs).
+    @Test func metricsAreServedAndATakenPortDoesNotStopTheWorker() async throws {
+        try await WorkerEnvironment.with { env in
+            let port = try freePort()
+            let first = try Self.startWorker(env, id: "metrics-1", concurrency: 1, arguments: ["--metrics-listen", "127.0.0.1:\(port)"])
+            defer { first.terminate() }
+            try await Self.waitFor("the first worker's /metrics") {
+                (try? await DockerFixture.shell("curl -sf http://127.0.0.1:\(port)/metrics").0) == 0
+            }
+            let second = try Self.startWorker(env, id: "metrics-2", concurrency: 1, arguments: ["--metrics-listen", "127.0.0.1:\(port)"])
+            defer { second.terminate() }
+            let log = env.root.appendingPathComponent("worker-metrics-2.log")
+            try await Self.waitFor("the second worker to say its port is taken") {
+                ((try? String(contentsOf: log, encoding: .utf8)) ?? "").contains("metrics not served on 127.0.0.1:\(port)")
+            }
+            let id = try await env.enqueue("hello", number: 5)
+            try await Self.waitFor("a job to succeed with both workers up") { try await Self.statuses(env, [id]) == ["succeeded"] }
+            #expect(first.isRunning && second.isRunning)
         }
     }
 

@@ -104,8 +104,10 @@ extension WorkerCommand {
                     // A metrics port that cannot be bound (two workers given the same one) is logged, not fatal.
                     services.append(
                         .init(
-                            service: WorkerMetrics.application(host: host, port: port), successTerminationBehavior: .ignore,
-                            failureTerminationBehavior: .ignore))
+                            service: WorkerMetrics.Logged(
+                                inner: WorkerMetrics.application(host: host, port: port), logger: logger,
+                                what: "\(host):\(port)"),
+                            successTerminationBehavior: .ignore, failureTerminationBehavior: .ignore))
                     logger.info("serving metrics", metadata: ["listen": "\(host):\(port)"])
                 }
                 let group = ServiceGroup(
