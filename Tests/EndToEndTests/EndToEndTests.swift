@@ -141,34 +141,24 @@ import Testing
 
         func log(_ name: String) -> String { (try? String(contentsOf: root.appendingPathComponent("\(name).log"), encoding: .utf8)) ?? "" }
 
-        /// POSTs through nginx, signed and headed like GitHub. Returns (HTTP status, body).
-        func postGitHub(event: String, payload: [String: Any]) async throws -> (Int, String) {
+        /// POSTs through nginx, signed and headed like Forgejo (or, with `forge: "github"`, like GitHub). Returns (HTTP
+        /// status, body).
+        func post(event: String, payload: [String: Any], delivery: String = UUID().uuidString, forge: String = "forgejo") async throws -> (
+            Int, String
+        ) {
             let body = try JSONSerialization.data(withJSONObject: payload)
             let file = root.appendingPathComponent("payload-\(UUID().uuidString).json")
             try body.write(to: file)
+            let headers =
+                forge == "github"
+                ? "-H 'X-GitHub-Event: \(event)' -H 'X-GitHub-Delivery: \(delivery)'"
+                : "-H 'X-Forgejo-Event: \(event)' -H 'X-Gitea-Event: \(event)' -H 'X-Forgejo-Delivery: \(delivery)' "
+                    + "-H \"X-Forgejo-Signature: $sig\" -H \"X-Gitea-Signature: $sig\""
             let (code, out) = try await DockerFixture.shell(
                 """
                 sig=$(openssl dgst -sha256 -hmac '\(EndToEndTests.secret)' -hex < '\(file.path)' | awk '{print $NF}')
-                curl -s -w '\\n%{http_code}' -X POST http://127.0.0.1:\(nginx!.port)/webhooks/github -H 'Content-Type: application/json' \
-                  -H 'X-GitHub-Event: \(event)' -H 'X-GitHub-Delivery: \(UUID().uuidString)' -H "X-Hub-Signature-256: sha256=$sig" \
-                  --data-binary @'\(file.path)'
-                """)
-            guard code == 0 else { throw TestSetupError("curl failed: \(out)") }
-            let lines = out.split(separator: "\n", omittingEmptySubsequences: false)
-            return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
-        }
-
-        /// POSTs through nginx, signed and headed like Forgejo. Returns (HTTP status, body).
-        func post(event: String, payload: [String: Any], delivery: String = UUID().uuidString) async throws -> (Int, String) {
-            let body = try JSONSerialization.data(withJSONObject: payload)
-            let file = root.appendingPathComponent("payload-\(UUID().uuidString).json")
-            try body.write(to: file)
-            let (code, out) = try await DockerFixture.shell(
-                """
-                sig=$(openssl dgst -sha256 -hmac '\(EndToEndTests.secret)' -hex < '\(file.path)' | awk '{print $NF}')
-                curl -s -w '\\n%{http_code}' -X POST http://127.0.0.1:\(nginx!.port)/webhooks/forgejo -H 'Content-Type: application/json' \
-                  -H 'X-Forgejo-Event: \(event)' -H 'X-Gitea-Event: \(event)' -H 'X-Forgejo-Delivery: \(delivery)' \
-                  -H "X-Forgejo-Signature: $sig" -H "X-Gitea-Signature: $sig" -H "X-Hub-Signature-256: sha256=$sig" --data-binary @'\(file.path)'
+                curl -s -w '\\n%{http_code}' -X POST http://127.0.0.1:\(nginx!.port)/webhooks/\(forge) -H 'Content-Type: application/json' \
+                  \(headers) -H "X-Hub-Signature-256: sha256=$sig" --data-binary @'\(file.path)'
                 """)
             guard code == 0 else { throw TestSetupError("curl failed: \(out)") }
             let lines = out.split(separator: "\n", omittingEmptySubsequences: false)

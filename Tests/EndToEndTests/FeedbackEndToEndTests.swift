@@ -197,7 +197,7 @@ import Testing
                     "html_url": "https://github.com/acme/shop/pull/31#discussion_r7171",
                 ] as [String: Any],
             ]
-            let (code, body) = try await stack.postGitHub(event: "pull_request_review_comment", payload: payload)
+            let (code, body) = try await stack.post(event: "pull_request_review_comment", payload: payload, forge: "github")
             #expect(code == 202, "\(body)")
             let id = try #require(stack.jobIDs(body).first, "\(body)")
             #expect(try await stack.waitDone(id)["status"] == "succeeded")

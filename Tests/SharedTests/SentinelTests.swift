@@ -93,17 +93,27 @@ import Testing
         }
     }
 
-    /// With replicas_ack, an enqueue is confirmed only once a replica has it; a replica that does not answer makes it
-    /// fail (503 at the producer) — and the forge's redelivery is then a duplicate, confirmed once replicated.
-    @Test func replicasAckConfirmsOnlyReplicatedEnqueues() async throws {
+    /// A master, a replica and three sentinels, and a queue with `replicas_ack: 1` (300 ms) on them.
+    static func replicated() async throws -> (SentinelCluster, RedisClient, JobQueue) {
         let cluster = try await SentinelCluster()
-        defer { cluster.stop() }
         let client = RedisClient(configuration: cluster.configuration, connections: 2)
-        defer { client.shutdown() }
         var settings = QueueSettings()
         settings.replicasAck = 1
         settings.replicasAckTimeout = .milliseconds(300)
-        let queue = JobQueue(redis: client, settings: settings)
+        return (cluster, client, JobQueue(redis: client, settings: settings))
+    }
+
+    static func stop(_ cluster: SentinelCluster, _ client: RedisClient) {
+        client.shutdown()
+        cluster.stop()
+    }
+
+    /// With replicas_ack, an enqueue is confirmed only once a replica has it; a replica that does not answer makes it
+    /// fail (503 at the producer) — and the forge's redelivery is then a duplicate, confirmed once replicated.
+    @Test func replicasAckConfirmsOnlyReplicatedEnqueues() async throws {
+        let (cluster, client, queue) = try await Self.replicated()
+        defer { Self.stop(cluster, client) }
+        let settings = queue.settings
         let job = NewJob(agent: "dev", session: SessionKey(agent: "dev", repository: "a/b", number: 1), fields: [("prompt", "p")])
         #expect(try await queue.enqueue([job], delivery: (forge: "github", id: "d1")) == .queued([job.id]))
 
@@ -139,14 +149,8 @@ import Testing
     /// previous job): a failover cannot lose both and run the session out of order. An unconfirmed claim is given back,
     /// its attempt not counted.
     @Test func replicasAckConfirmsClaimsBeforeAJobRuns() async throws {
-        let cluster = try await SentinelCluster()
-        defer { cluster.stop() }
-        let client = RedisClient(configuration: cluster.configuration, connections: 2)
-        defer { client.shutdown() }
-        var settings = QueueSettings()
-        settings.replicasAck = 1
-        settings.replicasAckTimeout = .milliseconds(300)
-        let queue = JobQueue(redis: client, settings: settings)
+        let (cluster, client, queue) = try await Self.replicated()
+        defer { Self.stop(cluster, client) }
         let job = NewJob(agent: "dev", session: SessionKey(agent: "dev", repository: "a/b", number: 1), fields: [("prompt", "p")])
         _ = try await queue.enqueue([job])
         let replica = try #require(cluster.replica.pid)

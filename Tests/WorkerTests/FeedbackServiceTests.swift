@@ -140,7 +140,7 @@ import WorkerCore
 
     func service(
         worker: String = "w1", tokens: [String: String] = ["dev": "t-dev", "reviewer": "t-rev"], bots: Set<String> = ["dev-bot", "reviewer-bot"],
-        maxTries: Int = 30
+        maxTries: Int = 30, attemptDeadline: Duration = .seconds(30)
     ) -> FeedbackService {
         var accounts: [String: [Forge: ForgeAccount]] = [:]
         for (agent, token) in tokens {
@@ -153,7 +153,7 @@ import WorkerCore
         logger.logLevel = .critical
         return FeedbackService(
             queue: queue, accounts: accounts, agents: ["dev", "reviewer"], workerID: worker, botLogins: bots, defaultMaxAttempts: 2,
-            logger: logger, maxTries: maxTries)
+            logger: logger, attemptDeadline: attemptDeadline, maxTries: maxTries)
     }
 
     func enqueue(agent: String = "dev", number: Int = 7, comment: Int64? = 42, feedback: String = "reaction=eyes;comment=1;cost=1") async throws
@@ -416,5 +416,24 @@ import WorkerCore
         #expect(try await queue.feedbackBacklog(agent: "dev") == 0)
         #expect(try await queue.settleFeedback(stale, agent: "dev", worker: "w1", .posted(fields: [])) == "lost")
         #expect(try await queue.feedbackBacklog(agent: "dev") == 1)
+    }
+
+    /// A forge that answers too slowly for the attempt's deadline: the post is cut off and retried (a try counted),
+    /// the account is not paused, and the next pass posts it.
+    @Test func aPostOverItsDeadlineIsCutOffAndRetried() async throws {
+        defer { Task { await cleanup() } }
+        let id = try await enqueue(comment: nil)
+        _ = try await queue.reserveAny(worker: "w1", agents: ["dev"])
+        double.inject(.hang(.seconds(3)), operation: "issueCreateComment")
+        let feedback = service(attemptDeadline: .milliseconds(400))
+        let started = ContinuousClock.now
+        await feedback.drain()
+        #expect(ContinuousClock.now - started < .seconds(2))
+        let record = try await job(id)
+        #expect(record["feedback_error"]?.contains("did not finish answering within") == true && record["feedback_tries"] == "1", "\(record)")
+        _ = try await client.send("ZADD", "fb:feedback:dev", "0", id)
+        await feedback.drain()
+        let after = try await job(id)
+        #expect(double.comments.count == 1 && after["feedback_error"] == nil, "\(after)")
     }
 }

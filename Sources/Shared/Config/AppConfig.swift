@@ -342,6 +342,11 @@ public struct ProducerSettings: Sendable {
         redisConnections = try node.child("redis_connections").int(default: redisConnections, range: 1...64)
     }
 
+    /// `host:port` (`[::1]:9092`, `:8080` = every address) as a config value or a command-line option (`option` names it).
+    public static func hostPort(_ text: String, option: String) throws(ConfigError) -> (String, Int) {
+        try hostPort(text, ConfigNode(file: "command line", path: option, value: text))
+    }
+
     static func hostPort(_ text: String, _ node: ConfigNode) throws(ConfigError) -> (String, Int) {
         guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
             throw node.error("must be host:port, e.g. 0.0.0.0:8080")

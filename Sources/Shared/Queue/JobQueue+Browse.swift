@@ -91,7 +91,7 @@ extension JobQueue {
                 position = matches.last ?? position
                 stop = found.count + matches.count == limit
             } else {
-                for (entry, record) in zip(entries, try await records(entries.map(\.id), fields: Self.filterFields, keepMissing: true)) {
+                for (entry, record) in zip(entries, try await optionalRecords(entries.map(\.id), fields: Self.filterFields)) {
                     examined += 1
                     position = entry
                     guard let record, filter.matches(record) else { continue }  // no record: expired since it was indexed
@@ -154,11 +154,11 @@ extension JobQueue {
 
     /// `fields` of each job in `ids` (records gone are left out), in the order given.
     public func records(_ ids: [String], fields: [String]) async throws(RedisError) -> [JobRecord] {
-        try await records(ids, fields: fields, keepMissing: true).compactMap { $0 }
+        try await optionalRecords(ids, fields: fields).compactMap { $0 }
     }
 
     /// One entry per id: nil where the record is gone.
-    func records(_ ids: [String], fields: [String], keepMissing: Bool) async throws(RedisError) -> [JobRecord?] {
+    func optionalRecords(_ ids: [String], fields: [String]) async throws(RedisError) -> [JobRecord?] {
         guard !ids.isEmpty else { return [] }
         let replies = try await redis.pipeline(ids.map { RedisCommand(["HMGET", keys.job($0)] + fields) })
         return zip(ids, replies).map { id, reply in

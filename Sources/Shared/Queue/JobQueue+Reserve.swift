@@ -38,7 +38,7 @@ extension JobQueue {
     private func claimReplicated(_ script: RedisScript, arguments: [String], worker: String) async throws(RedisError) -> RedisReply {
         guard settings.replicasAck > 0 else { return try await redis.evaluate(script, arguments: arguments) }
         // WAIT only after a claim: an empty poll must not hold a pooled connection for the timeout.
-        let (reply, acknowledged) = try await redis.evaluateThenWait(
+        let (reply, acknowledged) = try await redis.evaluateAndWait(
             script, arguments: arguments, replicas: settings.replicasAck, timeout: settings.replicasAckTimeout
         ) { reply in reply.array?.first?.string == "running" }
         guard acknowledged < settings.replicasAck, case .running(let job) = try Self.parseClaim(reply) else { return reply }

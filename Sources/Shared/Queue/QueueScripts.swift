@@ -249,8 +249,9 @@ enum QueueScripts {
               redis.call('ZADD', key.delayed, ARGV[7], id)
             else
               redis.call('RPUSH', key.queue(agent), id)
-              feedbackDue(id)
             end
+            -- Queued again either way: a status comment that said "working" must not go on saying it.
+            feedbackDue(id)
             return {'ok'}
             """)
 

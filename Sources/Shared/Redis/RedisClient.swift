@@ -130,44 +130,33 @@ public final class RedisClient: Sendable {
     }
 
     /// `evaluate` and `WAIT replicas timeout` on one connection: the script's reply and how many replicas have its
-    /// writes (the caller decides what too few means: its writes are on the master either way).
+    /// writes (the caller decides what too few means: its writes are on the master either way). Without `when`, the two
+    /// go in one pipelined round trip; with it, WAIT is sent only if `when(reply)` says the script wrote something that
+    /// must be replicated (a claim), so a call that changed nothing does not wait. A WAIT that errors counts as none.
     public func evaluateAndWait(
-        _ script: RedisScript, arguments: [String], replicas: Int, timeout: Duration
+        _ script: RedisScript, arguments: [String], replicas: Int, timeout: Duration,
+        when: (@Sendable (RedisReply) -> Bool)? = nil
     ) async throws(RedisError) -> (reply: RedisReply, acknowledged: Int) {
         let command = RedisCommand(["EVALSHA", script.sha1, "0"] + arguments)
-        let milliseconds = timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000
+        let milliseconds = Int64(timeout.seconds * 1000)
         let wait = RedisCommand("WAIT", String(replicas), String(max(1, milliseconds)))
-        let replies = try await withConnection { connection throws(RedisError) in
-            var replies = try connection.pipeline([command, wait])
-            if case .error(let message) = replies[0], message.hasPrefix("NOSCRIPT") {
-                let loaded = try connection.send(RedisCommand("SCRIPT", "LOAD", script.source))
-                if case .error = loaded { return [loaded, .integer(0)] }
-                replies = try connection.pipeline([command, wait])
-            }
-            return replies
-        }
-        if case .error(let message) = replies[0] { throw .server(message) }
-        if case .error(let message) = replies[1] { throw .server("WAIT: \(message)") }
-        return (replies[0], replies[1].int ?? 0)
-    }
-
-    /// `evaluate`, then — only if `wait(reply)` says the script wrote what must be replicated — `WAIT replicas timeout`
-    /// on the same connection. A WAIT that errors counts as no acknowledgement. Returns the reply and the replicas.
-    public func evaluateThenWait(
-        _ script: RedisScript, arguments: [String], replicas: Int, timeout: Duration, when wait: @escaping @Sendable (RedisReply) -> Bool
-    ) async throws(RedisError) -> (reply: RedisReply, acknowledged: Int) {
-        let command = RedisCommand(["EVALSHA", script.sha1, "0"] + arguments)
-        let milliseconds = timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000
         let result = try await withConnection { connection throws(RedisError) -> (RedisReply, Int) in
-            var reply = try connection.send(command)
-            if case .error(let message) = reply, message.hasPrefix("NOSCRIPT") {
+            func run() throws(RedisError) -> (RedisReply, Int) {
+                guard let when else {
+                    let replies = try connection.pipeline([command, wait])
+                    return (replies[0], replies[1].int ?? 0)
+                }
+                let reply = try connection.send(command)
+                guard when(reply) else { return (reply, replicas) }
+                return (reply, try connection.send(wait).int ?? 0)
+            }
+            var result = try run()
+            if case .error(let message) = result.0, message.hasPrefix("NOSCRIPT") {
                 let loaded = try connection.send(RedisCommand("SCRIPT", "LOAD", script.source))
                 if case .error = loaded { return (loaded, 0) }
-                reply = try connection.send(command)
+                result = try run()
             }
-            guard wait(reply) else { return (reply, replicas) }
-            let acknowledged = try connection.send(RedisCommand("WAIT", String(replicas), String(max(1, milliseconds)))).int ?? 0
-            return (reply, acknowledged)
+            return result
         }
         if case .error(let message) = result.0 { throw .server(message) }
         return result

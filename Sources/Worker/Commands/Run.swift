@@ -38,10 +38,11 @@ extension WorkerCommand {
             guard (1...256).contains(slots) else { throw ValidationError("--concurrency must be between 1 and 256") }
             var metrics = config.worker.metricsListen
             if let metricsListen {
-                guard let colon = metricsListen.lastIndex(of: ":"), let port = Int(metricsListen[metricsListen.index(after: colon)...]),
-                    (0...65535).contains(port)
-                else { throw ValidationError("--metrics-listen must be host:port, e.g. 127.0.0.1:9092") }
-                metrics = (String(metricsListen[..<colon]), port)
+                do {
+                    metrics = try ProducerSettings.hostPort(metricsListen, option: "--metrics-listen")
+                } catch {
+                    throw ValidationError("\(error)")
+                }
             }
             WorkerMetrics.bootstrap()
             let hostID = common.resolvedHostID

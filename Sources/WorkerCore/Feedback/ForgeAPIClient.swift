@@ -96,9 +96,7 @@ package struct ForgeAPIClient: ForgeAPI {
     package init(forge: Forge, baseURL: String, token: String, http: HTTPClient, timeout: TimeAmount = ForgeAPIClient.timeout) {
         self.forge = forge
         self.timeout = timeout
-        var base = baseURL
-        while base.hasSuffix("/") { base.removeLast() }
-        self.baseURL = base
+        self.baseURL = baseURL  // as ForgeAPISettings normalised it: no trailing slash
         self.token = token
         self.http = http
     }
@@ -115,7 +113,7 @@ package struct ForgeAPIClient: ForgeAPI {
     }
 
     package func currentUser() async throws(ForgeAPIError) -> String {
-        let (_, body) = try await send(.getUser, .GET, "/user")
+        let body = try await send(.getUser, .GET, "/user")
         guard let user = try? JSONDecoder().decode(UserDTO.self, from: body), let login = user.name else {
             // Typically a web page at a wrong URL (GitHub Enterprise needs /api/v3, Gitea /api/v1).
             throw error(
@@ -133,7 +131,7 @@ package struct ForgeAPIClient: ForgeAPI {
             var query: [String] = isGitHub ? ["per_page=100", "page=\(page)"] : []
             if let since { query.append("since=\(Self.escape(String(Timestamp.iso(since).prefix(19)) + "Z"))") }
             let path = "/repos/\(repoPath(repository))/issues/\(number)/comments" + (query.isEmpty ? "" : "?" + query.joined(separator: "&"))
-            let (_, body) = try await send(.listComments, .GET, path)
+            let body = try await send(.listComments, .GET, path)
             guard let items = try? JSONDecoder().decode([CommentDTO].self, from: body) else {
                 throw error(.listComments, status: 200, .unavailable, "the answer is not a list of comments")
             }
@@ -145,7 +143,7 @@ package struct ForgeAPIClient: ForgeAPI {
     }
 
     package func createComment(repository: String, number: Int, body: String) async throws(ForgeAPIError) -> ForgeComment {
-        let (_, answer) = try await send(.createComment, .POST, "/repos/\(repoPath(repository))/issues/\(number)/comments", json: ["body": body])
+        let answer = try await send(.createComment, .POST, "/repos/\(repoPath(repository))/issues/\(number)/comments", json: ["body": body])
         guard let created = try? JSONDecoder().decode(CommentDTO.self, from: answer) else {
             throw error(.createComment, status: 201, .unavailable, "the answer is not a comment")
         }
@@ -167,7 +165,7 @@ package struct ForgeAPIClient: ForgeAPI {
 
     private func send(
         _ operation: ForgeOperation, _ method: HTTPMethod, _ path: String, json: [String: String]? = nil
-    ) async throws(ForgeAPIError) -> (HTTPHeaders, Data) {
+    ) async throws(ForgeAPIError) -> Data {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = method
         request.headers.add(name: "Authorization", value: isGitHub ? "Bearer \(token)" : "token \(token)")
@@ -194,7 +192,7 @@ package struct ForgeAPIClient: ForgeAPI {
         let status = Int(response.status.code)
         count(operation, String(status))
         let data = Data(body.readableBytesView)
-        if (200..<300).contains(status) { return (response.headers, data) }
+        if (200..<300).contains(status) { return data }
         let message = Self.message(data)
         if let wait = Self.rateLimitDelay(status: status, headers: response.headers, message: message) {
             throw error(operation, status: status, .rateLimited(retryAfter: wait), message)
@@ -251,7 +249,7 @@ package struct ForgeAPIClient: ForgeAPI {
             text = String(decoding: data.prefix(300), as: UTF8.self)
         }
         let line = text.replacingOccurrences(of: "\n", with: " ").trimmingCharacters(in: .whitespaces)
-        return line.isEmpty ? "(no message)" : String(line.prefix(300))
+        return line.isEmpty ? "(no message)" : StreamJSONParser.bounded(line, 300)
     }
 
     /// Whether no connection was made at all (as opposed to one that failed or timed out mid-answer).
