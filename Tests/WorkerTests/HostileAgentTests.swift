@@ -85,6 +85,8 @@ import Testing
         try await WorkerEnvironment.with { env in
             let victim = try Victim(env)
             let before = victim.state
+            // The container exists before the clock starts: creating it can take seconds on a loaded CI machine.
+            _ = try await env.reconciler().provision(env.agent())
             for (number, attack) in [
                 (11, "STUB_SYMLINK_TRANSCRIPT=\(victim.file)"), (12, "STUB_SYMLINK_TRANSCRIPT=/dev/zero"), (13, "STUB_FIFO_TRANSCRIPT"),
             ] {
