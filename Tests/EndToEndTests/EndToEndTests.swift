@@ -69,14 +69,7 @@ import Testing
 
         func start() async throws {
             processes.append(try ChildProcess("\(bin)/Producer", ["-c", configPath], output: root.appendingPathComponent("producer.log").path))
-            for i in 1...2 {
-                let metrics = workerMetricsPorts.count >= i ? ["--metrics-listen", "127.0.0.1:\(workerMetricsPorts[i - 1])"] : []
-                processes.append(
-                    try ChildProcess(
-                        "\(bin)/Worker",
-                        ["run", "-c", configPath, "--worker-id", "e2e-worker-\(i)", "--host-id", prefix, "--concurrency", "2"] + metrics,
-                        output: root.appendingPathComponent("worker-\(i).log").path))
-            }
+            for i in 1...2 { try startWorker(i) }
             let deadline = Date().addingTimeInterval(20)
             while Date() < deadline && !canConnect(port: opsPort) { try await Task.sleep(for: .milliseconds(100)) }
             guard canConnect(port: opsPort) else { throw TestSetupError("producer did not start: \(log("producer"))") }
@@ -88,6 +81,18 @@ import Testing
                 guard canConnect(port: dashboardPort) else { throw TestSetupError("dashboard did not start: \(log("dashboard"))") }
             }
             nginx = try NginxServer(upstreamPort: httpPort, dashboardPort: dashboardPort)
+        }
+
+        /// Starts worker `i` (`e2e-worker-<i>`, logging to `worker-<i>.log`), appended to `processes`; `start()` starts
+        /// 1 and 2. Started again after it stopped, it is the same worker id (its log is appended to).
+        @discardableResult
+        func startWorker(_ i: Int) throws -> ChildProcess {
+            let metrics = workerMetricsPorts.count >= i ? ["--metrics-listen", "127.0.0.1:\(workerMetricsPorts[i - 1])"] : []
+            let worker = try ChildProcess(
+                "\(bin)/Worker", ["run", "-c", configPath, "--worker-id", "e2e-worker-\(i)", "--host-id", prefix, "--concurrency", "2"] + metrics,
+                output: root.appendingPathComponent("worker-\(i).log").path)
+            processes.append(worker)
+            return worker
         }
 
         /// Adds a dashboard section (password in a file) to the config; call before `start()`.

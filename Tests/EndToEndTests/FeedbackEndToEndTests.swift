@@ -179,6 +179,55 @@ import Testing
         }
     }
 
+    /// A worker stopped gracefully mid-run gives the job back and says so on the forge before it exits (it is the only
+    /// worker left, so no one else could have). Stopped again while the forge hangs, it still exits within its grace
+    /// plus 5 s (not the forge client's 15 s timeout), and the update it could not post stays due in Redis for the next
+    /// worker.
+    @Test func aStoppingWorkerPostsItsLastUpdateButNeverWaitsLongOnTheForge() async throws {
+        try await Self.withFeedbackStack { forge, stack in
+            forge.seedComment(id: 6161, repository: "acme/shop")
+            let (code, body) = try await stack.post(event: "issue_comment", payload: Self.comment(31, "@dev STUB_SLEEP=120 long one", id: 6161))
+            #expect(code == 202)
+            let id = try #require(stack.jobIDs(body).first)
+            func comment() -> ForgeAPIDouble.Comment? { forge.comments.first { $0.body.contains("job=\(id) ") } }
+            try await Self.eventually("attempt 1's comment", stack: stack) { comment()?.body.contains("is working on this") ?? false }
+            let holder = try #require(Int((try await job(stack, id)["worker"] ?? "").split(separator: "-").last ?? ""))
+            #expect(await stack.processes[holder == 1 ? 2 : 1].stop() == 0)
+
+            // 1. SIGTERM: after the grace (5 s) the run is stopped and the job given back; the comment says so.
+            var stopping = ContinuousClock.now
+            #expect(await stack.processes[holder].stop() == 0)
+            var took = ContinuousClock.now - stopping
+            var record = try await job(stack, id)
+            #expect(record["status"] == "queued" && record["attempts"] == "0", "\(record)")
+            #expect(
+                comment()?.body.contains("will try again") == true,
+                "\(comment()?.body ?? "no comment")\n\(stack.log("worker-\(holder)").suffix(4000))")
+            #expect(try await stack.client.send("ZSCORE", "hooks:feedback:dev", id).string == nil, "posted, so no longer due")
+            #expect(took < .seconds(15), "the worker took \(took) to stop")
+            let firstStop = took
+
+            // 2. Started again, it runs the job; stopped while every edit hangs, it gives up on the forge after 5 s.
+            let restarted = try stack.startWorker(holder)
+            try await Self.eventually("the job running again", stack: stack) {
+                try await job(stack, id)["status"] == "running" && (comment()?.body.contains("is working on this") ?? false)
+            }
+            forge.inject(.hang(.seconds(60)), operation: "issueEditComment", times: 100)
+            stopping = ContinuousClock.now
+            #expect(await restarted.stop() == 0)
+            took = ContinuousClock.now - stopping
+            #expect(took < .seconds(17), "a hung forge held the worker's exit for \(took)")
+            print("worker stop (5 s grace) with its last update posted: \(firstStop); with the forge hung: \(took)")
+            record = try await job(stack, id)
+            #expect(record["status"] == "queued", "\(record)")
+            #expect(comment()?.body.contains("is working on this") == true, "the hung edit cannot have landed")
+            #expect(try await stack.client.send("ZSCORE", "hooks:feedback:dev", id).string != nil, "the update stays due")
+
+            #expect(forge.comments.filter { $0.body.contains("job=\(id) ") }.count == 1)
+            #expect(forge.violations.isEmpty, "\(forge.violations)")
+        }
+    }
+
     /// GitHub: a mention in a pull request's review comment gets 👀 through GitHub's own endpoint for those
     /// (`pulls/comments/{id}/reactions`), and the status comment goes on the pull request's conversation.
     @Test func aGitHubReviewCommentIsAcknowledgedOnItsOwnEndpoint() async throws {

@@ -49,6 +49,8 @@ package final class ForgeAPIDouble: Sendable {
         case status(Int, headers: [String: String] = [:], message: String = "injected fault")
         /// Answers after this long (longer than the client's timeout: a hang).
         case hang(Duration)
+        /// Does what was asked, but only after this long (a slow forge: the request takes effect late).
+        case slow(Duration)
     }
 
     private struct ScriptedFault {
@@ -62,6 +64,9 @@ package final class ForgeAPIDouble: Sendable {
         var reactions: [Reaction] = []
         var nextID: Int64 = 1000
         var requests: [Request] = []
+        var arrivals: [String] = []
+        /// Bumped by `clearFaults` and `stop`: requests hanging then answer at once.
+        var hangGeneration = 0
         var violations: [String] = []
         var faults: [ScriptedFault] = []
         /// Comments that exist on the forge but were not made through this API (the webhook's triggering comments).
@@ -128,6 +133,7 @@ package final class ForgeAPIDouble: Sendable {
     /// Stops listening (a forge that is down: connections are refused).
     package func stop() async {
         let (task, group) = server.withLock { ($0.task, $0.group) }
+        state.withLock { $0.hangGeneration += 1 }  // a graceful stop waits for the requests under way
         await group?.triggerGracefulShutdown()
         _ = try? await task?.value
         server.withLock {
@@ -143,7 +149,13 @@ package final class ForgeAPIDouble: Sendable {
         state.withLock { $0.faults.append(ScriptedFault(operation: operation, remaining: times, fault: fault)) }
     }
 
-    package func clearFaults() { state.withLock { $0.faults.removeAll() } }
+    /// Drops the faults not used yet, and ends the hangs under way.
+    package func clearFaults() {
+        state.withLock {
+            $0.faults.removeAll()
+            $0.hangGeneration += 1
+        }
+    }
 
     /// A comment that exists on the forge (e.g. the one a webhook reported), so reactions on it succeed.
     package func seedComment(id: Int64, repository: String, kind: String = "issue") {
@@ -164,6 +176,8 @@ package final class ForgeAPIDouble: Sendable {
     package var comments: [Comment] { state.withLock { $0.comments.values.sorted { $0.id < $1.id } } }
     package var reactions: [Reaction] { state.withLock { $0.reactions } }
     package var requests: [Request] { state.withLock { $0.requests } }
+    /// The operations asked for, as they arrive (`requests` has them once answered).
+    package var arrivals: [String] { state.withLock { $0.arrivals } }
     /// Requests that did not match the forge's API description. Expected to stay empty.
     package var violations: [String] { state.withLock { $0.violations } }
     /// Edits of a comment by an account other than its author. A real forge allows them to anyone with write access
@@ -209,21 +223,28 @@ package final class ForgeAPIDouble: Sendable {
         }
         let fault = state.withLock { s -> Fault? in
             s.violations += violations
+            s.arrivals.append(operation)
             guard let index = s.faults.firstIndex(where: { $0.remaining > 0 && ($0.operation == nil || $0.operation == operation) }) else {
                 return nil
             }
             s.faults[index].remaining -= 1
             return s.faults[index].fault
         }
-        let response: Response
-        if let fault {
-            switch fault {
-            case .status(let code, let headers, let message):
-                response = answer(code, ["message": message], headers: headers)
-            case .hang(let duration):
-                try? await Task.sleep(for: duration)
-                response = answer(504, ["message": "hung"])
+        var refusal: Response?
+        switch fault {
+        case .status(let code, let headers, let message)?: refusal = answer(code, ["message": message], headers: headers)
+        case .hang(let duration)?:
+            let (generation, until) = (state.withLock { $0.hangGeneration }, ContinuousClock.now + duration)
+            while ContinuousClock.now < until, state.withLock({ $0.hangGeneration }) == generation {
+                try? await Task.sleep(for: .milliseconds(50))
             }
+            refusal = answer(504, ["message": "hung"])
+        case .slow(let duration)?: try? await Task.sleep(for: duration)
+        case nil: break
+        }
+        let response: Response
+        if let refusal {
+            response = refusal
         } else if user == nil {
             response = answer(401, ["message": flavor == .github ? "Bad credentials" : "token is required"])
         } else if let match, violations.isEmpty {

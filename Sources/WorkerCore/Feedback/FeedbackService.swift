@@ -89,6 +89,10 @@ package final class FeedbackService: Sendable {
     /// Look now rather than at the next tick (a job of this worker changed state).
     package func nudge() { wake.yield() }
 
+    /// Ends `run()` once the pass under way is done (a shutdown): no new pass starts, and the one under way is not cut
+    /// short (cancelling it would give back what it was posting).
+    package func finish() { wake.finish() }
+
     /// Checks each account once, then drains due feedback until the task is cancelled.
     package func run() async {
         await checkAccounts()
@@ -220,7 +224,11 @@ package final class FeedbackService: Sendable {
             }
             let first = await group.next() ?? nil
             group.cancelAll()
-            return first ?? .retry(error: "the forge did not finish answering within \(deadline)", delay: delay, maxTries: maxTries, fields: [])
+            if let first { return first }
+            // Cut short by a shutdown rather than the deadline: nothing was learned about the forge; given back, due at
+            // once for the next worker, no try counted.
+            if Task.isCancelled { return .release }
+            return .retry(error: "the forge did not finish answering within \(deadline)", delay: delay, maxTries: maxTries, fields: [])
         }
     }
 

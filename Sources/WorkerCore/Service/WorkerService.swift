@@ -107,7 +107,7 @@ package final class WorkerService: Service {
         // What the last runs changed is posted now if the forge answers within a few seconds; otherwise it stays due in
         // Redis for the next worker (or this one's next start).
         if let feedback {
-            feedbackLoop.cancel()
+            feedback.finish()
             let last = Task {
                 _ = await feedbackLoop.value
                 await feedback.drain()
