@@ -52,6 +52,41 @@ import Testing
         #expect(!stats.contains("cmdstat_get:"), "a client used the old master: \(stats)")
     }
 
+    /// A busy pool confirms its master with the sentinels about once a second in all, not once a second per
+    /// connection: one connection asks, the others use its answer.
+    @Test func aBusyPoolAsksTheSentinelsAboutOnceASecond() async throws {
+        let cluster = try await SentinelCluster()
+        defer { cluster.stop() }
+        let client = RedisClient(configuration: cluster.configuration, connections: 6)
+        defer { client.shutdown() }
+        func busy(for duration: Duration) async throws {
+            let until = ContinuousClock.now + duration
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<6 { group.addTask { while ContinuousClock.now < until { try await client.send("PING") } } }
+                try await group.waitForAll()
+            }
+        }
+        // Each sentinel counts the connections it accepted (a look opens one, and so does this count).
+        func accepted() async throws -> Int {
+            var total = 0
+            for port in cluster.sentinelPorts {
+                let sentinel = RedisClient(configuration: try RedisConfiguration(url: "redis://127.0.0.1:\(port)"), connections: 1)
+                defer { sentinel.shutdown() }
+                let info = try await sentinel.send("INFO", "stats").string ?? ""
+                let line = info.split(whereSeparator: \.isNewline).first { $0.hasPrefix("total_connections_received:") }
+                total += line.flatMap { Int($0.split(separator: ":")[1]) } ?? 0
+            }
+            return total
+        }
+        try await busy(for: .milliseconds(200))  // every connection connected
+        let before = try await accepted()
+        try await busy(for: .seconds(4))
+        let asked = try await accepted() - before - cluster.sentinelPorts.count
+        print("sentinel looks by a busy pool of 6 connections in 4 s: \(asked)")
+        // About 4 in 4 s (one more at an edge, or after a slow answer); a look per connection would be about 24.
+        #expect(asked >= 2 && asked <= 8, "the pool asked the sentinels \(asked) times in 4 s")
+    }
+
     @Test func badSentinelConfigurationIsNamed() async throws {
         let cluster = try await SentinelCluster()
         defer { cluster.stop() }

@@ -45,13 +45,24 @@ final class RedisConnection {
 
     private func ensureConnected() throws(RedisError) -> UnsafeMutablePointer<redisContext> {
         if let context, let sentinel = configuration.sentinel, let connectedMaster, ContinuousClock.now - masterConfirmedAt >= Self.masterRecheck {
-            // Still the master the sentinels name? If they cannot be asked, the working connection is kept.
-            if let named = try? discoverMaster(sentinel), named != connectedMaster {
-                disconnect()
-            } else {
-                masterConfirmedAt = .now
-                return context
+            // Still the master the sentinels name? One answer a second serves the whole pool (each connection asking
+            // would open a sentinel connection per busy connection per second). If they cannot be asked, the working
+            // connection is kept.
+            switch health.sentinelCheck(within: Self.masterRecheck) {
+            case .answered(let master, let at) where master == connectedMaster: masterConfirmedAt = at
+            case .answered: disconnect()
+            case .notNow: return context
+            case .yours:
+                do {
+                    let master = try discoverMaster(sentinel)
+                    health.sentinelsNamed(master)
+                    if master != connectedMaster { disconnect() } else { masterConfirmedAt = .now }
+                } catch {
+                    health.sentinelsUnanswered()
+                    masterConfirmedAt = .now
+                }
             }
+            if let context = self.context { return context }
         }
         if let context { return context }
         // In the back-off window a call fails fast, unless another connection of the pool connected since this one
@@ -82,6 +93,7 @@ final class RedisConnection {
     private func connect() throws(RedisError) -> UnsafeMutablePointer<redisContext> {
         guard let sentinel = configuration.sentinel else { return try open(configuration.endpoint, description: configuration.endpointDescription) }
         let master = try discoverMaster(sentinel)
+        health.sentinelsNamed(master)
         let description = "master '\(sentinel.masterName)' at \(master)"
         let ctx = try open(.tcp(host: master.host, port: master.port), description: description)
         // The sentinels' answer can be stale for a moment around a failover: only a node that says it is the master
@@ -351,10 +363,47 @@ final class RedisConnection {
 /// instead of failing fast against a Redis that is already back.
 final class ConnectHealth: Sendable {
     private let lastConnect = Mutex<ContinuousClock.Instant?>(nil)
+    private let sentinels = Mutex<SentinelState>(SentinelState())
+    private struct SentinelState {
+        var answer: (master: RedisConfiguration.Sentinel.Address, at: ContinuousClock.Instant)?
+        var unansweredAt: ContinuousClock.Instant?
+        var asking = false
+    }
 
     func connected() { lastConnect.withLock { $0 = .now } }
 
     func someoneConnected(after instant: ContinuousClock.Instant) -> Bool {
         lastConnect.withLock { $0.map { $0 > instant } ?? false }
+    }
+
+    enum SentinelCheck {
+        /// The master the sentinels named to a connection of the pool less than the recheck interval ago.
+        case answered(RedisConfiguration.Sentinel.Address, at: ContinuousClock.Instant)
+        /// Another connection is asking them right now, or they did not answer it a moment ago: keep going.
+        case notNow
+        /// Ask them, then say what they answered (`sentinelsNamed`) or that they did not (`sentinelsUnanswered`).
+        case yours
+    }
+
+    /// Whether a connection that wants to confirm its master should ask the sentinels: one of the pool asks at a
+    /// time, and a recent answer serves all of them.
+    func sentinelCheck(within age: Duration) -> SentinelCheck {
+        sentinels.withLock { state in
+            if let answer = state.answer, ContinuousClock.now - answer.at < age { return .answered(answer.master, at: answer.at) }
+            if state.asking || state.unansweredAt.map({ ContinuousClock.now - $0 < age }) == true { return .notNow }
+            state.asking = true
+            return .yours
+        }
+    }
+
+    /// The sentinels just named `master` (to one of the pool's connections).
+    func sentinelsNamed(_ master: RedisConfiguration.Sentinel.Address) { sentinels.withLock { $0 = SentinelState(answer: (master, .now)) } }
+
+    /// None of the sentinels answered: the pool keeps its connections and asks again after the recheck interval.
+    func sentinelsUnanswered() {
+        sentinels.withLock {
+            $0.asking = false
+            $0.unansweredAt = .now
+        }
     }
 }
