@@ -158,6 +158,14 @@ import Testing
         ("redis: {replicas_ack: 20}", "redis.replicas_ack: must be between 0 and 16"),
         ("redis: {replicas_ack_timeout: 5s}", "redis.replicas_ack_timeout: must be at most 2s"),
         ("dashboard: {password_env: A, password_file: b}", "dashboard: set one of password_env and password_file"),
+        (
+            "redis: {sentinel: {master_name: m, addresses: ['a:1'], password_env: A, password_file: b}}",
+            "redis.sentinel: set one of password_env and password_file, not both"
+        ),
+        (
+            "redis: {sentinel: {master_name: m, addresses: ['a:1'], password_file: /nonexistent/pw}}",
+            "redis.sentinel.password_file: cannot read the sentinels' password file /nonexistent/pw"
+        ),
         ("dashboard: {base_path: 'a b'}", "dashboard.base_path: must be a URL path"),
         (
             "agents: {dev: {image: i}}\nrules: [{agent: dev, events: [issues], review_states: [rejected], prompt: x}]",
@@ -244,5 +252,41 @@ import Testing
         #expect(EventKind(name: "push") == .other("push"))
         #expect(!EventKind(name: "push").isRouted)
         #expect(EventKind.issues.isSubject && EventKind.pullRequest.isSubject && !EventKind.issueComment.isSubject)
+    }
+}
+
+/// Secrets named by `<name>_env` / `<name>_file`: read from where the config says, errors naming the key, never the
+/// value.
+@Suite struct SecretSettingsTests {
+    func dashboardPassword(_ yaml: String, environment: [String: String] = [:]) throws -> String? {
+        try AppConfig.parse(yaml: yaml, file: "test.yaml", environment: environment).dashboard.password(environment: environment, file: "test.yaml")
+    }
+
+    @Test func theDashboardPasswordComesFromTheEnvironmentOrAFile() throws {
+        #expect(try dashboardPassword("dashboard: {password_env: PW}", environment: ["PW": "correct horse battery"]) == "correct horse battery")
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("pw-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        try "from a file, long enough\n".write(toFile: file, atomically: true, encoding: .utf8)
+        #expect(try dashboardPassword("dashboard: {password_file: '\(file)'}") == "from a file, long enough")
+        #expect(try dashboardPassword("dashboard: {read_only: true}") == nil)
+    }
+
+    @Test func dashboardPasswordErrorsNameTheKeyNeverTheValue() {
+        func problem(_ yaml: String, _ environment: [String: String] = [:]) -> String {
+            do {
+                _ = try dashboardPassword(yaml, environment: environment)
+                return "no error"
+            } catch {
+                return "\(error)"
+            }
+        }
+        let short = problem("dashboard: {password_env: PW}", ["PW": "hunter2"])
+        #expect(short.contains("dashboard.password_env") && short.contains("shorter than 12") && !short.contains("hunter2"), "\(short)")
+        let unset = problem("dashboard: {password_env: PW}")
+        #expect(unset.contains("dashboard.password_env") && unset.contains("environment variable PW is not set"), "\(unset)")
+        let none = problem("dashboard: {listen: '127.0.0.1:9191'}")
+        #expect(none.contains("need a password") && none.contains("read_only: true"), "\(none)")
+        let missing = problem("dashboard: {password_file: /nonexistent/pw}")
+        #expect(missing.contains("dashboard.password_file") && missing.contains("/nonexistent/pw"), "\(missing)")
     }
 }

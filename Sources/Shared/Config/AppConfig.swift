@@ -188,14 +188,7 @@ public struct AppConfig: Sendable {
         guard !addresses.isEmpty else {
             throw node.child("addresses").error("is required: the sentinels' host:port (three or more, on different machines)")
         }
-        var password: String?
-        if let name = try node.child("password_env").string() {
-            password = try node.child("password_env").secret(environmentVariable: name, in: environment, what: "the sentinels' password")
-        }
-        if let path = try node.child("password_file").string() {
-            guard password == nil else { throw node.error("set one of password_env and password_file, not both") }
-            password = try node.child("password_file").secret(file: path, what: "sentinel password")
-        }
+        let password = try SecretSource(node, stem: "password")?.read(environment: environment, what: "the sentinels' password")
         let username = try node.child("username").string()
         if username != nil && password == nil {
             throw node.child("username").error("needs a password too: set password_env or password_file")

@@ -134,3 +134,49 @@ extension ConfigNode {
         return value
     }
 }
+
+/// Where the config says a secret is: `<stem>_env` (an environment variable's name) or `<stem>_file` (a path) — never
+/// the secret itself.
+struct SecretSource: Sendable {
+    enum Place: Sendable {
+        case environment(String)
+        case file(String)
+    }
+    let place: Place
+    /// The config file and the key that named it (`…token_env`, `dashboard.password_file`): errors point at it.
+    let file: String
+    let path: String
+    var key: ConfigNode { ConfigNode(file: file, path: path, value: name) }
+
+    /// The `<stem>_env` or `<stem>_file` of `node`; nil when neither is set.
+    /// - Throws: `ConfigError` when both are set, or one is not a string.
+    init?(_ node: ConfigNode, stem: String) throws(ConfigError) {
+        let env = try node.child("\(stem)_env").string()
+        let file = try node.child("\(stem)_file").string()
+        if env != nil && file != nil { throw node.error("set one of \(stem)_env and \(stem)_file, not both") }
+        if let env {
+            (place, path) = (.environment(env), node.child("\(stem)_env").path)
+        } else if let file {
+            (place, path) = (.file(file), node.child("\(stem)_file").path)
+        } else {
+            return nil
+        }
+        self.file = node.file
+    }
+
+    /// The variable's name or the file's path, for errors that must not print the value.
+    var name: String {
+        switch place {
+        case .environment(let name), .file(let name): name
+        }
+    }
+
+    /// The secret; `what` says what it is ("the dashboard password").
+    /// - Throws: `ConfigError` naming the key when the variable is unset or empty, or the file unreadable or empty.
+    func read(environment: [String: String], what: String) throws(ConfigError) -> String {
+        switch place {
+        case .environment(let name): try key.secret(environmentVariable: name, in: environment, what: what)
+        case .file(let path): try key.secret(file: path, what: what)
+        }
+    }
+}

@@ -9,8 +9,7 @@ public struct DashboardSettings: Sendable {
     /// Show everything, allow no action (requeue, drop, purge), ask for no password.
     public var readOnly = false
     /// Where the password for actions comes from (never the file itself): an environment variable or a file.
-    public var passwordEnv: String?
-    public var passwordFile: String?
+    var passwordSource: SecretSource?
     /// How long a login lasts.
     public var sessionTTL: Duration = .seconds(12 * 3600)
     /// Mark the login cookie `Secure` (serve the dashboard over HTTPS, e.g. nginx with TLS).
@@ -37,11 +36,7 @@ public struct DashboardSettings: Sendable {
             }
         }
         readOnly = try node.child("read_only").bool(default: false)
-        passwordEnv = try node.child("password_env").string()
-        passwordFile = try node.child("password_file").string()
-        if passwordEnv != nil && passwordFile != nil {
-            throw node.error("set one of password_env and password_file, not both")
-        }
+        passwordSource = try SecretSource(node, stem: "password")
         sessionTTL = try node.child("session_ttl").duration(default: sessionTTL)
         secureCookie = try node.child("secure_cookie").bool(default: false)
         if !node.child("trusted_proxies").isMissing { trustedProxies = try node.child("trusted_proxies").strings() }
@@ -56,18 +51,10 @@ public struct DashboardSettings: Sendable {
             file: file, path: "dashboard",
             problem: "actions (requeue, drop, purge) need a password: set dashboard.password_env (an environment variable) or "
                 + "dashboard.password_file (a file holding it), or dashboard.read_only: true")
-        var value: String?
-        if let name = passwordEnv {
-            value = try ConfigNode(file: file, path: "dashboard.password_env", value: name).secret(
-                environmentVariable: name, in: environment, what: "the dashboard password")
-        } else if let path = passwordFile {
-            value = try ConfigNode(file: file, path: "dashboard.password_file", value: path).secret(file: path, what: "dashboard password")
-        }
-        guard let value else { throw problem }
+        guard let source = passwordSource else { throw problem }
+        let value = try source.read(environment: environment, what: "the dashboard password")
         guard value.count >= 12 else {
-            throw ConfigError(
-                file: file, path: passwordEnv != nil ? "dashboard.password_env" : "dashboard.password_file",
-                problem: "the password is shorter than 12 characters; use a long random one (e.g. openssl rand -base64 24)")
+            throw source.key.error("the password is shorter than 12 characters; use a long random one (e.g. openssl rand -base64 24)")
         }
         return value
     }

@@ -140,19 +140,13 @@ public struct ForgeTokens: Sendable, CustomStringConvertible {
 
     /// `token_env` / `token_file` of `node`; nil when neither is set. `resolve: false` checks the keys only.
     static func read(_ node: ConfigNode, environment: [String: String], resolve: Bool, what: String) throws(ConfigError) -> String?? {
-        let env = try node.child("token_env").string()
-        let file = try node.child("token_file").string()
-        if env != nil && file != nil { throw node.error("set one of token_env and token_file, not both") }
-        guard env != nil || file != nil else { return .none }
+        guard let source = try SecretSource(node, stem: "token") else { return .none }
         guard resolve else { return .some(nil) }
-        let key = env != nil ? node.child("token_env") : node.child("token_file")
-        var token =
-            if let env { try key.secret(environmentVariable: env, in: environment, what: what) } else { try key.secret(file: file!, what: what) }
         // A trailing newline (a secret made from a file) is dropped; anything else that cannot be in a header is an
         // error that names the variable or file, never the value.
-        token = token.trimmingCharacters(in: .whitespacesAndNewlines)
+        let token = try source.read(environment: environment, what: what).trimmingCharacters(in: .whitespacesAndNewlines)
         guard !token.isEmpty, token.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F }) else {
-            throw key.error("\(what) from \(env ?? file!) has spaces or characters a token cannot have: set it to the token alone")
+            throw source.key.error("\(what) from \(source.name) has spaces or characters a token cannot have: set it to the token alone")
         }
         return token
     }
