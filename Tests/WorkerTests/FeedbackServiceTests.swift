@@ -459,11 +459,11 @@ import WorkerCore
         _ = try await queue.reserveAny(worker: "w1", agents: ["dev"])
         try await queue.heartbeat(worker: "w1", info: [:])
         let feedback = service(
-            attemptDeadline: .seconds(3), hold: .seconds(9),
+            attemptDeadline: .seconds(4), hold: .seconds(10),
             queue: JobQueue(redis: impatient, keys: KeySchema(prefix: "fb"), settings: queue.settings), clientTimeout: .seconds(5))
 
         // Redis stops once the post has reached the forge: the comment is made, its id cannot be recorded.
-        double.inject(.slow(.milliseconds(1500)), operation: "issueCreateComment")
+        double.inject(.slow(.milliseconds(2500)), operation: "issueCreateComment")
         let pass = Task { await feedback.drain() }
         try await Self.waitUntil { double.arrivals.contains("issueCreateComment") }
         redis.stop()
@@ -508,9 +508,9 @@ import WorkerCore
         let late = try await enqueue(number: 8, comment: nil)
         _ = try await queue.reserveAny(worker: "w1", agents: ["dev"])
         _ = try await queue.reserveAny(worker: "w1", agents: ["dev"])
-        // The first post of the pass is cut at its 2 s deadline; 2 s + another 2 s attempt would pass hold − 5 s.
+        // The first post of the pass is cut at its 3 s deadline; 3 s + another 3 s attempt would pass hold − 5 s.
         double.inject(.hang(.seconds(10)), operation: "issueCreateComment")
-        let feedback = service(attemptDeadline: .seconds(2), hold: .seconds(8), clientTimeout: .seconds(5))
+        let feedback = service(attemptDeadline: .seconds(3), hold: .seconds(10), clientTimeout: .seconds(5))
         await feedback.drain()
         let (first, second) = (try await job(slow), try await job(late))
         let (tried, given) = first["feedback_tries"] == "1" ? (first, second) : (second, first)
@@ -522,6 +522,27 @@ import WorkerCore
         #expect(due <= Date().timeIntervalSince1970 * 1000, "given back, it is due at once")
         await feedback.drain()
         #expect(double.comments.contains { $0.body.contains(givenID) }, "\(double.comments)")
+    }
+
+    /// A pass cut short by a shutdown (its task cancelled mid-post) counts no try and leaves the update due at once.
+    @Test func aPassCutShortByShutdownCountsNoTryAndStaysDue() async throws {
+        defer { Task { await cleanup() } }
+        let id = try await enqueue(comment: nil)
+        _ = try await queue.reserveAny(worker: "w1", agents: ["dev"])
+        double.inject(.hang(.seconds(10)), operation: "issueCreateComment")
+        let feedback = service(clientTimeout: .seconds(15))
+        let pass = Task { await feedback.drain() }
+        try await Self.waitUntil { double.arrivals.contains("issueCreateComment") }
+        pass.cancel()
+        _ = await pass.value
+        let record = try await job(id)
+        #expect(record["feedback_tries"] == nil && record["feedback_error"]?.contains("shutdown") == true, "\(record)")
+        let due = Double(try await client.send("ZSCORE", "fb:feedback:dev", id).string ?? "") ?? .infinity
+        #expect(due <= Date().timeIntervalSince1970 * 1000, "due again at once")
+        double.clearFaults()
+        await feedback.drain()
+        let after = try await job(id)
+        #expect(double.comments.count == 1 && after["feedback_error"] == nil, "\(after)")
     }
 
     static func waitUntil(_ limit: Duration = .seconds(10), _ condition: () async -> Bool) async throws {

@@ -43,7 +43,7 @@ public struct DashboardSettings: Sendable {
         allowedHosts = try node.child("allowed_hosts").strings()
     }
 
-    /// The actions password, read from where the config names it.
+    /// The actions password, read from where the config names it (`file`: the config file, named when it names none).
     /// - Throws: `ConfigError` when actions are allowed but no password is configured, or it cannot be read.
     public func password(environment: [String: String] = ProcessInfo.processInfo.environment, file: String) throws(ConfigError) -> String? {
         if readOnly { return nil }

@@ -62,8 +62,11 @@ package final class FeedbackService: Sendable {
     let maxTries: Int
     private let wakeups: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
+    /// Set by `finish()`; the start-up account check, cancelled by it.
+    private let lifecycle = Mutex<(finished: Bool, accountCheck: Task<Void, Never>?)>((false, nil))
 
     static let claimLimit = 8
+    static let cutShort = "cut short by the worker's shutdown; posted by the next pass"
     /// Comments read when looking for a lost status comment (those updated since its job was created).
     static let findLimit = 1000
 
@@ -90,12 +93,24 @@ package final class FeedbackService: Sendable {
     package func nudge() { wake.yield() }
 
     /// Ends `run()` once the pass under way is done (a shutdown): no new pass starts, and the one under way is not cut
-    /// short (cancelling it would give back what it was posting).
-    package func finish() { wake.finish() }
+    /// short (cancelling it would give back what it was posting). The start-up account check is cancelled.
+    package func finish() {
+        lifecycle.withLock {
+            $0.finished = true
+            return $0.accountCheck
+        }?.cancel()
+        wake.finish()
+    }
 
-    /// Checks each account once, then drains due feedback until the task is cancelled.
+    /// Checks each account once (alongside), and drains due feedback until `finish()` or the task is cancelled.
     package func run() async {
-        await checkAccounts()
+        let check = Task { await self.checkAccounts() }
+        let finished = lifecycle.withLock {
+            $0.accountCheck = check
+            return $0.finished
+        }
+        if finished { check.cancel() }
+        defer { check.cancel() }
         let ticker = Task { [wake, tick] in
             while !Task.isCancelled {
                 wake.yield()
@@ -103,7 +118,7 @@ package final class FeedbackService: Sendable {
             }
         }
         for await _ in wakeups {
-            if Task.isCancelled { break }
+            if Task.isCancelled || lifecycle.withLock({ $0.finished }) { break }
             // A full pass may have left more due: go again at once rather than at the next tick.
             if await drain() { wake.yield() }
         }
@@ -225,9 +240,9 @@ package final class FeedbackService: Sendable {
             let first = await group.next() ?? nil
             group.cancelAll()
             if let first { return first }
-            // Cut short by a shutdown rather than the deadline: nothing was learned about the forge; given back, due at
-            // once for the next worker, no try counted.
-            if Task.isCancelled { return .release }
+            // Cut short by a shutdown rather than the deadline: nothing was learned about the forge. Due again at once
+            // (for the next worker), no try counted.
+            if Task.isCancelled { return .wait(error: Self.cutShort, delay: .zero, fields: []) }
             return .retry(error: "the forge did not finish answering within \(deadline)", delay: delay, maxTries: maxTries, fields: [])
         }
     }
@@ -284,8 +299,9 @@ package final class FeedbackService: Sendable {
                 account.pause(for: after)
                 return .wait(error: message, delay: after, fields: fields)
             case .unavailable where error.cancelled:
-                // The deadline or a shutdown cut it short: nothing learned about the forge; no try counted.
-                return .wait(error: message, delay: .seconds(1), fields: fields)
+                // A shutdown cut it short (after the deadline this answer is not used): nothing learned about the forge;
+                // due again at once for the next worker, with what was done kept, no try counted.
+                return .wait(error: Self.cutShort, delay: .zero, fields: fields)
             case .unavailable:
                 let delay = Self.backoff(tries: tries)
                 // No connection at all: the forge is down for every job of this account, not just this one.
