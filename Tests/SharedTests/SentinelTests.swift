@@ -55,7 +55,8 @@ import Testing
     /// A busy pool confirms its master with the sentinels about once a second in all, not once a second per
     /// connection: one connection asks, the others use its answer.
     @Test func aBusyPoolAsksTheSentinelsAboutOnceASecond() async throws {
-        let cluster = try await SentinelCluster()
+        // A long down-after: sentinels drop (and remake) their links to each other after half of it without a reply.
+        let cluster = try await SentinelCluster(downAfter: .seconds(5))
         defer { cluster.stop() }
         let client = RedisClient(configuration: cluster.configuration, connections: 6)
         defer { client.shutdown() }
@@ -66,7 +67,8 @@ import Testing
                 try await group.waitForAll()
             }
         }
-        // Each sentinel counts the connections it accepted (a look opens one, and so does this count).
+        // Each look opens a connection to a sentinel, which counts the connections it accepted (so does this count's
+        // own; sentinels do not support INFO commandstats).
         func accepted() async throws -> Int {
             var total = 0
             for port in cluster.sentinelPorts {
@@ -83,8 +85,9 @@ import Testing
         try await busy(for: .seconds(4))
         let asked = try await accepted() - before - cluster.sentinelPorts.count
         print("sentinel looks by a busy pool of 6 connections in 4 s: \(asked)")
-        // About 4 in 4 s (one more at an edge, or after a slow answer); a look per connection would be about 24.
-        #expect(asked >= 2 && asked <= 8, "the pool asked the sentinels \(asked) times in 4 s")
+        // About 4 in 4 s; a look per connection would be about 24. The slack is for a slow answer (others then ask too)
+        // and for sentinels reconnecting to each other on a loaded machine.
+        #expect(asked >= 2 && asked <= 12, "the pool asked the sentinels \(asked) times in 4 s")
     }
 
     @Test func badSentinelConfigurationIsNamed() async throws {

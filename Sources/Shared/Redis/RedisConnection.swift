@@ -367,8 +367,11 @@ final class ConnectHealth: Sendable {
     private struct SentinelState {
         var answer: (master: RedisConfiguration.Sentinel.Address, at: ContinuousClock.Instant)?
         var unansweredAt: ContinuousClock.Instant?
-        var asking = false
+        var askingSince: ContinuousClock.Instant?
     }
+    /// How long the others keep going while one connection asks; past that (slow or silent sentinels) each asks for
+    /// itself again, as if alone, so a slow answer never stretches how long a demoted master is written to.
+    static let askGrace: Duration = .milliseconds(250)
 
     func connected() { lastConnect.withLock { $0 = .now } }
 
@@ -379,7 +382,7 @@ final class ConnectHealth: Sendable {
     enum SentinelCheck {
         /// The master the sentinels named to a connection of the pool less than the recheck interval ago.
         case answered(RedisConfiguration.Sentinel.Address, at: ContinuousClock.Instant)
-        /// Another connection is asking them right now, or they did not answer it a moment ago: keep going.
+        /// Another connection started asking them a moment ago, or they did not answer it a moment ago: keep going.
         case notNow
         /// Ask them, then say what they answered (`sentinelsNamed`) or that they did not (`sentinelsUnanswered`).
         case yours
@@ -390,8 +393,10 @@ final class ConnectHealth: Sendable {
     func sentinelCheck(within age: Duration) -> SentinelCheck {
         sentinels.withLock { state in
             if let answer = state.answer, ContinuousClock.now - answer.at < age { return .answered(answer.master, at: answer.at) }
-            if state.asking || state.unansweredAt.map({ ContinuousClock.now - $0 < age }) == true { return .notNow }
-            state.asking = true
+            let now = ContinuousClock.now
+            if let since = state.askingSince, now - since < Self.askGrace { return .notNow }
+            if let unanswered = state.unansweredAt, now - unanswered < age { return .notNow }
+            state.askingSince = now
             return .yours
         }
     }
@@ -402,7 +407,7 @@ final class ConnectHealth: Sendable {
     /// None of the sentinels answered: the pool keeps its connections and asks again after the recheck interval.
     func sentinelsUnanswered() {
         sentinels.withLock {
-            $0.asking = false
+            $0.askingSince = nil
             $0.unansweredAt = .now
         }
     }
