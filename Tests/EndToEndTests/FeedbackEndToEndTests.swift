@@ -53,6 +53,21 @@ import Testing
         try await stack.client.send("HGETALL", "hooks:job:\(id)").hash ?? [:]
     }
 
+    /// A mention whose agent runs `seconds` (the stub sleeps), once its "working" comment is up: the job, and the index
+    /// in `stack.processes` of the worker running it.
+    func mentionRunning(_ stack: Stack, _ forge: ForgeAPIDouble, number: Int, commentID: Int, seconds: Int) async throws -> (String, Int) {
+        forge.seedComment(id: Int64(commentID), repository: "acme/shop")
+        let (code, body) = try await stack.post(
+            event: "issue_comment", payload: Self.comment(number, "@dev STUB_SLEEP=\(seconds) slow one", id: commentID))
+        #expect(code == 202)
+        let id = try #require(stack.jobIDs(body).first)
+        try await Self.eventually("attempt 1's comment", stack: stack) {
+            forge.comments.contains { $0.body.contains("job `\(id)`, attempt 1/3") && $0.body.contains("is working on this") }
+        }
+        let holder = try await job(stack, id)["worker"] ?? ""
+        return (id, try #require(Int(holder.split(separator: "-").last ?? ""), "worker \(holder)"))
+    }
+
     @Test func aMentionIsAcknowledgedAndFollowedByOneLiveComment() async throws {
         try await Self.withFeedbackStack { forge, stack in
 
@@ -138,15 +153,7 @@ import Testing
         try await Self.withFeedbackStack { forge, stack in
 
             // 1. SIGKILL the worker mid-run: the retry elsewhere edits the same comment.
-            forge.seedComment(id: 5151, repository: "acme/shop")
-            var (code, body) = try await stack.post(event: "issue_comment", payload: Self.comment(21, "@dev STUB_SLEEP=6 slow one", id: 5151))
-            #expect(code == 202)
-            let id = try #require(stack.jobIDs(body).first)
-            try await Self.eventually("attempt 1's comment", stack: stack) {
-                forge.comments.contains { $0.body.contains("job `\(id)`, attempt 1/3") }
-            }
-            let holder = try await job(stack, id)["worker"] ?? ""
-            let index = try #require(Int(holder.split(separator: "-").last ?? ""), "worker \(holder)")
+            let (id, index) = try await mentionRunning(stack, forge, number: 21, commentID: 5151, seconds: 6)
             await stack.processes[index].stop(signal: SIGKILL)
             let done = try await stack.waitDone(id, timeout: .seconds(90))
             #expect(done["status"] == "succeeded" && done["attempts"] == "2", "\(done)")
@@ -162,7 +169,7 @@ import Testing
             let port = forge.port
             await forge.stop()
             let started = ContinuousClock.now
-            (code, body) = try await stack.post(event: "issue_comment", payload: Self.comment(22, "@dev while the forge is down", id: 5252))
+            let (_, body) = try await stack.post(event: "issue_comment", payload: Self.comment(22, "@dev while the forge is down", id: 5252))
             let offline = try #require(stack.jobIDs(body).first)
             let result = try await stack.waitDone(offline, timeout: .seconds(30))
             #expect(result["status"] == "succeeded")
@@ -185,13 +192,8 @@ import Testing
     /// worker.
     @Test func aStoppingWorkerPostsItsLastUpdateButNeverWaitsLongOnTheForge() async throws {
         try await Self.withFeedbackStack { forge, stack in
-            forge.seedComment(id: 6161, repository: "acme/shop")
-            let (code, body) = try await stack.post(event: "issue_comment", payload: Self.comment(31, "@dev STUB_SLEEP=120 long one", id: 6161))
-            #expect(code == 202)
-            let id = try #require(stack.jobIDs(body).first)
+            let (id, holder) = try await mentionRunning(stack, forge, number: 31, commentID: 6161, seconds: 120)
             func comment() -> ForgeAPIDouble.Comment? { forge.comments.first { $0.body.contains("job=\(id) ") } }
-            try await Self.eventually("attempt 1's comment", stack: stack) { comment()?.body.contains("is working on this") ?? false }
-            let holder = try #require(Int((try await job(stack, id)["worker"] ?? "").split(separator: "-").last ?? ""))
             #expect(await stack.processes[holder == 1 ? 2 : 1].stop() == 0)
 
             // 1. SIGTERM: after the grace (5 s) the run is stopped and the job given back; the comment says so. The forge
