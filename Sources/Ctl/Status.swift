@@ -38,7 +38,10 @@ extension Hooksctl {
                 }
                 let counts = try await queue.counts(agents: agents.sorted())
                 let queueRows: [[String: Any]] = agents.sorted().map { agent in
-                    ["agent": agent, "queued": counts.queued[agent] ?? 0, "running": running.filter { $0["agent"] as? String == agent }.count]
+                    [
+                        "agent": agent, "queued": counts.queued[agent] ?? 0, "running": running.filter { $0["agent"] as? String == agent }.count,
+                        "feedback_pending": counts.feedback[agent] ?? 0,
+                    ]
                 }
                 let (delayed, dead, sessions) = (counts.delayed, counts.dead, counts.sessions)
                 if json {
@@ -48,7 +51,9 @@ extension Hooksctl {
                     return
                 }
                 print("QUEUES")
-                printTable(["agent", "queued", "running"], queueRows.map { ["\($0["agent"]!)", "\($0["queued"]!)", "\($0["running"]!)"] })
+                printTable(
+                    ["agent", "queued", "running", "feedback"],
+                    queueRows.map { ["\($0["agent"]!)", "\($0["queued"]!)", "\($0["running"]!)", "\($0["feedback_pending"]!)"] })
                 print("\ndelayed retries: \(delayed)   dead: \(dead)   sessions: \(sessions)\n")
                 print("RUNNING")
                 printTable(

@@ -55,7 +55,7 @@ enum Templates {
     static let overviewLive = """
         <p class="updated">As of {{updated}}{{#redisDown}} — <span class="bad">Redis did not answer: {{redisDown}}</span>{{/redisDown}}</p>
         <table class="counts">
-        <thead><tr><th>Agent</th><th>Queued</th><th>Running</th><th>Waiting</th><th>Delayed</th><th>Dead</th><th>Sessions</th><th>Finished per minute, last hour</th><th>Per hour, last day</th></tr></thead>
+        <thead><tr><th>Agent</th><th>Queued</th><th>Running</th><th>Waiting</th><th>Delayed</th><th>Dead</th><th>Sessions</th><th title="Jobs whose reaction or status comment is not on the forge yet">Forge feedback</th><th>Finished per minute, last hour</th><th>Per hour, last day</th></tr></thead>
         <tbody>
         {{#agents}}<tr>
         <td><a href="{{base}}/jobs?agent={{agentQuery}}">{{agent}}</a></td>
@@ -65,10 +65,11 @@ enum Templates {
         <td class="n"><a href="{{base}}/dead#delayed">{{delayed}}</a></td>
         <td class="n"><a href="{{base}}/dead">{{dead}}</a></td>
         <td class="n">{{sessions}}</td>
+        <td class="n">{{feedback}}</td>
         <td>{{{hourChart}}}<span class="legend">{{hourSucceeded}} ok · {{hourFailed}} failed</span></td>
         <td>{{{dayChart}}}<span class="legend">{{daySucceeded}} ok · {{dayFailed}} failed</span></td>
         </tr>{{/agents}}
-        {{^agents}}<tr><td colspan="9">No agents are configured or registered by a worker.</td></tr>{{/agents}}
+        {{^agents}}<tr><td colspan="10">No agents are configured or registered by a worker.</td></tr>{{/agents}}
         </tbody>
         </table>
         <p class="note">Totals: {{delayedTotal}} delayed, {{deadTotal}} dead, {{sessionsTotal}} sessions.{{#sampled}} Delayed and dead per agent are counted from the newest 1000 of each.{{/sampled}}</p>

@@ -56,6 +56,7 @@ enum ViewModels {
             return [
                 "agent": counts.agent, "agentQuery": HTML.query(counts.agent), "queued": counts.queued, "running": counts.running,
                 "waiting": counts.waiting, "delayed": counts.delayed, "dead": counts.dead, "sessions": counts.sessions,
+                "feedback": counts.feedback,
                 "hourChart": FinishedChart.svg(minutes, label: "\(counts.agent): jobs finished per minute, last hour") { time($0) },
                 "dayChart": FinishedChart.svg(hours, label: "\(counts.agent): jobs finished per hour, last day") { time($0) },
                 "hourSucceeded": minutes.reduce(0) { $0 + $1.succeeded }, "hourFailed": minutes.reduce(0) { $0 + $1.failed },

@@ -89,6 +89,7 @@ import Testing
     @Test func overviewAttributesRunningJobsToWorkers() {
         var dev = AgentCounts(agent: "dev")
         dev.running = 1
+        dev.feedback = 3
         let overview = Overview(agents: [dev], delayedTotal: 0, deadTotal: 0, sessionsTotal: 0, sampled: false)
         let now = Date()
         let worker = WorkerInfo(
@@ -103,6 +104,9 @@ import Testing
         let runs = row["runs"] as! [[String: Any]]
         #expect(runs.count == 1 && runs[0]["jobID"] as? String == "j1" && runs[0]["jobSubject"] as? String == "a/b#4")
         #expect(row["heartbeatAge"] as? String == "3s" && row["alive"] as? Bool == true)
+        #expect((model["agents"] as! [[String: Any]])[0]["feedback"] as? Int == 3)
+        let html = try! Templates.library().render(model, withTemplate: "overview-live") ?? ""
+        #expect(html.contains("Forge feedback</th>") && html.contains("<td class=\"n\">3</td>"), "\(html)")
     }
 
     @Test func agesAndSizesReadWell() {

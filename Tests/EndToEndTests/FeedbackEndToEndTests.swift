@@ -226,6 +226,10 @@ import Testing
             #expect(record["status"] == "queued" && record["feedback_tries"] == nil, "cut short by the shutdown, no try counted: \(record)")
             #expect(comment()?.body.contains("is working on this") == true, "the hung edit cannot have landed")
             #expect(try await stack.client.send("ZSCORE", "hooks:feedback:dev", id).string != nil, "the update stays due")
+            // … and operators see it: hooksctl status counts it for dev.
+            let status = try #require(try await stack.hooksctl(["status", "--json"]) as? [String: Any])
+            let dev = (status["queues"] as? [[String: Any]])?.first { $0["agent"] as? String == "dev" }
+            #expect(dev?["feedback_pending"] as? Int == 1, "\(status)")
 
             #expect(forge.comments.filter { $0.body.contains("job=\(id) ") }.count == 1)
             #expect(forge.violations.isEmpty, "\(forge.violations)")

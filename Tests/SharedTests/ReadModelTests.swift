@@ -57,6 +57,25 @@ import Testing
         #expect(try await queue.overview(agents: ["dev"]).agents[0].sessions == 1)
     }
 
+    /// Jobs whose forge feedback is not posted yet, per agent, in the overview and in `counts` (hooksctl status).
+    @Test func feedbackNotPostedYetIsCountedPerAgent() async throws {
+        let job = NewJob(
+            agent: "dev", session: SessionKey(agent: "dev", repository: "acme/shop", number: 9),
+            fields: [("repo", "acme/shop"), ("number", "9"), ("prompt", "p"), ("forge", "forgejo"), ("feedback", "reaction=eyes;comment=1")])
+        _ = try await queue.enqueue([job])
+        _ = try await enqueue("dev", number: 10)  // no feedback asked: never counted
+        #expect(try await queue.overview(agents: ["boss", "dev"]).agents.map(\.feedback) == [0, 0], "nothing to post before a job starts")
+        _ = try await queue.reserveAny(worker: "w1", agents: ["dev"])
+        _ = try await queue.reserveAny(worker: "w1", agents: ["dev"])
+        #expect(try await queue.overview(agents: ["boss", "dev"]).agents.map(\.feedback) == [0, 1])
+        #expect(try await queue.counts(agents: ["boss", "dev"]).feedback == ["boss": 0, "dev": 1])
+        let claim = try #require(try await queue.claimFeedback(agent: "dev", worker: "w1", hold: .seconds(60), limit: 8).first)
+        #expect(try await queue.overview(agents: ["dev"]).agents[0].feedback == 1, "being posted still counts")
+        _ = try await queue.settleFeedback(claim, agent: "dev", worker: "w1", .posted(fields: []))
+        #expect(try await queue.overview(agents: ["dev"]).agents[0].feedback == 0)
+        #expect(try await queue.counts(agents: ["dev"]).feedback == ["dev": 0])
+    }
+
     @Test func sessionCountsAreRebuiltWhenMissing() async throws {
         for n in 1...3 {
             _ = try await enqueue(n == 3 ? "boss" : "dev", number: n)

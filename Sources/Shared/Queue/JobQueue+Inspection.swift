@@ -59,6 +59,8 @@ public struct TranscriptInfo: Sendable, Equatable {
 public struct QueueCounts: Sendable, Equatable {
     /// Queued ids per agent.
     public let queued: [String: Int]
+    /// Jobs per agent whose forge feedback is not posted yet (due, being posted, or waiting to retry).
+    public let feedback: [String: Int]
     public let delayed: Int
     public let dead: Int
     public let sessions: Int
@@ -146,12 +148,13 @@ extension JobQueue {
     /// Queue depths of `agents`, and the delayed, dead and session counts.
     public func counts(agents: [String]) async throws(RedisError) -> QueueCounts {
         let replies = try await redis.pipeline(
-            agents.map { RedisCommand("LLEN", keys.queue($0)) } + [
+            agents.map { RedisCommand("LLEN", keys.queue($0)) } + agents.map { RedisCommand("ZCARD", keys.feedback($0)) } + [
                 RedisCommand("ZCARD", keys.delayed), RedisCommand("LLEN", keys.dead), RedisCommand("HLEN", keys.sessions),
             ])
         let depths = Dictionary(uniqueKeysWithValues: zip(agents, replies).map { ($0, $1.int ?? 0) })
+        let feedback = Dictionary(uniqueKeysWithValues: zip(agents, replies.dropFirst(agents.count)).map { ($0, $1.int ?? 0) })
         let rest = replies.suffix(3).map { $0.int ?? 0 }
-        return QueueCounts(queued: depths, delayed: rest[0], dead: rest[1], sessions: rest[2])
+        return QueueCounts(queued: depths, feedback: feedback, delayed: rest[0], dead: rest[1], sessions: rest[2])
     }
 
     /// Ids on the dead list, newest first.

@@ -12,6 +12,8 @@ public struct AgentCounts: Sendable, Equatable {
     public var delayed = 0
     public var dead = 0
     public var sessions = 0
+    /// Jobs whose forge feedback is not posted yet (due, being posted, or waiting to retry).
+    public var feedback = 0
 
     public init(agent: String) { self.agent = agent }
 }
@@ -71,11 +73,13 @@ extension JobQueue {
     public func overview(agents: [String], sampleLimit: Int = 1000) async throws(RedisError) -> Overview {
         let reply = try await redis.evaluate(QueueScripts.overviewCounts, arguments: [keys.prefix, String(max(1, sampleLimit))] + agents)
         let numbers = (reply.array ?? []).map { $0.int ?? 0 }
-        guard numbers.count == agents.count * 6 + 4 else { throw .unexpectedReply(command: "overview-counts", reply: "\(reply)") }
+        let width = QueueScripts.overviewColumns
+        guard numbers.count == agents.count * width + 4 else { throw .unexpectedReply(command: "overview-counts", reply: "\(reply)") }
         let counts = agents.enumerated().map { index, agent in
             var c = AgentCounts(agent: agent)
-            let row = numbers[(index * 6)..<(index * 6 + 6)].map { $0 }
+            let row = numbers[(index * width)..<(index * width + width)].map { $0 }
             (c.queued, c.waiting, c.running, c.delayed, c.dead, c.sessions) = (row[0], row[1], row[2], row[3], row[4], max(0, row[5]))
+            c.feedback = row[6]
             return c
         }
         let totals = numbers.suffix(4).map { $0 }

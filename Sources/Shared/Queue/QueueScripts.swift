@@ -563,9 +563,10 @@ enum QueueScripts {
             """)
 
     /// The dashboard overview's counts in one read-only step: per agent (ARGV[3…]) queued, waiting, running (what the
-    /// registered workers hold), delayed and dead (those two from the newest ARGV[2] entries), sessions; then the
-    /// totals: delayed, dead, sessions, and 1 if delayed or dead were sampled. Counting inside Redis keeps a few
-    /// thousand small replies off the wire. ARGV: prefix, sampleLimit, agent…
+    /// registered workers hold), delayed and dead (those two from the newest ARGV[2] entries), sessions, feedback not
+    /// posted yet; then the totals: delayed, dead, sessions, and 1 if delayed or dead were sampled. Counting inside
+    /// Redis keeps a few thousand small replies off the wire. ARGV: prefix, sampleLimit, agent…
+    static let overviewColumns = 7
     static let overviewCounts = script(
         name: "overview-counts",
         source: """
@@ -573,17 +574,18 @@ enum QueueScripts {
             local index, out = {}, {}
             for i = 3, #ARGV do
               index[ARGV[i]] = i - 2
-              local base = (i - 3) * 6
+              local base = (i - 3) * 7
               out[base + 1] = redis.call('LLEN', key.queue(ARGV[i]))
               out[base + 2] = redis.call('ZCARD', key.waiting(ARGV[i]))
               out[base + 3], out[base + 4], out[base + 5] = 0, 0, 0
               out[base + 6] = tonumber(redis.call('HGET', key.sessionCounts, ARGV[i]) or '0') or 0
+              out[base + 7] = redis.call('ZCARD', key.feedback(ARGV[i]))
             end
             local function add(id, column, wanted)
               local agent, status = unpack(redis.call('HMGET', key.job(id), 'agent', 'status'))
               local at = agent and index[agent]
               if at and (not wanted or status == wanted) then
-                local slot = (at - 1) * 6 + column
+                local slot = (at - 1) * 7 + column
                 out[slot] = out[slot] + 1
               end
             end
