@@ -134,10 +134,22 @@ import Testing
     /// A master, a replica and three sentinels, and a queue with `replicas_ack: 1` (300 ms) on them.
     static func replicated() async throws -> (SentinelCluster, RedisClient, JobQueue) {
         let cluster = try await SentinelCluster()
+        // The replica in sync before the test's first write: on a loaded machine its first sync can outlast the WAIT
+        // below, and the test would take that for a replica that does not answer.
+        let master = RedisClient(configuration: cluster.master.configuration, connections: 1)
+        defer { master.shutdown() }
+        let deadline = ContinuousClock.now + .seconds(30)
+        while true {
+            _ = try? await master.send("SET", "sync-probe", "1")
+            if (try? await master.send("WAIT", "1", "1000"))?.int == 1 { break }
+            guard ContinuousClock.now < deadline else { throw TestSetupError("the replica never caught up: \(cluster.log())") }
+            try await Task.sleep(for: .milliseconds(100))
+        }
         let client = RedisClient(configuration: cluster.configuration, connections: 2)
         var settings = QueueSettings()
         settings.replicasAck = 1
-        settings.replicasAckTimeout = .milliseconds(300)
+        // Long enough for a loaded machine's replica to answer; the refusals below still come within it.
+        settings.replicasAckTimeout = .milliseconds(800)
         return (cluster, client, JobQueue(redis: client, settings: settings))
     }
 
@@ -162,7 +174,7 @@ import Testing
         await #expect(throws: RedisError.notReplicated(acknowledged: 0, wanted: 1)) {
             try await queue.enqueue([second], delivery: (forge: "github", id: "d2"))
         }
-        #expect(ContinuousClock.now - started < .seconds(2))
+        #expect(ContinuousClock.now - started < .seconds(4), "refused after the 0.8 s WAIT, not blocked")
         // A redelivery on another connection (a fresh client, as another producer would be) while the replica still
         // sleeps is not confirmed either: the duplicate path writes, so WAIT covers the first delivery's jobs.
         let other = RedisClient(configuration: cluster.configuration, connections: 1)
