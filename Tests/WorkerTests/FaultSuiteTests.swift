@@ -154,19 +154,21 @@ import Testing
     /// A run that finishes while Redis is down (shorter than the lease): its result is written once Redis is back —
     /// the job is not run again.
     @Test func aResultFinishedDuringAnOutageIsWrittenOnceRedisIsBack() async throws {
+        // The run lasts 3 s: long enough to be seen by `docker exec ps` polls on a loaded machine (a 1 s run could
+        // start and end between two), well inside the 10 s lease with Redis down for the rest of it plus a second.
         try await WorkerEnvironment.with(
-            queueYAML: "{retry_base: 200ms, retry_max: 1s, lease: 6s, heartbeat: 1s}", extraAgentYAML: Self.runLogYAML,
+            queueYAML: "{retry_base: 200ms, retry_max: 1s, lease: 10s, heartbeat: 1s}", extraAgentYAML: Self.runLogYAML,
             redisArguments: ["--appendonly", "yes", "--appendfsync", "always"]
         ) { env in
-            let id = try await env.enqueue("short STUB_SLEEP=1", number: 93)
+            let id = try await env.enqueue("short STUB_SLEEP=3", number: 93)
             let worker = try WorkerProcessTests.startWorker(env, id: "pending-result", concurrency: 1)
             defer { worker.terminate() }
             try await WorkerProcessTests.waitFor("the agent to start") {
-                try await FaultTests.processes(env).contains { $0.contains("short STUB_SLEEP=1") && !$0.contains("forge-hooks-run") }
+                try await FaultTests.processes(env).contains { $0.contains("short STUB_SLEEP=3") && !$0.contains("forge-hooks-run") }
             }
             env.redis.stop()
             try await WorkerProcessTests.waitFor("the agent to finish while Redis is down") {
-                !(try await FaultTests.processes(env).contains { $0.contains("short STUB_SLEEP=1") })
+                !(try await FaultTests.processes(env).contains { $0.contains("short STUB_SLEEP=3") })
             }
             try await Task.sleep(for: .seconds(1))
             try env.redis.start()
@@ -342,7 +344,7 @@ import Testing
                 worker.terminate()
                 proxy.stop()
             }
-            let duringExec = try await env.enqueue("during the exec STUB_SLEEP=2", number: 300)
+            let duringExec = try await env.enqueue("during the exec STUB_SLEEP=4", number: 300)  // long enough for the ps polls to see it
             try await WorkerProcessTests.waitFor("the agent to start") {
                 try await FaultTests.processes(env).contains { $0.contains("during the exec") }
             }
