@@ -82,6 +82,16 @@ public final class SentinelCluster: @unchecked Sendable {
         return out.split(separator: "\n").last.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
     }
 
+    /// Whether every sentinel names `port` as the master: the failover is over and known to all. (One sentinel's answer
+    /// can run ahead: the leader names the promoted replica while its failover is still in progress.)
+    public func allName(_ port: Int) async throws -> Bool {
+        for sentinel in sentinelPorts {
+            let (_, out) = try await DockerFixture.shell("redis-cli -p \(sentinel) SENTINEL get-master-addr-by-name \(Self.masterName)")
+            if out.split(separator: "\n").last.flatMap({ Int($0.trimmingCharacters(in: .whitespaces)) }) != port { return false }
+        }
+        return true
+    }
+
     /// Waits until the sentinels name `port` as the master.
     public func waitForMaster(_ port: Int, timeout: Duration = .seconds(30)) async throws {
         let deadline = ContinuousClock.now + timeout
