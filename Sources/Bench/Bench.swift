@@ -60,35 +60,15 @@ struct QueueBench: AsyncParsableCommand {
         let enqueueElapsed = ContinuousClock.now - enqueueStart
 
         // Phase 2: drain with K consumers.
-        let cycleLatencies = LatencyRecorder()
-        let done = Counter()
-        let drainStart = ContinuousClock.now
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for c in 0..<consumers {
-                let consumer = queue.makeConsumer(worker: "bench-\(c)")
-                group.addTask {
-                    defer { consumer.close() }
-                    while done.value < jobs {
-                        let t = ContinuousClock.now
-                        guard let job = try await consumer.reserve(agents: ["bench"], home: "bench") else { continue }
-                        _ = try await queue.finish(job, worker: "bench-\(c)", outcome: .succeeded)
-                        await cycleLatencies.add(ContinuousClock.now - t)
-                        done.increment()
-                    }
-                }
-            }
-            try await group.waitForAll()
-        }
-        let drainElapsed = ContinuousClock.now - drainStart
+        let drain = try await drainBenchJobs(queue, jobs: jobs, consumers: consumers, blocking: true)
 
         let enq = await enqueueLatencies.summary()
-        let cyc = await cycleLatencies.summary()
         print(String(format: "enqueue      : %8.0f jobs/s   p50 %6.3f ms   p99 %6.3f ms", Double(jobs) / enqueueElapsed.seconds, enq.p50, enq.p99))
-        print(String(format: "reserve→ack  : %8.0f jobs/s   p50 %6.3f ms   p99 %6.3f ms", Double(jobs) / drainElapsed.seconds, cyc.p50, cyc.p99))
+        print(String(format: "reserve→ack  : %8.0f jobs/s   p50 %6.3f ms   p99 %6.3f ms", Double(jobs) / drain.elapsed.seconds, drain.p50, drain.p99))
         print(
             String(
                 format: "end-to-end   : %8.0f jobs/s   (%d jobs enqueued and drained in %.2f s)",
-                Double(jobs) / (enqueueElapsed + drainElapsed).seconds, jobs, (enqueueElapsed + drainElapsed).seconds))
+                Double(jobs) / (enqueueElapsed + drain.elapsed).seconds, jobs, (enqueueElapsed + drain.elapsed).seconds))
 
         // Clean up everything under the bench prefix.
         try await client.deleteKeys(matching: "\(prefix):*")

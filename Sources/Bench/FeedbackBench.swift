@@ -40,29 +40,11 @@ struct FeedbackBench: AsyncParsableCommand {
                 let job = NewJob(agent: "bench", session: SessionKey(agent: "bench", repository: "bench/repo", number: i), fields: fields)
                 _ = try await queue.enqueue([job])
             }
-            let cycles = LatencyRecorder()
-            let done = Counter()
-            let start = ContinuousClock.now
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for c in 0..<4 {
-                    group.addTask {
-                        while done.value < jobs {
-                            let t = ContinuousClock.now
-                            guard let job = try await queue.reserveAny(worker: "bench-\(c)", agents: ["bench"]) else { continue }
-                            _ = try await queue.finish(job, worker: "bench-\(c)", outcome: .succeeded)
-                            await cycles.add(ContinuousClock.now - t)
-                            done.increment()
-                        }
-                    }
-                }
-                try await group.waitForAll()
-            }
-            let elapsed = ContinuousClock.now - start
-            let summary = await cycles.summary()
+            let drain = try await drainBenchJobs(queue, jobs: jobs, consumers: 4, blocking: false)
             print(
                 String(
                     format: "reserve→finish, %@: %7.0f jobs/s   p50 %6.3f ms   p99 %6.3f ms", withFeedback ? "feedback on " : "feedback off",
-                    Double(jobs) / elapsed.seconds, summary.p50, summary.p99))
+                    Double(jobs) / drain.elapsed.seconds, drain.p50, drain.p99))
             try await client.deleteKeys(matching: "\(prefix):*")
         }
 
