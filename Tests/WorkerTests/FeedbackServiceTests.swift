@@ -528,10 +528,12 @@ import WorkerCore
         #expect(double.comments.contains { $0.body.contains(givenID) }, "\(double.comments)")
     }
 
-    /// A pass cut short by a shutdown (its task cancelled mid-post) counts no try and leaves the update due at once.
+    /// A pass cut short by a shutdown (its task cancelled mid-post) counts no try, keeps what it did (the reaction) and
+    /// leaves the update due at once.
     @Test func aPassCutShortByShutdownCountsNoTryAndStaysDue() async throws {
         defer { Task { await cleanup() } }
-        let id = try await enqueue(comment: nil)
+        let id = try await enqueue()  // a comment to react to: the reaction goes up before the cut
+
         _ = try await queue.reserveAny(worker: "w1", agents: ["dev"])
         double.inject(.hang(.seconds(10)), operation: "issueCreateComment")
         let feedback = service(clientTimeout: .seconds(15))
@@ -541,12 +543,14 @@ import WorkerCore
         _ = await pass.value
         let record = try await job(id)
         #expect(record["feedback_tries"] == nil && record["feedback_error"]?.contains("shutdown") == true, "\(record)")
+        #expect(record["feedback_reacted"] == "1", "what was done before the cut is kept: \(record)")
         let due = Double(try await client.send("ZSCORE", "fb:feedback:dev", id).string ?? "") ?? .infinity
         #expect(due <= Date().timeIntervalSince1970 * 1000, "due again at once")
         double.clearFaults()
         await feedback.drain()
         let after = try await job(id)
         #expect(double.comments.count == 1 && after["feedback_error"] == nil, "\(after)")
+        #expect(double.reactions.count == 1, "the reaction is not added twice")
     }
 
     static func waitUntil(_ limit: Duration = .seconds(10), _ condition: () async -> Bool) async throws {

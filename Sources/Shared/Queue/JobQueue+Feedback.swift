@@ -11,8 +11,8 @@ extension JobQueue {
         public var version: String { fields["feedback_v"] ?? "" }
         /// The claim's token: settling with it proves the hold was not taken over meanwhile.
         public var token: String { fields["feedback_until"] ?? "" }
-        /// When the hold ends (ms since the epoch, Redis' clock).
-        public var heldUntil: Int64? { Int64(token) }
+        /// Failed tries of the state it holds.
+        public var tries: Int { Int(fields["feedback_tries"] ?? "") ?? 0 }
         public subscript(_ field: String) -> String? { fields[field] }
     }
 
@@ -28,6 +28,14 @@ extension JobQueue {
         case release
         /// Failed for good (bad token, no access, deleted issue): unlisted, the error kept in `feedback_error`.
         case giveUp(error: String, fields: [(String, String)])
+
+        /// What was done before it ended, to write on the job.
+        public var fields: [(String, String)] {
+            switch self {
+            case .posted(let fields), .retry(_, _, _, let fields), .wait(_, _, let fields), .giveUp(_, let fields): fields
+            case .release: []
+            }
+        }
     }
 
     /// Claims up to `limit` jobs of `agent` whose feedback is due, each held for `hold` by `worker`.

@@ -62,8 +62,8 @@ package final class FeedbackService: Sendable {
     let maxTries: Int
     private let wakeups: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
-    /// Set by `finish()`; the start-up account check, cancelled by it.
-    private let lifecycle = Mutex<(finished: Bool, accountCheck: Task<Void, Never>?)>((false, nil))
+    /// Set by `finish()`.
+    private let finished = Mutex(false)
 
     static let claimLimit = 8
     static let cutShort = "cut short by the worker's shutdown; posted by the next pass"
@@ -93,23 +93,16 @@ package final class FeedbackService: Sendable {
     package func nudge() { wake.yield() }
 
     /// Ends `run()` once the pass under way is done (a shutdown): no new pass starts, and the one under way is not cut
-    /// short (cancelling it would give back what it was posting). The start-up account check is cancelled.
+    /// short (cancelling it would give back what it was posting).
     package func finish() {
-        lifecycle.withLock {
-            $0.finished = true
-            return $0.accountCheck
-        }?.cancel()
+        finished.withLock { $0 = true }
         wake.finish()
     }
 
     /// Checks each account once (alongside), and drains due feedback until `finish()` or the task is cancelled.
     package func run() async {
+        // Not awaited: a forge that hangs at start-up holds up neither the loop nor a shutdown.
         let check = Task { await self.checkAccounts() }
-        let finished = lifecycle.withLock {
-            $0.accountCheck = check
-            return $0.finished
-        }
-        if finished { check.cancel() }
         defer { check.cancel() }
         let ticker = Task { [wake, tick] in
             while !Task.isCancelled {
@@ -118,7 +111,7 @@ package final class FeedbackService: Sendable {
             }
         }
         for await _ in wakeups {
-            if Task.isCancelled || lifecycle.withLock({ $0.finished }) { break }
+            if Task.isCancelled || finished.withLock({ $0 }) { break }
             // A full pass may have left more due: go again at once rather than at the next tick.
             if await drain() { wake.yield() }
         }
@@ -209,8 +202,7 @@ package final class FeedbackService: Sendable {
         log[metadataKey: "job.id"] = "\(claim.id)"
         log[metadataKey: "agent"] = "\(agent)"
         let attemptLog = log
-        let tries = Int(claim["feedback_tries"] ?? "") ?? 0
-        let settlement = await withDeadline(tries: tries) { await self.attempt(claim, agent: agent, log: attemptLog) }
+        let settlement = await withDeadline(tries: claim.tries) { await self.attempt(claim, agent: agent, log: attemptLog) }
         do {
             let verdict = try await queue.settleFeedback(claim, agent: agent, worker: workerID, settlement)
             switch settlement {
@@ -237,13 +229,18 @@ package final class FeedbackService: Sendable {
                 try? await Task.sleep(for: deadline)
                 return nil
             }
-            let first = await group.next() ?? nil
+            if let first = await group.next() ?? nil {
+                group.cancelAll()
+                return first
+            }
+            // The deadline or a shutdown: the attempt is cancelled, and its own answer (what it did before, e.g. the
+            // reaction) is awaited, so nothing done is forgotten. A shutdown's is due again at once with no try counted
+            // (`attempt` says so); past the deadline it is a failed try.
             group.cancelAll()
-            if let first { return first }
-            // Cut short by a shutdown rather than the deadline: nothing was learned about the forge. Due again at once
-            // (for the next worker), no try counted.
-            if Task.isCancelled { return .wait(error: Self.cutShort, delay: .zero, fields: []) }
-            return .retry(error: "the forge did not finish answering within \(deadline)", delay: delay, maxTries: maxTries, fields: [])
+            let cut = await group.next() ?? nil
+            if Task.isCancelled { return cut ?? .wait(error: Self.cutShort, delay: .zero, fields: []) }
+            let error = "the forge did not finish answering within \(deadline)"
+            return .retry(error: error, delay: delay, maxTries: maxTries, fields: cut?.fields ?? [])
         }
     }
 
@@ -293,7 +290,6 @@ package final class FeedbackService: Sendable {
             return .posted(fields: fields)
         } catch {
             let message = StreamJSONParser.bounded(error.description, 600)
-            let tries = Int(claim["feedback_tries"] ?? "") ?? 0
             switch error.kind {
             case .rateLimited(let after):
                 account.pause(for: after)
@@ -303,7 +299,7 @@ package final class FeedbackService: Sendable {
                 // due again at once for the next worker, with what was done kept, no try counted.
                 return .wait(error: Self.cutShort, delay: .zero, fields: fields)
             case .unavailable:
-                let delay = Self.backoff(tries: tries)
+                let delay = Self.backoff(tries: claim.tries)
                 // No connection at all: the forge is down for every job of this account, not just this one.
                 if error.connectionFailed { account.pause(for: delay) }
                 return .retry(error: message, delay: delay, maxTries: maxTries, fields: fields)

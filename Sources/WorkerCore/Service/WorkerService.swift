@@ -235,7 +235,11 @@ package final class WorkerService: Service {
                     }
                     let dropped = try await queue.sweep()
                     if !dropped.isEmpty { logger.info("dropped idle sessions", metadata: ["sessions": "\(dropped)"]) }
-                    try await queue.pruneFeedback(agents: config.agents.keys.sorted())
+                    do {
+                        try await queue.pruneFeedback(agents: config.agents.keys.sorted())
+                    } catch {
+                        logger.warning("could not prune the forge-feedback lists: \(error)")
+                    }
                     do {
                         _ = try await reconciler.removeRetired()
                     } catch {
