@@ -6,10 +6,17 @@
 /// most depend on fields read inside the script (a job's agent and session). A braced prefix (`{hooks}`) still puts
 /// every key in one Cluster slot.
 enum QueueScripts {
-    /// A script with the `key` table prepended.
+    /// A script with the `key` table and `redisNowMs()` (Redis' clock in ms) prepended.
     static func script(name: String, source: String) -> RedisScript {
-        RedisScript(name: name, source: KeySchema.luaKeyTable + "\n" + source)
+        RedisScript(name: name, source: KeySchema.luaKeyTable + "\n" + clock + "\n" + source)
     }
+
+    static let clock = """
+        local function redisNowMs()
+          local t = redis.call('TIME')
+          return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        end
+        """
 
     /// Shared helpers, prepended to the scripts that need them.
     static let helpers =
@@ -531,8 +538,7 @@ enum QueueScripts {
           if not fb or fb == '' or not agent then return end
           redis.call('HINCRBY', jk, 'feedback_v', 1)
           redis.call('HDEL', jk, 'feedback_tries')
-          local t = redis.call('TIME')
-          redis.call('ZADD', key.feedback(agent), tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), id)
+          redis.call('ZADD', key.feedback(agent), redisNowMs(), id)
         end
         """
 
@@ -574,7 +580,7 @@ enum QueueScripts {
             local index, out = {}, {}
             for i = 3, #ARGV do
               index[ARGV[i]] = i - 2
-              local base = (i - 3) * 7
+              local base = (i - 3) * \(overviewColumns)
               out[base + 1] = redis.call('LLEN', key.queue(ARGV[i]))
               out[base + 2] = redis.call('ZCARD', key.waiting(ARGV[i]))
               out[base + 3], out[base + 4], out[base + 5] = 0, 0, 0
@@ -585,7 +591,7 @@ enum QueueScripts {
               local agent, status = unpack(redis.call('HMGET', key.job(id), 'agent', 'status'))
               local at = agent and index[agent]
               if at and (not wanted or status == wanted) then
-                local slot = (at - 1) * 7 + column
+                local slot = (at - 1) * \(overviewColumns) + column
                 out[slot] = out[slot] + 1
               end
             end
@@ -614,8 +620,7 @@ extension QueueScripts {
         name: "feedback-claim",
         source: """
             local agent, worker, hold, limit = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
-            local t = redis.call('TIME')
-            local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+            local now = redisNowMs()
             local fk = key.feedback(agent)
             local out = {}
             for _, id in ipairs(redis.call('ZRANGEBYSCORE', fk, '-inf', now, 'LIMIT', 0, limit)) do
@@ -667,8 +672,7 @@ extension QueueScripts {
               end
               if outcome == 'ok' then
                 -- It may have posted an older state over the new holder's: post the current one again.
-                local t = redis.call('TIME')
-                redis.call('ZADD', fk, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), id)
+                redis.call('ZADD', fk, redisNowMs(), id)
               end
               return 'lost'
             end
@@ -681,8 +685,7 @@ extension QueueScripts {
               redis.call('HSET', jk, unpack(fields))
             end
             redis.call('HDEL', jk, 'feedback_holder', 'feedback_until')
-            local t = redis.call('TIME')
-            local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+            local now = redisNowMs()
             local current = redis.call('HGET', jk, 'feedback_v') or ''
             if outcome == 'release' then
               -- Not attempted (its hold was nearly over): due again now, for any worker.
