@@ -93,7 +93,6 @@ final class RedisConnection {
     private func connect() throws(RedisError) -> UnsafeMutablePointer<redisContext> {
         guard let sentinel = configuration.sentinel else { return try open(configuration.endpoint, description: configuration.endpointDescription) }
         let master = try discoverMaster(sentinel)
-        health.sentinelsNamed(master)
         let description = "master '\(sentinel.masterName)' at \(master)"
         let ctx = try open(.tcp(host: master.host, port: master.port), description: description)
         // The sentinels' answer can be stale for a moment around a failover: only a node that says it is the master
@@ -119,6 +118,8 @@ final class RedisConnection {
                 reason:
                     "it answers ROLE with \(role.array?.first?.string ?? "\(role)"), not master: a failover is under way; asking the sentinels again")
         }
+        // Shared with the pool only once the node confirmed it: a stale answer is not passed on.
+        health.sentinelsNamed(master)
         connectedMaster = master
         masterConfirmedAt = .now
         return ctx
