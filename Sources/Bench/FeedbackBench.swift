@@ -60,7 +60,7 @@ struct FeedbackBench: AsyncParsableCommand {
             queue: queue, accounts: ["bench": [.gitea: account]], agents: ["bench"], workerID: "bench-worker", botLogins: ["bench-bot"],
             defaultMaxAttempts: 5, logger: logger)
         let loop = Task { await feedback.run() }
-        // Paced: one job every 1/rate s, each reserved (its "working" comment due), run 5 ms, finished.
+        // Paced: one job every 1/rate s, each reserved (its "working" comment due), run 300 ms, finished.
         var paced = Latencies()
         let pacedIDs = try await runJobs(
             commented, every: .milliseconds(1000 / max(1, rate)), run: .milliseconds(300), queue: queue, feedback: feedback, offset: 0)
@@ -129,7 +129,6 @@ final class StandInForge: Sendable {
     init(latency: Duration) { self.latency = latency }
 
     var calls: Int { state.withLock { $0.calls } }
-    var finishedCount: Int { state.withLock { $0.finished.count } }
     func finished(_ id: String) -> ContinuousClock.Instant? { state.withLock { $0.finished[id] } }
 
     func start() async throws -> Int {
