@@ -31,22 +31,28 @@ import Testing
     /// A Forgejo API double and the stack with feedback on against it, both stopped after `body`.
     /// With `github` (started), GitHub webhooks are taken too and posted about there.
     static func withFeedbackStack(github: ForgeAPIDouble? = nil, _ body: (ForgeAPIDouble, Stack) async throws -> Void) async throws {
-        let forge = try ForgeAPIDouble(flavor: .gitea, tokens: tokens)
-        try await forge.start()
-        let stack = try await Stack()
-        do {
-            try stack.enableFeedback(apiURL: forge.baseURL, githubAPIURL: github?.baseURL)
-            try await stack.start()
-            try await body(forge, stack)
-        } catch {
-            await stack.stop()
-            await forge.stop()
+        var forge: ForgeAPIDouble?
+        var stack: Stack?
+        // Whatever was started is stopped, whether the set-up or the body failed (the caller's GitHub double too).
+        func stopAll() async {
+            await stack?.stop()
+            await forge?.stop()
             await github?.stop()
+        }
+        do {
+            let double = try ForgeAPIDouble(flavor: .gitea, tokens: tokens)
+            forge = double
+            try await double.start()
+            let started = try await Stack()
+            stack = started
+            try started.enableFeedback(apiURL: double.baseURL, githubAPIURL: github?.baseURL)
+            try await started.start()
+            try await body(double, started)
+        } catch {
+            await stopAll()
             throw error
         }
-        await stack.stop()
-        await forge.stop()
-        await github?.stop()
+        await stopAll()
     }
 
     func job(_ stack: Stack, _ id: String) async throws -> [String: String] {
