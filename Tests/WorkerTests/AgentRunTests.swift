@@ -65,6 +65,31 @@ import Testing
         }
     }
 
+    /// A run cut before the worker has put it in its cgroup (a timeout shorter than the exec's start, or a Docker slow
+    /// to start it) leaves a wrapper waiting, stopped, for a cgroup that never comes. It must be killed at once, not
+    /// after the 10 s the worker waits for an exec to end. The timeouts sweep the window between the exec's start
+    /// and its adoption, wherever the machine's load puts it.
+    @Test func aRunCutBeforeItIsContainedEndsAtOnce() async throws {
+        try await WorkerEnvironment.with { env in
+            let container = try await env.reconciler().ensure(env.agent()).containerID
+            var slowest: (ms: Int, timeout: Int) = (0, 0)
+            for timeout in stride(from: 10, through: 400, by: 15) {
+                env.config.agents["dev"]!.timeout = .milliseconds(timeout)
+                let executor = env.executor()
+                let job = try await env.enqueue("cut STUB_SLEEP=30", number: 500 + timeout)
+                let fields = try await env.runNext(executor)
+                #expect(fields["timed_out"] == "true", "\(fields)")
+                let ran = try #require(fields["duration_ms"].flatMap { Int($0) }, "\(job): \(fields)")
+                if ran > slowest.ms { slowest = (ran, timeout) }
+            }
+            // Left waiting until the exec wait gives up, a run takes over 10 s; killed at once, well under a second on
+            // an idle machine.
+            #expect(slowest.ms < 9_000, "a run cut after \(slowest.timeout) ms took \(slowest.ms) ms to end")
+            let (_, ps) = try await env.docker.run(container: container, command: ["ps", "-o", "pid,stat,args"])
+            #expect(!ps.contains { $0.contains(RunCgroup.wrapperName) || $0.contains("STUB_SLEEP") }, "left behind: \(ps)")
+        }
+    }
+
     @Test func failedRunIsRetriedThenDead() async throws {
         try await WorkerEnvironment.with(queueYAML: "{max_attempts: 2, retry_base: 100ms, retry_max: 200ms}") { env in
             let id = try await env.enqueue("please STUB_FAIL")

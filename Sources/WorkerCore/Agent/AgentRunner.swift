@@ -29,6 +29,8 @@ package struct AgentRunner: Sendable {
         var containmentWarning: String?
         var stderrTail: [String] = []
         var duration: Duration = .zero
+        /// When the run was cut (timed out, stopped, not contained), from the exec's start; nil when it ended itself.
+        var cutAfter: Duration?
         var killedProcesses = 0
         /// Processes the run left behind after its agent exited, killed with the run's cgroup.
         var leftoversKilled = 0
@@ -50,7 +52,9 @@ package struct AgentRunner: Sendable {
         }
 
         package var errorSummary: String {
-            if timedOut { return "timed out after \(duration.seconds.rounded())s; agent processes killed (\(killedProcesses))" }
+            if timedOut {
+                return "timed out after \(StatusComment.span((cutAfter ?? duration).seconds)); agent processes killed (\(killedProcesses))"
+            }
             if aborted == .lost { return "stopped: this worker lost the job (lease lapsed; recovered elsewhere)" }
             if aborted == .leaseUnconfirmed { return "stopped: this worker could not renew its lease in time" }
             if aborted != nil { return "stopped by worker shutdown" }
@@ -231,14 +235,33 @@ package struct AgentRunner: Sendable {
         }
         let cgroup = adopted.get()
         let contained = cgroup != nil
-        if outcome.timedOut || outcome.aborted != nil || outcome.containmentFailed != nil {
-            if let cgroup { outcome.killedProcesses += (try? await Offload.run { cgroup.killAll() }) ?? 0 }
+        let cut = outcome.timedOut || outcome.aborted != nil || outcome.containmentFailed != nil
+        if cut { outcome.cutAfter = ContinuousClock.now - started }
+        // Cut before its adoption (a short timeout, or a Docker slow to start the exec): its wrapper waits, stopped,
+        // for a cgroup that will never come, or has not even started yet. Killed now, and again while the exec is
+        // awaited below; uncontained, the marker kill runs now rather than after that wait.
+        let unadopted = cut && cgroup == nil ? hierarchy.flatMap { h in containerDirectory.map { (h, $0) } } : nil
+        if cut {
+            if let cgroup {
+                outcome.killedProcesses += (try? await Offload.run { cgroup.killAll() }) ?? 0
+            } else if let (hierarchy, directory) = unadopted {
+                outcome.killedProcesses +=
+                    (try? await Offload.run { RunCgroup.killUnadopted(under: directory, hierarchy: hierarchy, marker: marker) }) ?? 0
+            } else {
+                outcome.killedProcesses += await kill(pattern: "^FORGE_HOOKS_RUN=\(marker)$", container: container, user: agent.user)
+            }
         }
         // The exit code arrives once the process is gone.
         var state = DockerClient.ExecState(running: true, exitCode: nil, pid: 0, containerID: nil)
         let deadline = ContinuousClock.now + .seconds(10)
         var stopped = false
+        var lastSweep = ContinuousClock.now
         repeat {
+            if let (hierarchy, directory) = unadopted, ContinuousClock.now - lastSweep > .milliseconds(100) {
+                lastSweep = .now
+                outcome.killedProcesses +=
+                    (try? await Offload.run { RunCgroup.killUnadopted(under: directory, hierarchy: hierarchy, marker: marker) }) ?? 0
+            }
             do {
                 state = try await docker.inspectExec(exec, timeout: .seconds(2))
             } catch {
@@ -260,7 +283,7 @@ package struct AgentRunner: Sendable {
             outcome.leftoversKilled = (try? await Offload.run { cgroup.killAll() }) ?? 0
         } else {
             let killed = await kill(pattern: "^FORGE_HOOKS_RUN=\(marker)$", container: container, user: agent.user)
-            if outcome.timedOut || outcome.aborted != nil || outcome.containmentFailed != nil {
+            if cut {
                 outcome.killedProcesses += killed
             } else {
                 outcome.leftoversKilled = killed

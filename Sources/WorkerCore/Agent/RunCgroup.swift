@@ -246,6 +246,18 @@ package struct RunCgroup: Sendable {
         }
     }
 
+    /// Kills what a run cut short before its adoption left: its wrapper, waiting in the container's own cgroup (it has
+    /// not run the agent: it execs only inside a run cgroup), and the run's cgroup should an adoption have got that
+    /// far. Returns how many processes were killed. Blocking; call it off the cooperative pool.
+    static func killUnadopted(under containerDirectory: String, hierarchy: Hierarchy, marker: String) -> Int {
+        var killed = 0
+        for cgroup in existing(under: containerDirectory, hierarchy: hierarchy, markerPrefix: marker) { killed += cgroup.killAll() }
+        for wrapper in waitingWrappers(under: containerDirectory) where wrapper.marker == marker {
+            if Foundation.kill(wrapper.pid, SIGKILL) == 0 { killed += 1 }
+        }
+        return killed
+    }
+
     /// The pids in the cgroup now.
     var pids: [Int32] {
         ((try? String(contentsOfFile: directory + "/cgroup.procs", encoding: .utf8)) ?? "").split(separator: "\n").compactMap { Int32($0) }
