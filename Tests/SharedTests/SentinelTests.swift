@@ -12,6 +12,8 @@ import Testing
         let client = RedisClient(configuration: cluster.configuration, connections: 2)
         defer { client.shutdown() }
         try await client.send("SET", "before", "1")
+        // Replication is asynchronous: killed at once, the master could take the write with it (a loaded run did).
+        #expect(try await client.send("WAIT", "1", "5000").int == 1, "the replica did not acknowledge the write")
         #expect(try await client.send("ROLE").array?.first?.string == "master")
 
         kill(try #require(cluster.master.pid), SIGKILL)
@@ -33,7 +35,12 @@ import Testing
         #expect(try await cluster.masterPort() == cluster.replica.port)
         #expect(try await client.send("GET", "before").string == "1", "the replica had the write from before")
 
-        // The old master comes back: the sentinels turn it into a replica, and the client keeps writing to the new one.
+        // The old master comes back (once every sentinel names the new one, as docs/high-availability.md says): the
+        // sentinels turn it into a replica, and the client keeps writing to the new one.
+        let named = ContinuousClock.now
+        while try await !cluster.allName(cluster.replica.port), ContinuousClock.now - named < .seconds(30) {
+            try await Task.sleep(for: .milliseconds(100))
+        }
         cluster.master.stop()
         try cluster.master.start()
         let old = RedisClient(configuration: cluster.master.configuration, connections: 1)

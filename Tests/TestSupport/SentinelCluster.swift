@@ -12,7 +12,7 @@ public final class SentinelCluster: @unchecked Sendable {
     private var sentinels: [ChildProcess] = []
     private let directory: URL
 
-    public init(downAfter: Duration = .milliseconds(1000)) async throws {
+    public init(downAfter: Duration = .seconds(3)) async throws {
         self.downAfter = downAfter
         master = try RedisServer()
         replica = try RedisServer(extraArguments: ["--replicaof", "127.0.0.1", String(master.port)])
@@ -104,8 +104,11 @@ public final class SentinelCluster: @unchecked Sendable {
 
     /// What the sentinels logged (for failure messages).
     public func log() -> String {
-        (0..<sentinels.count).map { (try? String(contentsOf: directory.appendingPathComponent("sentinel-\($0).log"), encoding: .utf8)) ?? "" }
-            .joined(separator: "\n---\n").suffix(3000).description
+        (0..<sentinels.count).map {
+            "sentinel \($0):\n"
+                + ((try? String(contentsOf: directory.appendingPathComponent("sentinel-\($0).log"), encoding: .utf8)) ?? "").suffix(4000)
+        }
+        .joined(separator: "\n---\n")
     }
 
     public func stop() {
