@@ -127,10 +127,24 @@ extension WorkerEnvironment {
         do {
             try await body(env)
         } catch {
+            let logs = env.workerLogTails()
             await env.cleanup()
-            throw error
+            // A CI log shows little more than the failure: the worker processes' own words go with it.
+            throw logs.isEmpty ? error : TestSetupError("\(error)\n\(logs)")
         }
         await env.cleanup()
+    }
+
+    /// The end of every worker process's log in this environment (`worker-<id>.log`), for failure messages.
+    func workerLogTails(bytes: Int = 2500) -> String {
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []).filter {
+            $0.hasPrefix("worker-") && $0.hasSuffix(".log")
+        }
+        return names.sorted().map { name in
+            let text = (try? String(contentsOfFile: root.appendingPathComponent(name).path, encoding: .utf8)) ?? ""
+            return "--- \(name) (last \(bytes) bytes):\n\(text.utf8.count > bytes ? String(text.suffix(bytes)) : text)"
+        }
+        .joined(separator: "\n")
     }
 
     /// Two hosts sharing one Redis (separate data roots, container prefixes and host ids); both are cleaned up.
