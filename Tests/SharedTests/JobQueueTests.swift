@@ -149,7 +149,9 @@ import Testing
 
     @Test func vanishedConsumerIsRecoveredAndJobCompletedExactlyOnce() async throws {
         var settings = Self.settings()
-        settings.leaseDuration = .seconds(2)  // long enough that a loaded machine cannot expire it before the "alive" check
+        // Long enough that a loaded machine cannot expire it before the "alive" check (2 s did, under load); the
+        // lease then runs out on demand below.
+        settings.leaseDuration = .seconds(30)
         let queue = JobQueue(redis: self.queue.redis, settings: settings)
         let j = Self.job()
         _ = try await queue.enqueue([j])
@@ -158,7 +160,9 @@ import Testing
         try await queue.heartbeat(worker: "A", info: ["host": "a"])
         // While A's lease is alive, recovery leaves it alone.
         #expect(try await queue.recoverExpired().isEmpty)
-        try await Task.sleep(for: .milliseconds(2200))
+        // A's lease runs out (as it does once A stops heartbeating).
+        #expect(try await queue.redis.send("PEXPIRE", keys.lease("A"), "1").int == 1)
+        try await Task.sleep(for: .milliseconds(50))
         let recovered = try await queue.recoverExpired()
         #expect(recovered == [.init(worker: "A", jobID: j.id, outcome: "requeued")])
         #expect(try await queue.redis.send("ZSCORE", keys.workers, "A") == .null)
