@@ -256,12 +256,13 @@ package struct JobExecutor: Sendable {
         }
         let result: JobQueue.Outcome = outcome.succeeded ? .succeeded : .failed(error: outcome.errorSummary, retryable: true)
         await finish(job, result, sessionID: sessionID, fields: fields, log: log)
-        log.info(
-            "job finished",
-            metadata: [
-                "outcome": "\(outcome.succeeded ? "succeeded" : "failed")", "exit_code": "\(outcome.exitCode.map(String.init) ?? "-")",
-                "duration_ms": "\(Int((ContinuousClock.now - started).seconds * 1000))", "session_id": "\(sessionID ?? "-")",
-            ])
+        var metadata: Logger.Metadata = [
+            "outcome": "\(outcome.succeeded ? "succeeded" : "failed")", "exit_code": "\(outcome.exitCode.map(String.init) ?? "-")",
+            "duration_ms": "\(Int((ContinuousClock.now - started).seconds * 1000))", "session_id": "\(sessionID ?? "-")",
+        ]
+        // Why it failed, in the worker's own log too: the job's `error` is overwritten by the next attempt.
+        if !outcome.succeeded { metadata["error"] = "\(StreamJSONParser.bounded(outcome.errorSummary, 500))" }
+        log.info("job finished", metadata: metadata)
     }
 
     /// `queue.release`, retried while Redis does not answer (for about a minute; then the stranded-id sweep gives the
