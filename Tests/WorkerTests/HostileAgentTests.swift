@@ -177,6 +177,40 @@ import Testing
         }
     }
 
+    /// The stray sweep spares what Docker is starting — a process of the agent's uid whose parent is the runtime,
+    /// outside the container (runc's init before it execs, a wrapper before it stops) — but only for its first
+    /// seconds; what such a process forks is a stray at once. Under load, one run's end killed another's starting exec.
+    @Test func theStraySweepSparesAnExecDockerIsStartingForItsFirstSecondsOnly() async throws {
+        try await WorkerEnvironment.with { env in
+            let container = try await env.reconciler().ensure(env.agent()).containerID
+            let runner = AgentRunner(docker: env.docker, queue: env.queue, logger: env.logger)
+            guard case .success(let (_, directory)) = await runner.containment(container: container) else {
+                Issue.record("no cgroup containment here")
+                return
+            }
+            // An exec of the agent's uid (its parent is the runtime's shim), and a process it forks (parent inside).
+            let exec = try await env.docker.createExec(
+                container: container, command: ["sh", "-c", "sleep 778 & exec sleep 779"], user: env.agent().user, workingDir: nil, env: [])
+            Task { try? await env.docker.startExec(exec) { _ in } }
+            try await WorkerProcessTests.waitFor("the exec and its child") {
+                let ps = try await Self.processes(env)
+                return ps.contains { $0.contains("sleep 778") } && ps.contains { $0.contains("sleep 779") }
+            }
+            let uid = env.agent().uid
+            let first = try await Offload.run { RunCgroup.killStrays(under: directory, uid: uid, startingGrace: 2) }
+            var ps = try await Self.processes(env)
+            #expect(first == 1, "killed \(first): \(ps)")
+            #expect(!ps.contains { $0.contains("sleep 778") }, "the forked child was spared: \(ps)")
+            #expect(ps.contains { $0.contains("sleep 779") }, "the starting exec was killed: \(ps)")
+            // Past its grace, the exec's process is a stray like any other.
+            try await Task.sleep(for: .milliseconds(2500))
+            let second = try await Offload.run { RunCgroup.killStrays(under: directory, uid: uid, startingGrace: 2) }
+            ps = try await Self.processes(env)
+            #expect(second == 1 && !ps.contains { $0.contains("sleep 779") }, "killed \(second): \(ps)")
+            #expect(ps.contains { $0.contains("sleep infinity") }, "the keeper was killed")
+        }
+    }
+
     /// Where no cgroup hierarchy is reachable the worker falls back to the environment-marker kill, says so on the job,
     /// and still kills what a run left behind that kept its environment.
     @Test func withoutCgroupsTheMarkerKillRunsAfterEveryRunAndTheJobSaysSo() async throws {

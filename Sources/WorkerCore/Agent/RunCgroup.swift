@@ -130,20 +130,45 @@ package struct RunCgroup: Sendable {
         return text.split(separator: "\n").compactMap { Int32($0) }.first { processState(Int($0)) == "T" && isWaitingWrapper($0, marker: marker) }
     }
 
-    /// Kills the processes of `uid` in the container's own cgroup — outside every run cgroup — except wrappers waiting
-    /// to be adopted. The container's keeper runs as another uid and execs of the worker's own (kill helpers, ps) as
-    /// root, so an agent-uid process there got out of a run (e.g. by writing into another process's memory). Returns
-    /// how many were killed. Blocking; call it off the cooperative pool.
-    static func killStrays(under containerDirectory: String, uid: UInt32) -> Int {
+    /// Kills the processes of `uid` in the container's own cgroup — outside every run cgroup — except what Docker is
+    /// starting. The container's keeper runs as another uid and execs of the worker's own (ps) as root, so an agent-uid
+    /// process there got out of a run (e.g. by writing into another process's memory). Returns how many were killed.
+    /// Blocking; call it off the cooperative pool.
+    ///
+    /// Spared:
+    /// - a wrapper waiting, stopped, to be adopted;
+    /// - for its first `startingGrace` seconds, a process whose parent is outside the container: only the runtime
+    ///   makes those (`docker exec`: runc's init before it execs — already the agent's uid —, a wrapper before it
+    ///   stops itself, the marker-kill helper). A run's end killed such a starting exec of another run under load.
+    ///   Whatever an agent forks has its parent inside the container, and one that injected into a starting process
+    ///   keeps it no longer than that grace.
+    static func killStrays(under containerDirectory: String, uid: UInt32, startingGrace: Double = 10) -> Int {
         let text = (try? String(contentsOfFile: containerDirectory + "/cgroup.procs", encoding: .utf8)) ?? ""
+        let container = (containerDirectory as NSString).lastPathComponent
         var killed = 0
-        // A wrapper is spared while stopped, or in its first seconds (it reads its cgroup before it stops itself).
-        // One that runs later was woken by something other than the worker (an agent that injected into it).
         for pid in text.split(separator: "\n").compactMap({ Int32($0) }) where processUID(pid) == uid {
-            if isWaitingWrapper(pid), processState(Int(pid)) == "T" || (processAge(pid) ?? .infinity) < 10 { continue }
+            if isWaitingWrapper(pid), processState(Int(pid)) == "T" { continue }
+            if (processAge(pid) ?? .infinity) < startingGrace, let parent = parentPID(pid), !isInside(parent, container: container) { continue }
             if Foundation.kill(pid, SIGKILL) == 0 { killed += 1 }
         }
         return killed
+    }
+
+    /// The parent pid of `pid` (host pid namespace), from `/proc/<pid>/status`.
+    static func parentPID(_ pid: Int32) -> Int32? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("PPid:") })
+        else { return nil }
+        return line.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().first.flatMap { Int32($0) }
+    }
+
+    /// Whether `pid` sits in the cgroup named `container` or below it (on any hierarchy). A process that cannot be
+    /// read counts as inside: nothing is spared on a doubt.
+    static func isInside(_ pid: Int32, container: String) -> Bool {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8) else { return true }
+        return text.split(separator: "\n").contains { line in
+            line.split(separator: ":", maxSplits: 2).last.map { $0.split(separator: "/").contains { $0 == container } } ?? false
+        }
     }
 
     /// Seconds since `pid` started (`/proc/<pid>/stat` field 22 against `/proc/uptime`).
