@@ -234,7 +234,6 @@ package struct AgentRunner: Sendable {
         case .streamFailed(let message): logger.warning("lost the agent's output stream", metadata: ["job.id": "\(jobID)", "error": "\(message)"])
         }
         let cgroup = adopted.get()
-        let contained = cgroup != nil
         let cut = outcome.timedOut || outcome.aborted != nil || outcome.containmentFailed != nil
         if cut { outcome.cutAfter = ContinuousClock.now - started }
         // Cut before its adoption (a short timeout, or a Docker slow to start the exec): its wrapper waits, stopped,
@@ -281,6 +280,11 @@ package struct AgentRunner: Sendable {
         // the environment marker is all there is to find it by (a process that cleared its environment escapes).
         if let cgroup {
             outcome.leftoversKilled = (try? await Offload.run { cgroup.killAll() }) ?? 0
+        } else if let hierarchy, let containerDirectory {
+            // Never adopted, so the agent never started (the wrapper execs it only inside its run cgroup): the wrapper
+            // is all there is. No marker kill here: it would be one more agent-uid process outside every run cgroup.
+            let killed = (try? await Offload.run { RunCgroup.killUnadopted(under: containerDirectory, hierarchy: hierarchy, marker: marker) }) ?? 0
+            if cut { outcome.killedProcesses += killed } else { outcome.leftoversKilled = killed }
         } else {
             let killed = await kill(pattern: "^FORGE_HOOKS_RUN=\(marker)$", container: container, user: agent.user)
             if cut {
@@ -290,7 +294,7 @@ package struct AgentRunner: Sendable {
             }
         }
         // Anything of the agent's uid outside every run cgroup got there by injecting into a process that was not in one.
-        if contained, let containerDirectory {
+        if hierarchy != nil, let containerDirectory {
             let uid = agent.uid
             let strays = (try? await Offload.run { RunCgroup.killStrays(under: containerDirectory, uid: uid) }) ?? 0
             if strays > 0 {

@@ -139,19 +139,31 @@ package struct RunCgroup: Sendable {
     /// - a wrapper waiting, stopped, to be adopted;
     /// - for its first `startingGrace` seconds, a process whose parent is outside the container: only the runtime
     ///   makes those (`docker exec`: runc's init before it execs — already the agent's uid —, a wrapper before it
-    ///   stops itself, the marker-kill helper). A run's end killed such a starting exec of another run under load.
-    ///   Whatever an agent forks has its parent inside the container, and one that injected into a starting process
-    ///   keeps it no longer than that grace.
+    ///   stops itself). A run's end killed such a starting exec of another run under load. Whatever an agent forks
+    ///   plainly has its parent inside the container. Not a bound on an agent that has injected code into another
+    ///   run's waiting wrapper: `clone(CLONE_PARENT)` from there keeps making young children of the shim (see
+    ///   docs/security.md; closing that needs the wrapper made non-dumpable).
     static func killStrays(under containerDirectory: String, uid: UInt32, startingGrace: Double = 10) -> Int {
         let text = (try? String(contentsOfFile: containerDirectory + "/cgroup.procs", encoding: .utf8)) ?? ""
         let container = (containerDirectory as NSString).lastPathComponent
         var killed = 0
         for pid in text.split(separator: "\n").compactMap({ Int32($0) }) where processUID(pid) == uid {
             if isWaitingWrapper(pid), processState(Int(pid)) == "T" { continue }
-            if (processAge(pid) ?? .infinity) < startingGrace, let parent = parentPID(pid), !isInside(parent, container: container) { continue }
+            if (processAge(pid) ?? .infinity) < startingGrace, startedByRuntime(pid, container: container) { continue }
             if Foundation.kill(pid, SIGKILL) == 0 { killed += 1 }
         }
         return killed
+    }
+
+    /// Whether `pid`'s parent is outside the container's cgroup. The parent is read again after its cgroup: runc
+    /// exiting meanwhile hands its child to the shim, and a pid read before that may have been reused since.
+    static func startedByRuntime(_ pid: Int32, container: String) -> Bool {
+        for _ in 0..<2 {
+            guard let parent = parentPID(pid) else { return false }
+            let outside = !isInside(parent, container: container)
+            if parentPID(pid) == parent { return outside }
+        }
+        return false
     }
 
     /// The parent pid of `pid` (host pid namespace), from `/proc/<pid>/status`.
@@ -167,7 +179,9 @@ package struct RunCgroup: Sendable {
     static func isInside(_ pid: Int32, container: String) -> Bool {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8) else { return true }
         return text.split(separator: "\n").contains { line in
-            line.split(separator: ":", maxSplits: 2).last.map { $0.split(separator: "/").contains { $0 == container } } ?? false
+            line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false).last.map {
+                $0.split(separator: "/").contains { $0 == container }
+            } ?? false
         }
     }
 
