@@ -1,5 +1,6 @@
 import Foundation
 import Shared
+import Synchronization
 
 /// A throwaway `redis-server` on a free loopback port, for one test. Stopped (and its directory removed) by `stop()`.
 public final class RedisServer: @unchecked Sendable {
@@ -85,7 +86,20 @@ public struct TestSetupError: Error, CustomStringConvertible {
     public init(_ d: String) { description = d }
 }
 
+/// Ports `freePort` gave out in this process: the kernel may offer one again while the child it was meant for has not
+/// bound it yet (two sentinels of one cluster once got the same port).
+private let portsGivenOut = Mutex<Set<Int>>([])
+
+/// A loopback port free now and not given out before in this process.
 public func freePort() throws -> Int {
+    for _ in 0..<100 {
+        let port = try ephemeralPort()
+        if portsGivenOut.withLock({ $0.insert(port).inserted }) { return port }
+    }
+    throw TestSetupError("no free port that was not given out already")
+}
+
+private func ephemeralPort() throws -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
     var addr = sockaddr_in()
