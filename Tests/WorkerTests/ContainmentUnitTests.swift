@@ -212,3 +212,14 @@ import Testing
         #expect(throws: ConfigError.self) { try AppConfig.parse(yaml: "agents: {dev: {image: i, pids_limit: 1}}", file: "t.yaml", environment: [:]) }
     }
 }
+
+@Suite struct HostCheckTests {
+    @Test func ptraceIsolationIsSaidForEveryYamaSetting() {
+        #expect(HostChecks.ptraceIsolation(scope: nil).hasPrefix("WARN  ptrace isolation: this kernel has no Yama"))
+        #expect(HostChecks.ptraceIsolation(scope: "junk\n").hasPrefix("WARN  ptrace isolation: this kernel has no Yama"))
+        let zero = HostChecks.ptraceIsolation(scope: "0\n")
+        #expect(zero.hasPrefix("WARN  ptrace isolation: kernel.yama.ptrace_scope is 0") && zero.contains("sysctl -w kernel.yama.ptrace_scope=1"))
+        #expect(HostChecks.ptraceIsolation(scope: "1\n").hasPrefix("ok    ptrace isolation: kernel.yama.ptrace_scope is 1"))
+        #expect(HostChecks.ptraceIsolation(scope: "3").hasPrefix("ok    ptrace isolation: kernel.yama.ptrace_scope is 3"))
+    }
+}

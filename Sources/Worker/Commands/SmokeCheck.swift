@@ -33,6 +33,7 @@ extension WorkerCommand {
                     "WARN  run containment: no cgroup hierarchy is reachable from this worker; a process an agent detaches can "
                         + "outlive its run (run the worker on the host, or give its container pid: host, cgroup: host and /sys/fs/cgroup)")
             }
+            print(HostChecks.ptraceIsolation(scope: try? String(contentsOfFile: "/proc/sys/kernel/yama/ptrace_scope", encoding: .utf8)))
             if failed { throw ExitCode(1) }
         }
     }
