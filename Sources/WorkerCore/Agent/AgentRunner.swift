@@ -236,30 +236,30 @@ package struct AgentRunner: Sendable {
         let cgroup = adopted.get()
         let cut = outcome.timedOut || outcome.aborted != nil || outcome.containmentFailed != nil
         if cut { outcome.cutAfter = ContinuousClock.now - started }
-        // Cut before its adoption (a short timeout, or a Docker slow to start the exec): its wrapper waits, stopped,
-        // for a cgroup that will never come, or has not even started yet. Killed now, and again while the exec is
-        // awaited below; uncontained, the marker kill runs now rather than after that wait.
-        let unadopted = cut && cgroup == nil ? hierarchy.flatMap { h in containerDirectory.map { (h, $0) } } : nil
-        if cut {
-            if let cgroup {
-                outcome.killedProcesses += (try? await Offload.run { cgroup.killAll() }) ?? 0
-            } else if let (hierarchy, directory) = unadopted {
-                outcome.killedProcesses +=
-                    (try? await Offload.run { RunCgroup.killUnadopted(under: directory, hierarchy: hierarchy, marker: marker) }) ?? 0
-            } else {
-                outcome.killedProcesses += await kill(pattern: "^FORGE_HOOKS_RUN=\(marker)$", container: container, user: agent.user)
+        let containment = hierarchy.flatMap { h in containerDirectory.map { (hierarchy: h, directory: $0) } }
+        /// Kills what of this run is alive: its cgroup; never adopted (contained, but cut before its move: the agent
+        /// never started, the wrapper execs it only inside its run cgroup), its waiting wrapper, from the host, with no
+        /// agent-uid helper outside every run cgroup; uncontained, what carries its environment marker.
+        func killRun() async -> Int {
+            if let cgroup { return (try? await Offload.run { cgroup.killAll() }) ?? 0 }
+            if let (hierarchy, directory) = containment {
+                return (try? await Offload.run { RunCgroup.killUnadopted(under: directory, hierarchy: hierarchy, marker: marker) }) ?? 0
             }
+            return await kill(pattern: "^FORGE_HOOKS_RUN=\(marker)$", container: container, user: agent.user)
         }
+        // Cut before its adoption (a short timeout, or a Docker slow to start the exec), the wrapper waits, stopped, for
+        // a cgroup that will never come, or has not started yet: killed now, and again while the exec still runs.
+        if cut { outcome.killedProcesses += await killRun() }
+        let sweepUnadopted = cut && cgroup == nil && containment != nil
         // The exit code arrives once the process is gone.
         var state = DockerClient.ExecState(running: true, exitCode: nil, pid: 0, containerID: nil)
         let deadline = ContinuousClock.now + .seconds(10)
         var stopped = false
         var lastSweep = ContinuousClock.now
         repeat {
-            if let (hierarchy, directory) = unadopted, ContinuousClock.now - lastSweep > .milliseconds(100) {
+            if sweepUnadopted, ContinuousClock.now - lastSweep > .milliseconds(100) {
                 lastSweep = .now
-                outcome.killedProcesses +=
-                    (try? await Offload.run { RunCgroup.killUnadopted(under: directory, hierarchy: hierarchy, marker: marker) }) ?? 0
+                outcome.killedProcesses += await killRun()
             }
             do {
                 state = try await docker.inspectExec(exec, timeout: .seconds(2))
@@ -276,27 +276,14 @@ package struct AgentRunner: Sendable {
             }
             if state.running { try? await Task.sleep(for: .milliseconds(25)) }
         } while state.running && ContinuousClock.now < deadline
-        // Whatever the run started and left behind dies with it: the container is long-lived and shared. Uncontained,
-        // the environment marker is all there is to find it by (a process that cleared its environment escapes).
-        if let cgroup {
-            outcome.leftoversKilled = (try? await Offload.run { cgroup.killAll() }) ?? 0
-        } else if let hierarchy, let containerDirectory {
-            // Never adopted, so the agent never started (the wrapper execs it only inside its run cgroup): the wrapper
-            // is all there is. No marker kill here: it would be one more agent-uid process outside every run cgroup.
-            let killed = (try? await Offload.run { RunCgroup.killUnadopted(under: containerDirectory, hierarchy: hierarchy, marker: marker) }) ?? 0
-            if cut { outcome.killedProcesses += killed } else { outcome.leftoversKilled = killed }
-        } else {
-            let killed = await kill(pattern: "^FORGE_HOOKS_RUN=\(marker)$", container: container, user: agent.user)
-            if cut {
-                outcome.killedProcesses += killed
-            } else {
-                outcome.leftoversKilled = killed
-            }
-        }
+        // Whatever the run started and left behind dies with it: the container is long-lived and shared. (Uncontained,
+        // the environment marker is all there is to find it by: a process that cleared its environment escapes.)
+        let killed = await killRun()
+        if cut && cgroup == nil { outcome.killedProcesses += killed } else { outcome.leftoversKilled = killed }
         // Anything of the agent's uid outside every run cgroup got there by injecting into a process that was not in one.
-        if hierarchy != nil, let containerDirectory {
+        if let (_, directory) = containment {
             let uid = agent.uid
-            let strays = (try? await Offload.run { RunCgroup.killStrays(under: containerDirectory, uid: uid) }) ?? 0
+            let strays = (try? await Offload.run { RunCgroup.killStrays(under: directory, uid: uid) }) ?? 0
             if strays > 0 {
                 outcome.straysKilled = strays
                 logger.warning("killed agent processes found outside every run cgroup", metadata: ["job.id": "\(jobID)", "count": "\(strays)"])

@@ -166,14 +166,6 @@ package struct RunCgroup: Sendable {
         return false
     }
 
-    /// The parent pid of `pid` (host pid namespace), from `/proc/<pid>/status`.
-    static func parentPID(_ pid: Int32) -> Int32? {
-        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("PPid:") })
-        else { return nil }
-        return line.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().first.flatMap { Int32($0) }
-    }
-
     /// Whether `pid` sits in the cgroup named `container` or below it (on any hierarchy). A process that cannot be
     /// read counts as inside: nothing is spared on a doubt.
     static func isInside(_ pid: Int32, container: String) -> Bool {
@@ -197,11 +189,17 @@ package struct RunCgroup: Sendable {
     }
 
     /// The real uid of `pid` on the host, from `/proc/<pid>/status`.
-    static func processUID(_ pid: Int32) -> UInt32? {
+    static func processUID(_ pid: Int32) -> UInt32? { statusField(pid, "Uid:").flatMap { UInt32($0) } }
+
+    /// The parent pid of `pid` (host pid namespace), from `/proc/<pid>/status`.
+    static func parentPID(_ pid: Int32) -> Int32? { statusField(pid, "PPid:").flatMap { Int32($0) } }
+
+    /// The first value of a `/proc/<pid>/status` line (`Uid:`, `PPid:`).
+    private static func statusField(_ pid: Int32, _ name: String) -> Substring? {
         guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Uid:") })
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix(name) })
         else { return nil }
-        return line.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().first.flatMap { UInt32($0) }
+        return line.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().first
     }
 
     /// A marker safe as a cgroup name: the job id's `[a-z0-9-]` characters plus a random suffix.
