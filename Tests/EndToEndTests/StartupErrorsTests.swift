@@ -97,10 +97,8 @@ import Testing
         #expect(synced == 0 && sout.contains("chowned \(root)/config/projects"), "\(sout)")
         let (passed, pout) = try Self.run("Worker", ["smoke-check", "--config", path])
         #expect(passed == 0 && pout.hasPrefix("ok    dev:"), "\(pout)")
-        // Whether runs of one agent can write into each other's processes: said either way, never a failure.
-        let scope = (try? String(contentsOfFile: "/proc/sys/kernel/yama/ptrace_scope", encoding: .utf8))
-            .flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
-        let expected = scope.map { $0 >= 1 ? "ok    ptrace isolation: kernel.yama.ptrace_scope is \($0)" : "WARN  ptrace isolation: kernel.yama" }
-        #expect(pout.contains(expected ?? "WARN  ptrace isolation: this kernel has no Yama"), "\(pout)")
+        // Whether runs of one agent can write into each other's processes: said either way, never a failure (every
+        // setting's line: HostCheckTests).
+        #expect(pout.contains("ptrace isolation: "), "\(pout)")
     }
 }

@@ -37,10 +37,7 @@ import Testing
 
         // The old master comes back (once every sentinel names the new one, as docs/high-availability.md says): the
         // sentinels turn it into a replica, and the client keeps writing to the new one.
-        let named = ContinuousClock.now
-        while try await !cluster.allName(cluster.replica.port), ContinuousClock.now - named < .seconds(30) {
-            try await Task.sleep(for: .milliseconds(100))
-        }
+        try await cluster.waitForMaster(cluster.replica.port, everySentinel: true)
         cluster.master.stop()
         try cluster.master.start()
         let old = RedisClient(configuration: cluster.master.configuration, connections: 1)

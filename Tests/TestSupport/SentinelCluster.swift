@@ -77,8 +77,11 @@ public final class SentinelCluster: @unchecked Sendable {
     }
 
     /// The port the sentinels name as the master now.
-    public func masterPort() async throws -> Int? {
-        let (_, out) = try await DockerFixture.shell("redis-cli -p \(sentinelPorts[0]) SENTINEL get-master-addr-by-name \(Self.masterName)")
+    public func masterPort() async throws -> Int? { try await named(by: sentinelPorts[0]) }
+
+    /// The master's port as the sentinel on `sentinel` names it.
+    private func named(by sentinel: Int) async throws -> Int? {
+        let (_, out) = try await DockerFixture.shell("redis-cli -p \(sentinel) SENTINEL get-master-addr-by-name \(Self.masterName)")
         return out.split(separator: "\n").last.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
     }
 
@@ -86,20 +89,19 @@ public final class SentinelCluster: @unchecked Sendable {
     /// can run ahead: the leader names the promoted replica while its failover is still in progress.)
     public func allName(_ port: Int) async throws -> Bool {
         for sentinel in sentinelPorts {
-            let (_, out) = try await DockerFixture.shell("redis-cli -p \(sentinel) SENTINEL get-master-addr-by-name \(Self.masterName)")
-            if out.split(separator: "\n").last.flatMap({ Int($0.trimmingCharacters(in: .whitespaces)) }) != port { return false }
+            if try await named(by: sentinel) != port { return false }
         }
         return true
     }
 
-    /// Waits until the sentinels name `port` as the master.
-    public func waitForMaster(_ port: Int, timeout: Duration = .seconds(30)) async throws {
+    /// Waits until the first sentinel names `port` as the master, or every one does (`everySentinel`).
+    public func waitForMaster(_ port: Int, everySentinel: Bool = false, timeout: Duration = .seconds(30)) async throws {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            if try await masterPort() == port { return }
+            if everySentinel ? try await allName(port) : try await masterPort() == port { return }
             try await Task.sleep(for: .milliseconds(100))
         }
-        throw TestSetupError("the sentinels never promoted 127.0.0.1:\(port): \(log())")
+        throw TestSetupError("the sentinels never \(everySentinel ? "all named" : "promoted") 127.0.0.1:\(port): \(log())")
     }
 
     /// What the sentinels logged (for failure messages).

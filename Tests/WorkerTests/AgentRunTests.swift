@@ -90,6 +90,19 @@ import Testing
         }
     }
 
+    /// Without cgroups, a timed-out run is killed by its environment marker at the cut, not only after the worker's
+    /// 10 s wait for the exec to end.
+    @Test func anUncontainedRunIsKilledAtItsTimeout() async throws {
+        try await WorkerEnvironment.with(timeout: "2s") { env in
+            try await env.enqueue("think hard STUB_SLEEP=30")
+            let job = try await env.runNext(env.executor(contained: false))
+            #expect(job["timed_out"] == "true", "\(job)")
+            let ran = try #require(job["duration_ms"].flatMap { Int($0) }, "\(job)")
+            #expect(ran < 9_000, "a run with a 2 s timeout ran \(ran) ms: the marker kill waited for the exec")
+            #expect(job["error"]?.contains("timed out after 2 s") == true, "\(job)")
+        }
+    }
+
     @Test func failedRunIsRetriedThenDead() async throws {
         try await WorkerEnvironment.with(queueYAML: "{max_attempts: 2, retry_base: 100ms, retry_max: 200ms}") { env in
             let id = try await env.enqueue("please STUB_FAIL")

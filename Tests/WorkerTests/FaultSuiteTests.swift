@@ -188,6 +188,8 @@ import Testing
             let job = try #require(try await env.queue.job(id))
             #expect(job["status"] == "succeeded" && job["attempts"] == "1" && job["result"]?.contains("turn 1") == true, "\(job)")
             #expect(QueueInvariants.readRuns(Self.runLog(env)).count == 1, "the job ran again")
+            // The scenario happened: the result was written while Redis was down, and retried until it was back.
+            #expect(env.workerLogTails(bytes: 20_000).contains("cannot record the job's outcome"), "\(env.workerLogTails())")
         }
     }
 

@@ -469,7 +469,7 @@ import WorkerCore
         // Redis stops once the post has reached the forge: the comment is made, its id cannot be recorded.
         double.inject(.slow(.milliseconds(2500)), operation: "issueCreateComment")
         let pass = Task { await feedback.drain() }
-        try await Self.waitUntil { double.arrivals.contains("issueCreateComment") }
+        try await WorkerProcessTests.waitFor("the post to reach the forge") { double.arrivals.contains("issueCreateComment") }
         redis.stop()
         _ = await pass.value
         try redis.start()
@@ -488,12 +488,12 @@ import WorkerCore
         #expect(double.comments.count == 1)
 
         // The hold is still this live worker's until it ends; then the comment is found by its marker and edited.
-        try await Self.waitUntil(.seconds(20)) {
+        try await WorkerProcessTests.waitFor("the hold to end", timeout: .seconds(20)) {
             let record = (try? await job(id)) ?? [:]
             return Double(record["feedback_until"] ?? "").map { $0 < Date().timeIntervalSince1970 * 1000 } ?? false
         }
         // As the worker's loop does, pass after pass (a pass can still meet a connection the freeze cut).
-        try await Self.waitUntil {
+        try await WorkerProcessTests.waitFor("the comment found by its marker") {
             await feedback.drain()
             return (try? await job(id))?["feedback_comment"] != nil
         }
@@ -538,7 +538,7 @@ import WorkerCore
         double.inject(.hang(.seconds(10)), operation: "issueCreateComment")
         let feedback = service(clientTimeout: .seconds(15))
         let pass = Task { await feedback.drain() }
-        try await Self.waitUntil { double.arrivals.contains("issueCreateComment") }
+        try await WorkerProcessTests.waitFor("the post to reach the forge") { double.arrivals.contains("issueCreateComment") }
         pass.cancel()
         _ = await pass.value
         let record = try await job(id)
@@ -551,13 +551,5 @@ import WorkerCore
         let after = try await job(id)
         #expect(double.comments.count == 1 && after["feedback_error"] == nil, "\(after)")
         #expect(double.reactions.count == 1, "the reaction is not added twice")
-    }
-
-    static func waitUntil(_ limit: Duration = .seconds(10), _ condition: () async -> Bool) async throws {
-        let deadline = ContinuousClock.now + limit
-        while await !condition() {
-            guard ContinuousClock.now < deadline else { throw TestSetupError("waited \(limit) in vain") }
-            try await Task.sleep(for: .milliseconds(20))
-        }
     }
 }

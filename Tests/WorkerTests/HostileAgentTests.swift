@@ -197,14 +197,15 @@ import Testing
                 return ps.contains { $0.contains("sleep 778") } && ps.contains { $0.contains("sleep 779") }
             }
             let uid = env.agent().uid
-            let first = try await Offload.run { RunCgroup.killStrays(under: directory, uid: uid, startingGrace: 2) }
+            let first = try await Offload.run { RunCgroup.killStrays(under: directory, uid: uid, startingGrace: 6) }
             var ps = try await Self.processes(env)
             #expect(first == 1, "killed \(first): \(ps)")
             #expect(!ps.contains { $0.contains("sleep 778") }, "the forked child was spared: \(ps)")
             #expect(ps.contains { $0.contains("sleep 779") }, "the starting exec was killed: \(ps)")
-            // Past its grace, the exec's process is a stray like any other.
-            try await Task.sleep(for: .milliseconds(2500))
-            let second = try await Offload.run { RunCgroup.killStrays(under: directory, uid: uid, startingGrace: 2) }
+            // Past its grace, the exec's process is a stray like any other. (6 s: on a loaded machine the `docker exec ps`
+            // above can take seconds.)
+            try await Task.sleep(for: .milliseconds(6500))
+            let second = try await Offload.run { RunCgroup.killStrays(under: directory, uid: uid, startingGrace: 6) }
             ps = try await Self.processes(env)
             #expect(second == 1 && !ps.contains { $0.contains("sleep 779") }, "killed \(second): \(ps)")
             #expect(ps.contains { $0.contains("sleep infinity") }, "the keeper was killed")
