@@ -51,7 +51,10 @@ struct OutputBench: AsyncParsableCommand {
             var bare = Latencies()
             var through = Latencies()
             let prompt = "STUB_FLOOD=\(mib)"
-            let command = AgentRunner.command(template: settings.command, prompt: prompt, resume: nil, newSessionID: UUID().uuidString)
+            // The same command a job runs, its prompt on standard input as the worker gives it.
+            let command =
+                ["/bin/sh", "-c", "printf '%s\\n' \"$0\" | exec \"$@\"", prompt]
+                + AgentRunner.command(template: settings.command, permissions: settings.permissions, resume: nil, newSessionID: UUID().uuidString)
             for _ in 0..<runs {
                 bare.add(.seconds(try Self.timeDockerExec(container: container, user: settings.user, cwd: cwd.container, command: command)))
                 through.add(.seconds(try await job(prompt).1))

@@ -8,7 +8,9 @@ struct Hooksctl: AsyncParsableCommand {
         commandName: "hooksctl",
         abstract: "Inspect and repair forge-hooks state in Redis.",
         discussion: "Container commands (drift, rebuild, agent dirs) run on a worker host: see `Worker containers` and `Worker agent-env sync`.",
-        subcommands: [Status.self, JobCommand.self, Jobs.self, Sessions.self, SessionCommand.self, Requeue.self, Purge.self, SendTestEvent.self])
+        subcommands: [
+            Status.self, JobCommand.self, Jobs.self, Sessions.self, SessionCommand.self, Spend.self, Requeue.self, Purge.self, SendTestEvent.self,
+        ])
 }
 
 /// Where Redis is: --redis/--prefix, or the config file's redis section, or FORGE_HOOKS_REDIS, or localhost.

@@ -173,7 +173,9 @@ struct DashboardServer: Sendable {
         let held = workers.flatMap(\.held)
         let records = try await queue.records(held, fields: ["status", "agent", "repo", "number"])
         let running = Dictionary(records.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        return ViewModels.overview(overview, perMinute: perMinute, perHour: perHour, workers: workers, running: running, now: now, base: base)
+        let spend = SpendSummary(try await queue.spend(days: 30, now: now))
+        return ViewModels.overview(
+            overview, perMinute: perMinute, perHour: perHour, workers: workers, running: running, spend: spend, now: now, base: base)
     }
 
     func overviewPage(_ request: Request) async throws -> Response {

@@ -55,7 +55,7 @@ enum Templates {
     static let overviewLive = """
         <p class="updated">As of {{updated}}{{#redisDown}} — <span class="bad">Redis did not answer: {{redisDown}}</span>{{/redisDown}}</p>
         <table class="counts">
-        <thead><tr><th>Agent</th><th>Queued</th><th>Running</th><th>Waiting</th><th>Delayed</th><th>Dead</th><th>Sessions</th><th title="Jobs whose reaction or status comment is not on the forge yet">Forge feedback</th><th>Finished per minute, last hour</th><th>Per hour, last day</th></tr></thead>
+        <thead><tr><th>Agent</th><th>Queued</th><th>Running</th><th>Waiting</th><th>Delayed</th><th>Dead</th><th>Sessions</th><th title="Jobs whose reaction or status comment is not on the forge yet">Forge feedback</th><th>Finished per minute, last hour</th><th>Per hour, last day</th><th title="What the agent's runs cost (each run's own cost, by UTC day)">Spent today</th><th>7 days</th><th>30 days</th></tr></thead>
         <tbody>
         {{#agents}}<tr>
         <td><a href="{{base}}/jobs?agent={{agentQuery}}">{{agent}}</a></td>
@@ -68,11 +68,19 @@ enum Templates {
         <td class="n">{{feedback}}</td>
         <td>{{{hourChart}}}<span class="legend">{{hourSucceeded}} ok · {{hourFailed}} failed</span></td>
         <td>{{{dayChart}}}<span class="legend">{{daySucceeded}} ok · {{dayFailed}} failed</span></td>
+        <td class="n">{{spendToday}}</td><td class="n">{{spendWeek}}</td><td class="n">{{spendMonth}}</td>
         </tr>{{/agents}}
-        {{^agents}}<tr><td colspan="10">No agents are configured or registered by a worker.</td></tr>{{/agents}}
+        {{^agents}}<tr><td colspan="13">No agents are configured or registered by a worker.</td></tr>{{/agents}}
         </tbody>
         </table>
         <p class="note">Totals: {{delayedTotal}} delayed, {{deadTotal}} dead, {{sessionsTotal}} sessions.{{#sampled}} Delayed and dead per agent are counted from the newest 1000 of each.{{/sampled}}</p>
+        {{#hasSpendRepos}}<h2>Spend by repository, 30 days</h2>
+        <table class="spend">
+        <thead><tr><th>Agent</th><th>Repository</th><th>Spent</th></tr></thead>
+        <tbody>
+        {{#spendRepos}}<tr><td>{{agent}}</td><td>{{repo}}</td><td class="n">{{spent}}</td></tr>{{/spendRepos}}
+        </tbody>
+        </table>{{/hasSpendRepos}}
         <h2>Workers</h2>
         <table class="workers">
         <thead><tr><th>Worker</th><th>Host</th><th>Slots</th><th>Agents</th><th>Heartbeat</th><th>Lease</th><th>Running</th></tr></thead>

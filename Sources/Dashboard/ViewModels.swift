@@ -48,8 +48,9 @@ enum ViewModels {
     /// The live part of the overview.
     static func overview(
         _ overview: Overview, perMinute: [String: [FinishedBucket]], perHour: [String: [FinishedBucket]], workers: [WorkerInfo],
-        running: [String: JobRecord], now: Date, base: String
+        running: [String: JobRecord], spend: SpendSummary = SpendSummary([]), now: Date, base: String
     ) -> [String: Any] {
+        let spent = Dictionary(spend.agents.map { ($0.agent, $0) }, uniquingKeysWith: { a, _ in a })
         let agents: [[String: Any]] = overview.agents.map { counts in
             let minutes = perMinute[counts.agent] ?? []
             let hours = perHour[counts.agent] ?? []
@@ -61,8 +62,11 @@ enum ViewModels {
                 "dayChart": FinishedChart.svg(hours, label: "\(counts.agent): jobs finished per hour, last day") { time($0) },
                 "hourSucceeded": minutes.reduce(0) { $0 + $1.succeeded }, "hourFailed": minutes.reduce(0) { $0 + $1.failed },
                 "daySucceeded": hours.reduce(0) { $0 + $1.succeeded }, "dayFailed": hours.reduce(0) { $0 + $1.failed },
+                "spendToday": usd(spent[counts.agent]?.today ?? 0), "spendWeek": usd(spent[counts.agent]?.week ?? 0),
+                "spendMonth": usd(spent[counts.agent]?.total ?? 0),
             ]
         }
+        let repos: [[String: Any]] = spend.repos.prefix(10).map { ["agent": $0.key.agent, "repo": $0.key.repo, "spent": usd($0.value)] }
         let workerRows: [[String: Any]] = workers.sorted { $0.id < $1.id }.map { worker in
             let runs: [[String: Any]] = worker.held.compactMap { id in
                 guard let record = running[id], record.status == .running else { return nil }
@@ -76,8 +80,14 @@ enum ViewModels {
         }
         return [
             "base": base, "updated": time(now), "agents": agents, "workers": workerRows, "delayedTotal": overview.delayedTotal,
-            "deadTotal": overview.deadTotal, "sessionsTotal": overview.sessionsTotal, "sampled": overview.sampled,
+            "deadTotal": overview.deadTotal, "sessionsTotal": overview.sessionsTotal, "sampled": overview.sampled, "spendRepos": repos,
+            "hasSpendRepos": !repos.isEmpty,
         ]
+    }
+
+    /// `$0.1234`; two decimals from a dollar up.
+    static func usd(_ value: Double) -> String {
+        value >= 1 ? String(format: "$%.2f", value) : String(format: "$%.4f", value)
     }
 
     static func subject(_ record: JobRecord) -> String {
@@ -116,7 +126,9 @@ enum ViewModels {
     /// Fields shown first on a job page, in this order; every other field follows, sorted.
     static let fieldOrder = [
         "status", "agent", "forge", "event", "action", "repo", "title", "url", "sender", "rule", "prompt", "attempts", "max_attempts",
-        "deferrals", "note", "worker", "host", "container", "cwd", "session", "session_id", "resumed_from", "cost_usd", "num_turns",
+        "deferrals", "note", "worker", "host", "container", "cwd", "session", "session_id", "resumed_from", "cost_usd", "session_cost_usd",
+        "num_turns", "tool_calls", "permission_denials", "denied_tools",
+        "cli_version", "model",
         "duration_ms", "exit_code", "result", "warning", "error", "retry_at", "created_at", "started_at", "finished_at",
     ]
     /// Internal bookkeeping not worth a row.
@@ -141,7 +153,9 @@ enum ViewModels {
             case "retry_at":
                 row["value"] = retryTime(value)
             case "cost_usd":
-                if let cost = Double(value) { row["value"] = String(format: "$%.4f", cost) }
+                if let cost = Double(value) { row["value"] = String(format: "$%.4f (this turn)", cost) }
+            case "session_cost_usd":
+                if let cost = Double(value) { row["value"] = String(format: "$%.4f (the session so far)", cost) }
             case "duration_ms":
                 if let ms = Timestamp.score(value) { row["value"] = age(Double(ms) / 1000) + " (\(value) ms)" }
             case "created_at", "started_at", "finished_at":

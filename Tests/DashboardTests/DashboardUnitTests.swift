@@ -77,7 +77,7 @@ import Testing
         #expect(byName["repo"]?["link"] == nil && byName["url"]?["link"] == nil, "a javascript: URL is never a link")
         #expect(byName["repo"]?["value"] as? String == "acme/shop#7 (issue)")
         #expect(byName["session"]?["internal"] as? String == "/d/session?key=dev%3Aacme%2Fshop%3A7")
-        #expect(byName["cost_usd"]?["value"] as? String == "$0.0012")
+        #expect(byName["cost_usd"]?["value"] as? String == "$0.0012 (this turn)")
         #expect(byName["log_lines"] == nil && byName["custom"] != nil, "bookkeeping hidden, unknown fields shown")
         #expect(rows.first?["name"] as? String == "status")
 
@@ -107,6 +107,25 @@ import Testing
         #expect((model["agents"] as! [[String: Any]])[0]["feedback"] as? Int == 3)
         let html = try! Templates.library().render(model, withTemplate: "overview-live") ?? ""
         #expect(html.contains("Forge feedback</th>") && html.contains("<td class=\"n\">3</td>"), "\(html)")
+    }
+
+    @Test func overviewShowsWhatEachAgentSpentAndTheCostliestRepositories() throws {
+        let overview = Overview(
+            agents: [AgentCounts(agent: "dev"), AgentCounts(agent: "boss")], delayedTotal: 0, deadTotal: 0, sessionsTotal: 0, sampled: false)
+        let now = Date()
+        var today = SpendDay(day: now)
+        today.agents = ["dev": 0.5]
+        today.repos = [SpendDay.Repo(agent: "dev", repo: "acme/<b>shop</b>"): 0.5]
+        var earlier = SpendDay(day: now.addingTimeInterval(-10 * 86400))
+        earlier.agents = ["dev": 2.25]
+        earlier.repos = [SpendDay.Repo(agent: "dev", repo: "acme/widgets"): 2.25]
+        let model = ViewModels.overview(
+            overview, perMinute: [:], perHour: [:], workers: [], running: [:], spend: SpendSummary([earlier, today]), now: now, base: "")
+        let html = try #require(try Templates.library().render(model, withTemplate: "overview-live"))
+        #expect(html.contains("<td class=\"n\">$0.5000</td><td class=\"n\">$0.5000</td><td class=\"n\">$2.75</td>"), "\(html)")
+        #expect(html.contains("<td class=\"n\">$0.0000</td><td class=\"n\">$0.0000</td><td class=\"n\">$0.0000</td>"))
+        #expect(html.contains("Spend by repository, 30 days") && html.contains("<td>acme/widgets</td><td class=\"n\">$2.25</td>"))
+        #expect(html.contains("acme/&lt;b&gt;shop&lt;/b&gt;") && !html.contains("<b>shop"))
     }
 
     @Test func agesAndSizesReadWell() {

@@ -25,7 +25,8 @@ import Testing
         let configPath: String
         let bin = DockerFixture.repositoryRoot.appendingPathComponent(".build/debug").path
 
-        init() async throws {
+        /// `image` (and `agentYAML`, extra lines of each agent's settings) choose the agent: the stub by default.
+        init(image: String = DockerFixture.image, agentYAML: String = "") async throws {
             try await DockerFixture.ready()
             redis = try RedisServer()
             let tag = UUID().uuidString.prefix(8).lowercased()
@@ -39,12 +40,12 @@ import Testing
             for name in ["boss", "dev", "reviewer"] {
                 agents += """
                       \(name):
-                        image: \(DockerFixture.image)
+                        image: \(image)
                         bot_login: \(name)-bot
                         credentials_dir: \(root.path)/agents/\(name)/config
                         work_dir: \(root.path)/agents/\(name)/work
                         timeout: 30s
-
+                    \(agentYAML)
                     """
             }
             let yaml = """

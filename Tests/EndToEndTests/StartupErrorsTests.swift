@@ -88,15 +88,18 @@ import Testing
             "agents: {dev: {image: i, credentials_dir: \(root)/config, work_dir: \(root)/work}}")
         let (failed, out) = try Self.run("Worker", ["smoke-check", "--config", path])
         #expect(failed == 1, "\(out)")
-        #expect(out.contains("FAIL  dev: \(root)/config/projects: does not exist") && out.contains("agent-env sync"), "\(out)")
-        // A root-owned projects/ (Docker's default for a missing bind source) is caught too.
-        try FileManager.default.createDirectory(atPath: "\(root)/config/projects", withIntermediateDirectories: true)
+        #expect(out.contains("FAIL  dev: \(root)/config/state/projects: does not exist") && out.contains("agent-env sync"), "\(out)")
+        // A root-owned state dir (Docker's default for a missing bind source) is caught too.
+        try FileManager.default.createDirectory(atPath: "\(root)/config/state/projects", withIntermediateDirectories: true)
         let (_, rootOwned) = try Self.run("Worker", ["smoke-check", "--config", path])
-        #expect(rootOwned.contains("projects: not writable by the agent (1000:1000; owner 0:0)"), "\(rootOwned)")
+        #expect(rootOwned.contains("state/projects: not writable by the agent (1000:1000; owner 0:0)"), "\(rootOwned)")
         let (synced, sout) = try Self.run("Worker", ["agent-env", "sync", "--config", path])
-        #expect(synced == 0 && sout.contains("chowned \(root)/config/projects"), "\(sout)")
+        #expect(synced == 0 && sout.contains("chowned \(root)/config/state/projects"), "\(sout)")
         let (passed, pout) = try Self.run("Worker", ["smoke-check", "--config", path])
         #expect(passed == 0 && pout.hasPrefix("ok    dev:"), "\(pout)")
+        // It says where each directory is in the container, what the CLI may do, and that no credentials were found.
+        #expect(pout.contains("read-write at /home/claude/.config/claude-code = CLAUDE_CONFIG_DIR") && pout.contains("read-only at /etc/claude-code"))
+        #expect(pout.contains("permissions --permission-mode bypassPermissions") && pout.contains("WARN  dev: no credentials found"), "\(pout)")
         // Whether runs of one agent can write into each other's processes: said either way, never a failure (every
         // setting's line: HostCheckTests).
         #expect(pout.contains("ptrace isolation: "), "\(pout)")

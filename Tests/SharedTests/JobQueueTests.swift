@@ -53,7 +53,7 @@ import Testing
             schema.queue("dev"), schema.job("j1"), schema.sessions, schema.dead, schema.processing("w1"), schema.lease("w1"),
             schema.worker("w1"), schema.workers, schema.delayed, schema.pending("dev:o/r:1"), schema.sequence, schema.log("j1"),
             schema.sessionsUsed, schema.transcript("dev:o/r:1"), schema.jobIndex, schema.waiting("dev"), schema.sessionCounts,
-            schema.statsMinute("29000000"), schema.statsHour("480000"), schema.feedback("dev"),
+            schema.statsMinute("29000000"), schema.statsHour("480000"), schema.feedback("dev"), schema.spendDay("20000"),
         ]
         let script = RedisScript(
             name: "key-table",
@@ -62,9 +62,44 @@ import Testing
                 return {key.queue('dev'), key.job('j1'), key.sessions, key.dead, key.processing('w1'), key.lease('w1'),
                   key.worker('w1'), key.workers, key.delayed, key.pending('dev:o/r:1'), key.sequence, key.log('j1'),
                   key.sessionsUsed, key.transcript('dev:o/r:1'), key.jobIndex, key.waiting('dev'), key.sessionCounts,
-                  key.statsMinute('29000000'), key.statsHour('480000'), key.feedback('dev')}
+                  key.statsMinute('29000000'), key.statsHour('480000'), key.feedback('dev'), key.spendDay('20000')}
                 """)
         #expect(try await queue.redis.evaluate(script, arguments: [prefix]).strings == expected)
+    }
+
+    /// Every recorded run's own cost is added to its UTC day, per agent and per agent and repository; failed attempts
+    /// cost money too; a run without a cost, or a late write by a worker that lost the job, adds nothing.
+    @Test func runsCostsAddUpPerDayAgentAndRepository() async throws {
+        let consumer = queue.makeConsumer(worker: "w1")
+        for (agent, repo, cost, outcome) in [
+            ("dev", "acme/widgets", "0.25", JobQueue.Outcome.succeeded), ("dev", "acme/shop", "0.5", .failed(error: "x", retryable: true)),
+            ("dev", "acme/widgets", "", .succeeded), ("boss", "acme/widgets", "0.125", .succeeded),
+        ] {
+            let j = Self.job(agent, repo: repo, number: Int.random(in: 1...1_000_000))
+            _ = try await queue.enqueue([j])
+            let reserved = try #require(try await consumer.reserve(agents: [agent], home: agent))
+            _ = try await queue.finish(reserved, worker: "w1", outcome: outcome, fields: [("cost_usd", cost)])
+        }
+        // A worker that lost its job writes nothing, its cost included.
+        let late = Self.job("dev", repo: "acme/late", number: 7)
+        _ = try await queue.enqueue([late])
+        let stale = try #require(try await consumer.reserve(agents: ["dev"], home: "dev"))
+        _ = try await queue.finish(stale, worker: "other-worker", outcome: .succeeded, fields: [("cost_usd", "9")])
+
+        let days = try await queue.spend(days: 3)
+        #expect(days.count == 3)
+        // Added up over the days (a run at midnight UTC lands on the next one).
+        let summary = SpendSummary(days)
+        #expect(summary.agents.map(\.agent) == ["dev", "boss"] && summary.agents.map(\.total) == [0.75, 0.125], "\(summary.agents)")
+        #expect(summary.agents.map(\.runs) == [2, 1] && summary.agents[0].week == 0.75)
+        #expect(
+            summary.repos.map(\.key) == [
+                SpendDay.Repo(agent: "dev", repo: "acme/shop"), SpendDay.Repo(agent: "dev", repo: "acme/widgets"),
+                SpendDay.Repo(agent: "boss", repo: "acme/widgets"),
+            ])
+        #expect(summary.repos.map(\.value) == [0.5, 0.25, 0.125])
+        let day = Int(Date().timeIntervalSince1970) / 86400
+        #expect(try await queue.redis.send("TTL", keys.spendDay(String(day))).int ?? 0 > 300 * 86400)
     }
 
     @Test func redeliveryCreatesNothing() async throws {

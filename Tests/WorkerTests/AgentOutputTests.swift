@@ -94,16 +94,54 @@ import Testing
         #expect(stderrOnly.resumeNotFound)
     }
 
-    @Test func commandTemplatePutsThePromptLastAfterDoubleDash() {
-        let fresh = AgentRunner.command(template: AgentSettings.defaultCommand, prompt: "hi there", resume: nil, newSessionID: "n-1")
-        #expect(fresh == ["claude", "-p", "--output-format", "stream-json", "--verbose", "--session-id", "n-1", "--", "hi there\n"])
-        let resumed = AgentRunner.command(template: AgentSettings.defaultCommand, prompt: "p\n", resume: "old", newSessionID: "n-2")
-        #expect(resumed.suffix(4) == ["--resume", "old", "--", "p\n"])
-        // Forge text that looks like options is still one argument behind `--`.
-        let hostile = "--dangerously-skip-permissions --settings /tmp/evil.json"
-        let command = AgentRunner.command(template: AgentSettings.defaultCommand, prompt: hostile, resume: nil, newSessionID: "n")
-        #expect(command.suffix(2) == ["--", hostile + "\n"] && command.filter { $0.hasPrefix("--dangerously") }.count == 1)
-        // A prompt that is exactly a subcommand's name (`update`, `mcp`) never equals it.
-        #expect(AgentRunner.command(template: AgentSettings.defaultCommand, prompt: "update", resume: nil, newSessionID: "n").last == "update\n")
+    @Test func theCommandCarriesNoPromptOnlyTheSessionAndPermissionFlags() {
+        var permissions = AgentSettings.Permissions()
+        let fresh = AgentRunner.command(template: AgentSettings.defaultCommand, permissions: permissions, resume: nil, newSessionID: "n-1")
+        #expect(
+            fresh == [
+                "claude", "-p", "--output-format", "stream-json", "--verbose", "--permission-mode", "bypassPermissions", "--session-id", "n-1",
+            ])
+        permissions.mode = "acceptEdits"
+        permissions.disallowedTools = ["WebFetch"]
+        let resumed = AgentRunner.command(
+            template: AgentSettings.defaultCommand + ["{{prompt}}"], permissions: permissions, resume: "old", newSessionID: "n-2")
+        #expect(resumed.suffix(6) == ["--permission-mode", "acceptEdits", "--disallowedTools", "WebFetch", "--resume", "old"])
+        #expect(!resumed.contains("{{prompt}}"))
+        // The wrapper reads the prompt from a file the worker wrote: standard input, never an argument.
+        let wrapped = RunCgroup.wrap(fresh, marker: "job-1.abcd1234")
+        #expect(wrapped[2].hasSuffix("exec \"$@\" < '/etc/claude-code/run/job-1.abcd1234.prompt'"))
+        #expect(RunCgroup.uncontained(fresh, marker: "m.1")[2] == "exec \"$@\" < '/etc/claude-code/run/m.1.prompt'")
+    }
+
+    @Test func resultLinesGiveTurnCostDenialsAndWhatTheCLIIs() {
+        var p = StreamJSONParser()
+        p.consume(
+            #"{"type":"system","subtype":"init","cwd":"/w","session_id":"11111111-2222-3333-4444-555555555555","tools":["Bash","Read"],"mcp_servers":[{"name":"gh","status":"connected"}],"model":"claude-x","claude_code_version":"2.1.337"}"#
+        )
+        p.consume(
+            #"{"type":"assistant","message":{"content":[{"type":"tool_use","id":"a","name":"Bash","input":{}},{"type":"tool_use","id":"b","name":"Write","input":{"content":"\"type\":\"tool_use\""}}]}}"#
+        )
+        p.consume(
+            #"{"type":"result","subtype":"success","is_error":false,"num_turns":1,"total_cost_usd":0.3199,"permission_denials":[{"tool_name":"Bash","tool_use_id":"a"},{"tool_name":"Write"},{"tool_name":"Bash"}],"model_usage_since_last_result":{"m1":{"costUSD":0.1},"m2":{"costUSD":0.0096}},"result":"ok"}"#
+        )
+        #expect(p.cliVersion == "2.1.337" && p.model == "claude-x" && p.toolCount == 2 && p.mcpServers == ["gh (connected)"])
+        #expect(p.toolCalls == 2)
+        #expect(p.permissionDenials == 3 && p.deniedToolsSummary == "Bash ×2, Write")
+        #expect(abs((p.turnCostUSD ?? 0) - 0.1096) < 1e-9 && p.costUSD == 0.3199)
+        #expect(JobExecutor.turnCost(p, resumed: true) == p.turnCostUSD)
+        var old = StreamJSONParser()
+        old.consume(#"{"type":"result","subtype":"success","is_error":false,"total_cost_usd":0.5}"#)
+        #expect(old.turnCostUSD == nil)
+        #expect(JobExecutor.turnCost(old, resumed: false) == 0.5)
+        #expect(JobExecutor.turnCost(old, resumed: true) == nil)
+    }
+
+    @Test func projectFolderNamesMatchTheCLI() {
+        #expect(TranscriptStore.projectFolder(forCwd: "/work/acme/shop.git/12") == "-work-acme-shop-git-12")
+        // Seen from Claude Code 2.1.337: cut at 200, then '-' and the path's hash in base 36.
+        let long = "/tmp/cc/" + String(repeating: "a", count: 120) + "/" + String(repeating: "b", count: 100) + "/x.y"
+        let folder = TranscriptStore.projectFolder(forCwd: long)
+        #expect(folder.hasSuffix("-7kp9yd") && folder.count == 207)
+        #expect(TranscriptStore.projectFolder(forCwd: "/wörk/😀") == "-w-rk---")
     }
 }

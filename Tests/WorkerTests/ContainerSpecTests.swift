@@ -35,8 +35,7 @@ import Testing
         #expect(spec.name == "hooks-dev")
         #expect(
             spec.binds.map(\.description) == [
-                "/srv/dev/config:/home/claude/.config/claude-code:ro", "/srv/dev/config/projects:/home/claude/.config/claude-code/projects:rw",
-                "/srv/dev/config/session-env:/home/claude/.config/claude-code/session-env:rw", "/srv/dev/work:/work:rw",
+                "/srv/dev/config/state:/home/claude/.config/claude-code:rw", "/srv/dev/config:/etc/claude-code:ro", "/srv/dev/work:/work:rw",
             ])
     }
 
@@ -50,11 +49,11 @@ import Testing
             spec.differences(inspect: Self.inspect(env: ["HOME=/home/claude"]), imageID: "sha256:aaa") == [
                 "env: CLAUDE_CONFIG_DIR missing or different"
             ])
-        // projects/ bound read-only: missing rw bind + undesired ro bind.
-        var roProjects = binds
-        roProjects[1].2 = false
-        let diffs = spec.differences(inspect: Self.inspect(mounts: roProjects), imageID: "sha256:aaa")
-        #expect(diffs.count == 2 && diffs.allSatisfy { $0.contains("/projects") })
+        // The credentials bound read-write: missing ro bind + undesired rw bind.
+        var rwCredentials = binds
+        rwCredentials[1].2 = true
+        let diffs = spec.differences(inspect: Self.inspect(mounts: rwCredentials), imageID: "sha256:aaa")
+        #expect(diffs.count == 2 && diffs.allSatisfy { $0.contains("/etc/claude-code") })
         // A Docker socket mounted in is drift.
         let withSocket = spec.differences(
             inspect: Self.inspect(mounts: binds + [("/var/run/docker.sock", "/var/run/docker.sock", true)]), imageID: "sha256:aaa")
@@ -74,7 +73,9 @@ import Testing
         #expect(spec.createBody["User"] as? String == "65534:65534" && host["Init"] as? Bool == true)
         let mounts = try #require(host["Mounts"] as? [[String: Any]])
         #expect(!mounts.contains { ($0["Source"] as? String)?.contains("docker.sock") == true })
-        #expect(mounts.first?["ReadOnly"] as? Bool == true)
+        #expect(mounts.first { $0["Target"] as? String == "/etc/claude-code" }?["ReadOnly"] as? Bool == true)
+        #expect(mounts.first { $0["Target"] as? String == "/home/claude/.config/claude-code" }?["ReadOnly"] as? Bool == false)
+        #expect(spec.createBody["WorkingDir"] as? String == "/work")
     }
 
     @Test func privilegeDriftIsReported() {

@@ -19,9 +19,7 @@ import Testing
             #expect(
                 mounts
                     == [
-                        "\(agent.credentialsDir):\(agent.configDir):ro",
-                        "\(agent.credentialsDir)/projects:\(agent.configDir)/projects:rw",
-                        "\(agent.credentialsDir)/session-env:\(agent.configDir)/session-env:rw",
+                        "\(agent.stateDir):\(agent.configDir):rw", "\(agent.credentialsDir):/etc/claude-code:ro",
                         "\(agent.workDir):\(agent.workMount):rw",
                     ].sorted())
             #expect(!mounts.contains { $0.contains("docker.sock") })
@@ -33,9 +31,14 @@ import Testing
             #expect(host.securityOpt.contains("no-new-privileges"))
             #expect(config.env.contains("CLAUDE_CONFIG_DIR=\(agent.configDir)"))
             #expect(config.labels["forge-hooks.agent"] == "dev")
-            for path in [agent.credentialsDir, agent.credentialsDir + "/projects", agent.credentialsDir + "/session-env", agent.workDir] {
+            for path in [agent.stateDir, agent.stateDir + "/projects", agent.stateDir + "/session-env", agent.workDir] {
                 var st = stat()
                 #expect(stat(path, &st) == 0 && st.st_uid == 1000 && st.st_gid == 1000, "\(path) not owned by 1000:1000")
+            }
+            // The operator's dir and the prompts' folder are root's; the agent reads them through the read-only bind.
+            for path in [agent.credentialsDir, agent.credentialsDir + "/run"] {
+                var st = stat()
+                #expect(stat(path, &st) == 0 && st.st_uid == 0 && st.st_gid == 1000, "\(path) not owned by 0:1000")
             }
             #expect(AgentEnvironment.check(agent).isEmpty)
         }
@@ -45,14 +48,14 @@ import Testing
         try await WorkerEnvironment.with() { env in
             let agent = env.agent()
             try AgentEnvironment.sync(agent)
-            // The seed's broken state: credentials bound without a read-write projects/ bind.
+            // The seed's broken state: credentials bound as the config dir, read-only: the CLI can save nothing.
             let (code, out) = try await DockerFixture.shell(
                 "docker run -d --name \(env.prefix)-dev -u 1000:1000 -v \(agent.credentialsDir):\(agent.configDir):ro -v \(agent.workDir):/work "
                     + "-e CLAUDE_CONFIG_DIR=\(agent.configDir) \(DockerFixture.image) sleep infinity")
             #expect(code == 0, "\(out)")
             let handMade = try #require(try await env.containerID())
             let verdict = try #require(try await env.reconciler().inspect(agent))
-            #expect(verdict.differences.contains { $0.hasPrefix("bind missing: \(agent.credentialsDir)/projects") })
+            #expect(verdict.differences.contains { $0.hasPrefix("bind missing: \(agent.stateDir):\(agent.configDir):rw") }, "\(verdict.differences)")
 
             try await env.enqueue("remember me", repo: "acme/widgets", number: 42)
             let job = try await env.runNext(env.executor())
@@ -61,7 +64,7 @@ import Testing
             #expect(recreated != handMade)
             #expect(job["container_changes"]?.contains("bind missing") == true)
             let sessionID = try #require(job["session_id"])
-            let transcript = "\(agent.credentialsDir)/projects/-work-acme-widgets-42/\(sessionID).jsonl"
+            let transcript = "\(agent.stateDir)/projects/-work-acme-widgets-42/\(sessionID).jsonl"
             #expect(FileManager.default.fileExists(atPath: transcript), "no transcript at \(transcript)")
             #expect(try String(contentsOfFile: transcript, encoding: .utf8).contains("remember me"))
         }

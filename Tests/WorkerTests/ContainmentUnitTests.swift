@@ -14,8 +14,8 @@ import Testing
         init() throws {
             root = "/tmp/forge-hooks-paths-\(UUID().uuidString.prefix(8))"
             try FileManager.default.createDirectory(atPath: root + "/agent/work", withIntermediateDirectories: true)
-            try FileManager.default.createDirectory(atPath: root + "/agent/config/projects", withIntermediateDirectories: true)
-            try FileManager.default.createDirectory(atPath: root + "/agent/config/session-env", withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: root + "/agent/config/state/projects", withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: root + "/agent/config/state/session-env", withIntermediateDirectories: true)
             try FileManager.default.createDirectory(atPath: root + "/host/secret-dir", withIntermediateDirectories: true)
             chmod(root + "/host/secret-dir", 0o700)
             try "root's secret\n".write(toFile: root + "/host/secret.txt", atomically: true, encoding: .utf8)
@@ -67,7 +67,7 @@ import Testing
     @Test func aTranscriptThatIsALinkFIFOOrTooLargeIsNeverRead() throws {
         let tree = try Tree()
         let cwd = "/work/acme/widgets/1"
-        let folder = tree.root + "/agent/config/projects/" + TranscriptStore.projectFolder(forCwd: cwd)
+        let folder = tree.root + "/agent/config/state/projects/" + TranscriptStore.projectFolder(forCwd: cwd)
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let sid = "0b7e3a2c-59f1-4f6e-9c1d-3d2a8f1e7b40"
         let file = folder + "/\(sid).jsonl"
@@ -102,7 +102,7 @@ import Testing
         let tree = try Tree()
         let cwd = "/work/acme/widgets/2"
         let sid = "0b7e3a2c-59f1-4f6e-9c1d-3d2a8f1e7b41"
-        let folder = tree.root + "/agent/config/projects/" + TranscriptStore.projectFolder(forCwd: cwd)
+        let folder = tree.root + "/agent/config/state/projects/" + TranscriptStore.projectFolder(forCwd: cwd)
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         symlink(tree.root + "/host/secret.txt", folder + "/\(sid).jsonl")
         try TranscriptStore.writeOwned(Array("restored\n".utf8), agent: tree.agent, cwd: cwd, sessionID: sid)
@@ -115,11 +115,80 @@ import Testing
 
     @Test func syncRefusesALinkedProjectsDirectory() throws {
         let tree = try Tree()
-        try FileManager.default.removeItem(atPath: tree.root + "/agent/config/projects")
-        symlink(tree.root + "/host/secret-dir", tree.root + "/agent/config/projects")
+        try FileManager.default.removeItem(atPath: tree.root + "/agent/config/state/projects")
+        symlink(tree.root + "/host/secret-dir", tree.root + "/agent/config/state/projects")
         #expect(throws: AgentPathError.self) { try AgentEnvironment.sync(tree.agent) }
         #expect(tree.owner(tree.root + "/host/secret-dir").0 == 0)
         #expect(AgentEnvironment.check(tree.agent).contains { $0.path.hasSuffix("/projects") && $0.issue == "is not a directory" })
+    }
+
+    /// The layout before state_dir kept projects/ and session-env/ in the credentials dir, and an OAuth login there.
+    @Test func syncMovesTheOldLayoutIntoTheStateDirAndKeepsPromptsRoots() throws {
+        let tree = try Tree()
+        try FileManager.default.removeItem(atPath: tree.root + "/agent/config/state")
+        let old = tree.root + "/agent/config/projects/-work-acme-widgets-1"
+        try FileManager.default.createDirectory(atPath: old, withIntermediateDirectories: true)
+        try "{}\n".write(toFile: old + "/s.jsonl", atomically: true, encoding: .utf8)
+        try "{\"token\":1}".write(toFile: tree.root + "/agent/config/.credentials.json", atomically: true, encoding: .utf8)
+        let changes = try AgentEnvironment.sync(tree.agent)
+        #expect(changes.contains { $0.hasPrefix("moved") && $0.hasSuffix("/state/projects") }, "\(changes)")
+        #expect(FileManager.default.fileExists(atPath: tree.root + "/agent/config/state/projects/-work-acme-widgets-1/s.jsonl"))
+        #expect(!FileManager.default.fileExists(atPath: tree.root + "/agent/config/projects"))
+        let login = tree.owner(tree.root + "/agent/config/state/.credentials.json")
+        #expect(login.0 == 4242 && login.2 == 0o600)
+        // The prompts' folder is root's: the agent reads a prompt there, it cannot change one.
+        #expect(tree.owner(tree.root + "/agent/config/run") == (0, 4242, 0o750))
+        #expect(tree.owner(tree.root + "/agent/config/state").0 == 4242)
+        #expect(AgentEnvironment.check(tree.agent).isEmpty, "\(AgentEnvironment.check(tree.agent))")
+        #expect(try AgentEnvironment.sync(tree.agent).isEmpty)
+        // Prompt files a killed worker left are swept once older than the agent's timeout (and a margin); a running
+        // run's is kept.
+        let run = tree.root + "/agent/config/run"
+        for name in ["old.prompt", "new.prompt"] { try "p".write(toFile: run + "/" + name, atomically: false, encoding: .utf8) }
+        var twoHoursAgo = utimbuf(actime: time(nil) - 7200, modtime: time(nil) - 7200)
+        utime(run + "/old.prompt", &twoHoursAgo)
+        #expect(try AgentEnvironment.sync(tree.agent) == ["removed 1 prompt file(s) in \(run) left by runs that ended without their worker"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: run) == ["new.prompt"])
+        // An agent-owned run/ (made by hand) is taken back.
+        chown(tree.root + "/agent/config/run", 4242, 4242)
+        #expect(AgentEnvironment.check(tree.agent).contains { $0.path.hasSuffix("/run") })
+        try AgentEnvironment.sync(tree.agent)
+        #expect(tree.owner(tree.root + "/agent/config/run").0 == 0)
+    }
+
+    /// What ships with a session: its folder's and memory's regular UTF-8 files within the caps; never a link's target,
+    /// never a FIFO, never more than a cap.
+    @Test func theSessionsFilesAreCollectedWithinTheirCapsAndNoLinkIsFollowed() throws {
+        let tree = try Tree()
+        let sid = "0b7e3a2c-59f1-4f6e-9c1d-3d2a8f1e7b42"
+        let folder = tree.root + "/agent/config/state/projects/-work-acme-widgets-3"
+        for dir in ["\(sid)/tool-results", "\(sid)/subagents", "memory", "other-session"] {
+            try FileManager.default.createDirectory(atPath: folder + "/" + dir, withIntermediateDirectories: true)
+        }
+        try String(repeating: "x", count: 40_000).write(toFile: folder + "/\(sid)/tool-results/a.txt", atomically: true, encoding: .utf8)
+        try "{}".write(toFile: folder + "/\(sid)/subagents/agent-1.jsonl", atomically: true, encoding: .utf8)
+        try "{}".write(toFile: folder + "/\(sid)/subagents/agent-1.meta.json", atomically: true, encoding: .utf8)
+        try "notes".write(toFile: folder + "/memory/MEMORY.md", atomically: true, encoding: .utf8)
+        try "not this session".write(toFile: folder + "/other-session/x.txt", atomically: true, encoding: .utf8)
+        try String(repeating: "y", count: 5000).write(toFile: folder + "/\(sid)/tool-results/big.txt", atomically: true, encoding: .utf8)
+        try Data([0xff, 0xfe, 0x00]).write(to: URL(fileURLWithPath: folder + "/\(sid)/tool-results/binary.txt"))
+        symlink(tree.root + "/host/secret.txt", folder + "/\(sid)/tool-results/link.txt")
+        mkfifo(folder + "/\(sid)/tool-results/fifo.txt", 0o600)
+        symlink(tree.root + "/host", folder + "/\(sid)/subagents/dirlink")
+
+        let handle = try #require(try TranscriptStore.projectDirectory(tree.agent, cwd: "/work/acme/widgets/3", create: false))
+        let started = ContinuousClock.now
+        let (files, skipped) = TranscriptStore.collectFiles(in: handle, sessionID: sid, perFile: 4500, total: 50_000, maxCount: 10)
+        #expect(ContinuousClock.now - started < .seconds(5), "blocked on the FIFO")
+        #expect(files.map(\.path) == ["\(sid)/subagents/agent-1.jsonl", "\(sid)/subagents/agent-1.meta.json", "memory/MEMORY.md"], "\(skipped)")
+        #expect(skipped.contains { $0.hasPrefix("\(sid)/tool-results/a.txt: 40000 bytes, over queue.session_file_max_bytes") })
+        #expect(skipped.contains { $0.contains("binary.txt: not UTF-8") })
+        #expect(skipped.contains { $0.contains("link.txt: a symbolic link") } && skipped.contains { $0.contains("fifo.txt: a FIFO") })
+        #expect(skipped.contains { $0.contains("dirlink: a symbolic link") })
+        #expect(!files.contains { String(decoding: $0.bytes, as: UTF8.self).contains("secret") })
+        let wide = TranscriptStore.collectFiles(in: handle, sessionID: sid, perFile: 1 << 20, total: 41_000, maxCount: 10)
+        #expect(wide.files.first?.path == "\(sid)/subagents/agent-1.jsonl" || wide.files.contains { $0.path.hasSuffix("a.txt") })
+        #expect(wide.skipped.contains { $0.contains("over queue.session_files_max_bytes") })
     }
 }
 
@@ -170,13 +239,19 @@ import Testing
         try AppConfig.parse(yaml: "agents: {dev: {image: i, command: \(command)}}", file: "test.yaml", environment: [:])
     }
 
-    @Test func thePromptMustBeOneWholeArgumentAndTheTemplateHasNoDoubleDash() throws {
-        _ = try Self.load(#"[claude, -p, "{{prompt}}", --output-format, stream-json, --verbose]"#)
+    @Test func theTemplateLeavesPromptSessionAndPermissionsToTheWorker() throws {
+        // An older config's whole `{{prompt}}` argument is accepted and dropped: the prompt goes on standard input.
+        let old = try Self.load(#"[claude, -p, "{{prompt}}", --output-format, stream-json, --verbose]"#)
+        #expect(old.agents["dev"]?.command == ["claude", "-p", "--output-format", "stream-json", "--verbose"])
+        _ = try Self.load(#"[claude, -p, --output-format, stream-json, --verbose]"#)
         for (command, says) in [
-            (#"[claude, "-p{{prompt}}"]"#, "exactly once, as a whole argument"),
-            (#"[claude, "--append-system-prompt={{prompt}}"]"#, "as a whole argument"),
-            (#"[claude, -p]"#, "found none"), (#"[claude, "{{prompt}}", "{{prompt}}"]"#, "exactly once"),
-            (#"[claude, -p, --, "{{prompt}}"]"#, "must not contain `--`"), (#"["{{prompt}}"]"#, "must start with the agent program"),
+            (#"[claude, "-p{{prompt}}"]"#, "puts {{prompt}} inside an argument"),
+            (#"[claude, "--append-system-prompt={{prompt}}"]"#, "inside an argument"),
+            (#"[claude, -p, --]"#, "must not contain `--`"), (#"["{{prompt}}"]"#, "must start with the agent program"),
+            (#"[claude, -p, --dangerously-skip-permissions]"#, "permissions instead"),
+            (#"[claude, -p, "--permission-mode=acceptEdits"]"#, "permissions instead"),
+            (#"[claude, -p, --allowedTools, Bash]"#, "permissions instead"), (#"[claude, -p, --resume, x]"#, "sets it for every run"),
+            (#"[claude, -p, --session-id, x]"#, "sets it for every run"),
         ] {
             #expect {
                 try Self.load(command)
@@ -186,7 +261,36 @@ import Testing
         }
     }
 
+    @Test func permissionsBecomeTheCLIsOwnFlags() throws {
+        let config = try AppConfig.parse(
+            yaml:
+                "agents: {a: {image: i}, b: {image: i, permissions: {mode: acceptEdits, allowed_tools: [Bash, \"Bash(git:*)\"], disallowed_tools: WebFetch}}}",
+            file: "t.yaml", environment: [:])
+        #expect(config.agents["a"]?.permissions.arguments == ["--permission-mode", "bypassPermissions"])
+        #expect(
+            config.agents["b"]?.permissions.arguments == [
+                "--permission-mode", "acceptEdits", "--allowedTools", "Bash,Bash(git:*)", "--disallowedTools", "WebFetch",
+            ])
+        let bypass = try AppConfig.parse(yaml: "agents: {a: {image: i, permissions: {mode: bypass}}}", file: "t.yaml", environment: [:])
+        #expect(bypass.agents["a"]?.permissions.mode == "bypassPermissions")
+        for (yaml, says) in [
+            ("{mode: yolo}", "not a permission mode"), ("{allowed_tools: [\"a,b\"]}", "not a tool name"),
+            ("{allowed_tools: [--x]}", "not a tool name"),
+            ("{modes: x}", "unknown key"),
+        ] {
+            #expect {
+                try AppConfig.parse(yaml: "agents: {a: {image: i, permissions: \(yaml)}}", file: "t.yaml", environment: [:])
+            } throws: { error in
+                "\(error)".contains("agents.a.permissions") && "\(error)".contains(says)
+            }
+        }
+    }
+
     @Test func agentDirectoriesMustNotOverlap() throws {
+        // The default layout: the state dir inside the agent's own credentials dir.
+        let config = try AppConfig.parse(
+            yaml: "agents: {a: {image: i, credentials_dir: /srv/a/config, work_dir: /srv/a/work}}", file: "t.yaml", environment: [:])
+        #expect(config.agents["a"]?.stateDir == "/srv/a/config/state")
         _ = try AppConfig.parse(
             yaml:
                 "agents: {a: {image: i, credentials_dir: /srv/a/config, work_dir: /srv/a/work}, b: {image: i, credentials_dir: /srv/b/config, work_dir: /srv/b/work}}",
@@ -195,6 +299,10 @@ import Testing
             "agents: {a: {image: i, credentials_dir: /srv/a/work/config, work_dir: /srv/a/work}}",
             "agents: {a: {image: i, credentials_dir: /srv/a/config, work_dir: /srv/w}, b: {image: i, credentials_dir: /srv/b/config, work_dir: /srv/w/}}",
             "agents: {a: {image: i, credentials_dir: /srv/a/config, work_dir: /srv/a/work}, b: {image: i, credentials_dir: /srv/a/work/b, work_dir: /srv/b/work}}",
+            // a state dir is the agent's: nothing else may sit in it, and it may not be the prompts' run/
+            "agents: {a: {image: i, credentials_dir: /srv/a/config, state_dir: /srv/a/work/state, work_dir: /srv/a/work}}",
+            "agents: {a: {image: i, credentials_dir: /srv/a/config, state_dir: /srv/a/config/run, work_dir: /srv/a/work}}",
+            "agents: {a: {image: i, credentials_dir: /srv/a/config, work_dir: /srv/a/work}, b: {image: i, credentials_dir: /srv/b/config, state_dir: /srv/a/config/state/b, work_dir: /srv/b/work}}",
         ] {
             #expect {
                 try AppConfig.parse(yaml: yaml, file: "t.yaml", environment: [:])

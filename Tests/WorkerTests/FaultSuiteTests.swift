@@ -170,11 +170,11 @@ import Testing
             let worker = try WorkerProcessTests.startWorker(env, id: "pending-result", concurrency: 1)
             defer { worker.terminate() }
             try await WorkerProcessTests.waitFor("the agent to start") {
-                try await FaultTests.processes(env).contains { $0.contains("short STUB_SLEEP=3") && !$0.contains("forge-hooks-run") }
+                try await FaultTests.processes(env).contains { $0.contains("STUB_SLEEP=3 ") && !$0.contains("forge-hooks-run") }
             }
             env.redis.stop()
             try await WorkerProcessTests.waitFor("the agent to finish while Redis is down") {
-                !(try await FaultTests.processes(env).contains { $0.contains("short STUB_SLEEP=3") })
+                !(try await FaultTests.processes(env).contains { $0.contains("STUB_SLEEP=3 ") })
             }
             try await Task.sleep(for: .seconds(1))
             try env.redis.start()
@@ -364,7 +364,7 @@ import Testing
             }
             let duringExec = try await env.enqueue("during the exec STUB_SLEEP=4", number: 300)  // long enough for the ps polls to see it
             try await WorkerProcessTests.waitFor("the agent to start") {
-                try await FaultTests.processes(env).contains { $0.contains("during the exec") }
+                try await FaultTests.processes(env).contains { $0.contains("STUB_SLEEP=4 ") }
             }
             proxy.stall()
             try await Task.sleep(for: .seconds(4))
@@ -392,11 +392,11 @@ import Testing
             }
             let id = try await env.enqueue("long STUB_SLEEP=60", number: 302)
             try await WorkerProcessTests.waitFor("the agent to start") {
-                try await FaultTests.processes(env).contains { $0.contains("long STUB_SLEEP=60") && !$0.contains("forge-hooks-run") }
+                try await FaultTests.processes(env).contains { $0.contains("STUB_SLEEP=60 ") && !$0.contains("forge-hooks-run") }
             }
             proxy.cut()
             try await WorkerProcessTests.waitFor("the cut-off run's agent to be killed", timeout: .seconds(5)) {
-                !(try await FaultTests.processes(env).contains { $0.contains("long STUB_SLEEP=60") })
+                !(try await FaultTests.processes(env).contains { $0.contains("STUB_SLEEP=60 ") })
             }
             #expect(worker.isRunning, "the worker must survive the engine going away")
             // Back with a job that can finish: the retry of the same job must succeed.

@@ -36,6 +36,20 @@ import WorkerCore
         var noCost = Self.settings
         noCost.includeCost = false
         #expect(!StatusComment.render(job, id: "j1", settings: noCost, defaultMaxAttempts: 3, now: now).contains("$"))
+        // A resumed session: the turn's own cost first, the session's total beside it; denials are said.
+        job["resumed_from"] = job["session_id"]
+        job["session_cost_usd"] = "0.31992"
+        job["cost_usd"] = "0.10961"
+        job["permission_denials"] = "2"
+        text = StatusComment.render(job, id: "j1", settings: Self.settings, defaultMaxAttempts: 3, now: now)
+        #expect(text.contains("5 turns, $0.1096 (session so far $0.3199), 2 tool calls denied, session `"), "\(text)")
+        job["cost_usd"] = nil
+        text = StatusComment.render(job, id: "j1", settings: Self.settings, defaultMaxAttempts: 3, now: now)
+        #expect(text.contains("session so far $0.3199") && !text.contains("$0.1096"), "\(text)")
+        job["session_cost_usd"] = nil
+        job["resumed_from"] = nil
+        job["permission_denials"] = nil
+        job["cost_usd"] = "0.04231"
 
         job = ["agent": "dev", "attempts": "3", "status": "dead", "error": "timed out"]
         text = StatusComment.render(job, id: "j1", settings: Self.settings, defaultMaxAttempts: 3, now: now)

@@ -122,13 +122,22 @@ import Testing
         }
     }
 
-    @Test func aPromptThatLooksLikeOptionsStaysOnePositionalArgument() async throws {
+    @Test func aPromptThatLooksLikeOptionsIsNeverAnArgument() async throws {
         try await WorkerEnvironment.with { env in
             let prompt = "--dangerously-skip-permissions --settings /tmp/evil.json STUB_SHOW_ARGS"
             try await env.enqueue(prompt, number: 31)
             let job = try await env.runNext(env.executor())
             #expect(job["status"] == "succeeded", "\(job)")
-            #expect(job["result"]?.hasSuffix("[--][\(prompt)\n]") == true, "\(job["result"] ?? "")")
+            // The arguments are the template, the permission flags and the session: the prompt came on standard input.
+            let result = job["result"] ?? ""
+            let args = String(result[result.range(of: "args: ")!.upperBound...])
+            #expect(args.hasPrefix("[-p][--output-format][stream-json][--verbose][--permission-mode][bypassPermissions][--session-id]"), "\(args)")
+            #expect(!args.contains("evil") && !args.contains("[--]"), "\(args)")
+            // What the agent was given is the whole prompt, as text: its transcript holds it.
+            let sessionID = try #require(job["session_id"])
+            let transcript = try String(
+                contentsOfFile: TranscriptStore.localPath(env.agent(), cwd: "/work/acme/widgets/31", sessionID: sessionID), encoding: .utf8)
+            #expect(transcript.contains(prompt))
         }
     }
 

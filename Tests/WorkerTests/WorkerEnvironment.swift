@@ -24,7 +24,8 @@ final class WorkerEnvironment: @unchecked Sendable {
     init(
         agents: [String] = ["dev"], timeout: String = "20s", extraAgentYAML: String = "",
         queueYAML: String = "{retry_base: 200ms, retry_max: 1s, lease: 2s, heartbeat: 500ms}", sharing other: WorkerEnvironment? = nil,
-        redisArguments: [String] = [], agentConcurrency: Int = 4, sentinel: SentinelCluster? = nil, redisYAML: String = ""
+        redisArguments: [String] = [], agentConcurrency: Int = 4, sentinel: SentinelCluster? = nil, redisYAML: String = "",
+        image: String = DockerFixture.image
     ) async throws {
         try await DockerFixture.ready()
         redis = try other?.redis ?? sentinel?.master ?? RedisServer(extraArguments: redisArguments)
@@ -44,7 +45,7 @@ final class WorkerEnvironment: @unchecked Sendable {
         for agent in agents {
             yaml += """
                   \(agent):
-                    image: \(DockerFixture.image)
+                    image: \(image)
                     credentials_dir: \(root.path)/\(agent)/config
                     work_dir: \(root.path)/\(agent)/work
                     timeout: \(timeout)
@@ -119,11 +120,11 @@ extension WorkerEnvironment {
     static func with(
         agents: [String] = ["dev"], timeout: String = "20s", queueYAML: String = "{retry_base: 200ms, retry_max: 1s, lease: 2s, heartbeat: 500ms}",
         extraAgentYAML: String = "", redisArguments: [String] = [], agentConcurrency: Int = 4, sentinel: SentinelCluster? = nil,
-        redisYAML: String = "", _ body: (WorkerEnvironment) async throws -> Void
+        redisYAML: String = "", image: String = DockerFixture.image, _ body: (WorkerEnvironment) async throws -> Void
     ) async throws {
         let env = try await WorkerEnvironment(
             agents: agents, timeout: timeout, extraAgentYAML: extraAgentYAML, queueYAML: queueYAML, redisArguments: redisArguments,
-            agentConcurrency: agentConcurrency, sentinel: sentinel, redisYAML: redisYAML)
+            agentConcurrency: agentConcurrency, sentinel: sentinel, redisYAML: redisYAML, image: image)
         do {
             try await body(env)
         } catch {
@@ -149,11 +150,12 @@ extension WorkerEnvironment {
 
     /// Two hosts sharing one Redis (separate data roots, container prefixes and host ids); both are cleaned up.
     static func withTwoHosts(
-        queueYAML: String = "{retry_base: 200ms, retry_max: 1s, lease: 2s, heartbeat: 500ms}",
-        _ body: (_ hostA: WorkerEnvironment, _ hostB: WorkerEnvironment) async throws -> Void
+        queueYAML: String = "{retry_base: 200ms, retry_max: 1s, lease: 2s, heartbeat: 500ms}", timeout: String = "20s", extraAgentYAML: String = "",
+        image: String = DockerFixture.image, _ body: (_ hostA: WorkerEnvironment, _ hostB: WorkerEnvironment) async throws -> Void
     ) async throws {
-        try await with(queueYAML: queueYAML) { hostA in
-            let hostB = try await WorkerEnvironment(queueYAML: queueYAML, sharing: hostA)
+        try await with(timeout: timeout, queueYAML: queueYAML, extraAgentYAML: extraAgentYAML, image: image) { hostA in
+            let hostB = try await WorkerEnvironment(
+                timeout: timeout, extraAgentYAML: extraAgentYAML, queueYAML: queueYAML, sharing: hostA, image: image)
             do {
                 try await body(hostA, hostB)
             } catch {

@@ -10,17 +10,25 @@ public struct AgentSettings: Sendable, Equatable {
     public var image: String
     /// `uid:gid` the agent runs as inside its container.
     public var user: String
-    /// Host directory with the agent CLI's credentials/config; mounted read-only at `configDir`.
+    /// Host directory the operator owns (managed settings, `CLAUDE.md`, secrets): mounted read-only at
+    /// `policyMount` (`/etc/claude-code`, where the CLI reads managed settings no agent can override). The worker also
+    /// keeps each run's prompt file in its `run/`, so the agent reads it but cannot change it.
     public var credentialsDir: String
+    /// Host directory with the CLI's own state (`.claude.json`, `projects/`, `sessions/`, an OAuth login's
+    /// `.credentials.json`…), owned by the agent and mounted read-write at `configDir` (`CLAUDE_CONFIG_DIR`).
+    public var stateDir: String
     /// Host directory mounted read-write at `workMount`; sessions get `<workMount>/<owner>/<repo>/<number>`.
     public var workDir: String
     /// `CLAUDE_CONFIG_DIR` inside the container.
     public var configDir: String
     public var workMount: String
     public var environment: [String: String]
-    /// The agent command. `{{prompt}}` marks where the prompt goes in the operator's mind; the worker always passes it
-    /// last, after `--resume`/`--session-id` and a `--`, so forge text can never be read as an option.
+    /// The agent command. The prompt is never an argument: the worker feeds it on standard input (print mode reads it
+    /// from there), so no size limit of `execve` applies and forge text can never be read as an option. A
+    /// `{{prompt}}` argument in older configs is accepted and dropped.
     public var command: [String]
+    /// What the CLI may do without asking (print mode cannot ask: whatever needs approval is denied).
+    public var permissions = Permissions()
     public var timeout: Duration
     /// At most this many jobs of this agent run at once on one worker.
     public var concurrency: Int
@@ -35,7 +43,60 @@ public struct AgentSettings: Sendable, Equatable {
     public var gid: UInt32 { UInt32(user.split(separator: ":").last ?? "1000") ?? 1000 }
 
     public static let promptPlaceholder = "{{prompt}}"
-    public static let defaultCommand = ["claude", "-p", "{{prompt}}", "--output-format", "stream-json", "--verbose"]
+    public static let defaultCommand = ["claude", "-p", "--output-format", "stream-json", "--verbose"]
+    /// Where the read-only `credentials_dir` appears in the container: the CLI's managed-settings directory on Linux.
+    public static let policyMount = "/etc/claude-code"
+    /// The worker's folder of prompt files below `credentials_dir` (root-owned; `<policyMount>/run` inside).
+    public static let promptFolder = "run"
+
+    /// The CLI flags for what the agent may do without asking.
+    public struct Permissions: Sendable, Equatable {
+        /// `--permission-mode`: `bypassPermissions` (the container is the sandbox), `acceptEdits`, `manual` (older CLIs:
+        /// `default`), `dontAsk`, `plan`, `auto`.
+        public var mode = "bypassPermissions"
+        /// `--allowedTools`: tools (or rules like `Bash(git:*)`) allowed without asking.
+        public var allowedTools: [String] = []
+        /// `--disallowedTools`: tools never allowed.
+        public var disallowedTools: [String] = []
+
+        public static let modes = ["bypassPermissions", "acceptEdits", "manual", "default", "dontAsk", "plan", "auto"]
+
+        public init() {}
+
+        /// The flags, in the CLI's own spelling.
+        public var arguments: [String] {
+            ["--permission-mode", mode] + (allowedTools.isEmpty ? [] : ["--allowedTools", allowedTools.joined(separator: ",")])
+                + (disallowedTools.isEmpty ? [] : ["--disallowedTools", disallowedTools.joined(separator: ",")])
+        }
+
+        init(_ node: ConfigNode) throws(ConfigError) {
+            _ = try node.mapping(allowed: ["mode", "allowed_tools", "disallowed_tools"])
+            let aliases = ["bypass": "bypassPermissions", "accept_edits": "acceptEdits"]
+            if let given = try node.child("mode").string() {
+                let value = aliases[given] ?? given
+                guard Self.modes.contains(value) else {
+                    throw node.child("mode").error(
+                        "'\(given)' is not a permission mode of the Claude Code CLI; use one of \(Self.modes.joined(separator: ", ")) "
+                            + "(bypass = bypassPermissions: every tool call allowed, the container being the sandbox)")
+                }
+                mode = value
+            }
+            for (key, path) in [("allowed_tools", \Permissions.allowedTools), ("disallowed_tools", \Permissions.disallowedTools)] {
+                let tools = try node.child(key).strings()
+                for tool in tools
+                where tool.isEmpty || tool.contains(",") || tool.hasPrefix("-") || tool.unicodeScalars.contains(where: { $0.value < 0x20 }) {
+                    throw node.child(key).error("'\(tool)' is not a tool name or rule (e.g. Bash, Edit, \"Bash(git:*)\"; no commas)")
+                }
+                self[keyPath: path] = tools
+            }
+        }
+    }
+
+    /// Options the worker sets itself and a template must not carry.
+    static let reservedOptions = [
+        "--", "--resume", "-r", "--session-id", "--continue", "-c", "--permission-mode", "--allowedTools", "--allowed-tools",
+        "--disallowedTools", "--disallowed-tools", "--dangerously-skip-permissions", "--input-format",
+    ]
 
     public init(name: String, image: String, credentialsDir: String, workDir: String) {
         self.name = name
@@ -43,6 +104,7 @@ public struct AgentSettings: Sendable, Equatable {
         self.image = image
         self.user = "1000:1000"
         self.credentialsDir = credentialsDir
+        self.stateDir = credentialsDir + "/state"
         self.workDir = workDir
         self.configDir = "/home/claude/.config/claude-code"
         self.workMount = "/work"
@@ -54,20 +116,27 @@ public struct AgentSettings: Sendable, Equatable {
         self.pidsLimit = 1024
     }
 
-    /// The prompt must be one whole `{{prompt}}` argument (it is moved behind `--`), the template must have no `--`
-    /// (options after it would become prompt text), and must name a program.
+    /// The template must name a program and leave to the worker what it sets itself: the session (`--resume`,
+    /// `--session-id`), the permissions (`permissions:`), the prompt (standard input; a whole `{{prompt}}` argument is
+    /// accepted and dropped) and `--`.
     static func validate(command: [String], node: ConfigNode) throws(ConfigError) {
         guard let program = command.first, !program.isEmpty, !program.hasPrefix("-"), program != promptPlaceholder else {
-            throw node.error("must start with the agent program, e.g. [claude, -p, \"{{prompt}}\", --output-format, stream-json, --verbose]")
+            throw node.error("must start with the agent program, e.g. [claude, -p, --output-format, stream-json, --verbose]")
         }
-        let holders = command.filter { $0.contains("{{prompt}}") }
-        guard holders == [promptPlaceholder] else {
+        let partial = command.filter { $0.contains(promptPlaceholder) && $0 != promptPlaceholder }
+        if let bad = partial.first {
             throw node.error(
-                "must contain \"{{prompt}}\" exactly once, as a whole argument (found \(holders.count == 0 ? "none" : holders.map { "'\($0)'" }.joined(separator: ", "))): "
-                    + "the worker passes the prompt as the last argument after `--` so forge text can never become a CLI option")
+                "'\(bad)' puts {{prompt}} inside an argument: the worker feeds the prompt on standard input, so drop it "
+                    + "(a whole \"{{prompt}}\" argument is accepted and ignored)")
         }
-        if command.contains("--") {
-            throw node.error("must not contain `--`: the worker adds it before the prompt; put every option before it")
+        for argument in command {
+            let option = String(argument.split(separator: "=", maxSplits: 1).first ?? "")
+            if reservedOptions.contains(option) {
+                let instead =
+                    option.contains("ermission") || option.contains("llowed") || option.contains("dangerously")
+                    ? "set agents.<name>.permissions instead" : "the worker sets it for every run"
+                throw node.error("must not contain `\(option)`: \(instead)")
+            }
         }
     }
 
@@ -87,8 +156,8 @@ public struct AgentSettings: Sendable, Equatable {
 
     init(name: String, _ node: ConfigNode) throws(ConfigError) {
         _ = try node.mapping(allowed: [
-            "mentions", "bot_login", "image", "user", "credentials_dir", "work_dir", "config_dir", "work_mount", "env", "command", "timeout",
-            "concurrency", "memory", "pids_limit", "feedback",
+            "mentions", "bot_login", "image", "user", "credentials_dir", "state_dir", "work_dir", "config_dir", "work_mount", "env", "command",
+            "permissions", "timeout", "concurrency", "memory", "pids_limit", "feedback",
         ])
         self.init(
             name: name, image: try node.child("image").requiredString(),
@@ -102,11 +171,17 @@ public struct AgentSettings: Sendable, Equatable {
             throw node.child("user").error("must be uid:gid in numbers, e.g. 1000:1000 (a bare uid runs with gid 0)")
         }
         if uid == 0 { throw node.child("user").error("must not be root: the agent CLI refuses --dangerously-skip-permissions as root") }
+        stateDir = try node.child("state_dir").string(default: stateDir)
         configDir = try node.child("config_dir").string(default: configDir)
         workMount = try node.child("work_mount").string(default: workMount)
-        for (key, path) in [("credentials_dir", credentialsDir), ("work_dir", workDir), ("config_dir", configDir), ("work_mount", workMount)]
+        for (key, path) in [
+            ("credentials_dir", credentialsDir), ("state_dir", stateDir), ("work_dir", workDir), ("config_dir", configDir), ("work_mount", workMount),
+        ]
         where !path.hasPrefix("/") {
             throw node.child(key).error("must be an absolute path")
+        }
+        if configDir == Self.policyMount || configDir.hasPrefix(Self.policyMount + "/") || Self.policyMount.hasPrefix(configDir + "/") {
+            throw node.child("config_dir").error("must not be or contain \(Self.policyMount), where credentials_dir is mounted read-only")
         }
         let envNode = node.child("env")
         if !envNode.isMissing {
@@ -121,6 +196,8 @@ public struct AgentSettings: Sendable, Equatable {
         let command = try node.child("command").strings()
         if !command.isEmpty { self.command = command }
         try Self.validate(command: self.command, node: node.child("command"))
+        self.command.removeAll { $0 == Self.promptPlaceholder }
+        permissions = try Permissions(node.child("permissions"))
         timeout = try node.child("timeout").duration(default: timeout)
         concurrency = try node.child("concurrency").int(default: concurrency, range: 1...256)
         let memory = node.child("memory")

@@ -207,13 +207,24 @@ public struct AppConfig: Sendable {
             return p
         }
         let roots = agents.sorted { $0.key < $1.key }.flatMap { name, agent in
-            [(name, "credentials_dir", normalized(agent.credentialsDir)), (name, "work_dir", normalized(agent.workDir))]
+            [
+                (name, "credentials_dir", normalized(agent.credentialsDir)), (name, "state_dir", normalized(agent.stateDir)),
+                (name, "work_dir", normalized(agent.workDir)),
+            ]
         }
         for (i, a) in roots.enumerated() {
             for b in roots[(i + 1)...] where a.2 == b.2 || a.2.hasPrefix(b.2 + "/") || b.2.hasPrefix(a.2 + "/") {
+                // An agent's own state dir inside its own credentials dir is the default layout: the credentials dir is
+                // the operator's and mounted read-only; the agent owns only what is inside the state dir.
+                if a.0 == b.0, a.1 == "credentials_dir", b.1 == "state_dir", b.2.hasPrefix(a.2 + "/"),
+                    !b.2.hasPrefix(a.2 + "/" + AgentSettings.promptFolder + "/"), b.2 != a.2 + "/" + AgentSettings.promptFolder
+                {
+                    continue
+                }
                 throw node.child(a.0).child(a.1).error(
-                    "\(a.2) and agents.\(b.0).\(b.1) (\(b.2)) overlap: give every agent's credentials_dir and work_dir their own, "
-                        + "non-nested directories (an agent owns what is inside its dirs and could redirect a nested one)")
+                    "\(a.2) and agents.\(b.0).\(b.1) (\(b.2)) overlap: give every agent's credentials_dir, state_dir and work_dir their own, "
+                        + "non-nested directories (an agent owns what is inside its dirs and could redirect a nested one; only an agent's "
+                        + "own state_dir may sit inside its own credentials_dir, and not in its run/)")
             }
         }
     }
@@ -221,7 +232,7 @@ public struct AppConfig: Sendable {
     static func queueSettings(_ node: ConfigNode) throws(ConfigError) -> QueueSettings {
         _ = try node.mapping(allowed: [
             "max_attempts", "retry_base", "retry_max", "retry_jitter", "lease", "heartbeat", "retention", "dead_retention", "dedup_ttl",
-            "log_max_lines", "log_max_bytes", "session_idle", "transcript_max_bytes",
+            "log_max_lines", "log_max_bytes", "session_idle", "transcript_max_bytes", "session_file_max_bytes", "session_files_max_bytes",
         ])
         var s = QueueSettings()
         s.retry.maxAttempts = try node.child("max_attempts").int(default: s.retry.maxAttempts, range: 1...100)
@@ -248,6 +259,8 @@ public struct AppConfig: Sendable {
         s.logMaxBytes = try node.child("log_max_bytes").int(default: s.logMaxBytes, range: (64 << 10)...(256 << 20))
         s.sessionIdle = try node.child("session_idle").duration(default: s.sessionIdle, allowZero: true)
         s.transcriptMaxBytes = try node.child("transcript_max_bytes").int(default: s.transcriptMaxBytes, range: 0...(256 << 20))
+        s.sessionFileMaxBytes = try node.child("session_file_max_bytes").int(default: s.sessionFileMaxBytes, range: 0...(64 << 20))
+        s.sessionFilesMaxBytes = try node.child("session_files_max_bytes").int(default: s.sessionFilesMaxBytes, range: 0...(256 << 20))
         return s
     }
 

@@ -198,9 +198,24 @@ extension JobQueue {
         try await redis.send("HGET", keys.transcript(session), "data").bytes
     }
 
-    /// Keeps a shipped transcript for another `ttl` seconds if it is still the one with `sha256`. Returns whether it was.
-    public func refreshTranscript(_ session: String, sha256: String, ttl: Int) async throws(RedisError) -> Bool {
-        guard try await redis.send("HGET", keys.transcript(session), "sha256").string == sha256 else { return false }
+    /// The shipped files of a session (`file:<path>` fields), by path.
+    public func sessionFiles(_ session: String, paths: [String]) async throws(RedisError) -> [String: [UInt8]] {
+        if paths.isEmpty { return [:] }
+        let reply = try await redis.send(RedisCommand(["HMGET", keys.transcript(session)] + paths.map { Self.sessionFilePrefix + $0 }))
+        var out: [String: [UInt8]] = [:]
+        for (path, value) in zip(paths, reply.array ?? []) { if let bytes = value.bytes { out[path] = bytes } }
+        return out
+    }
+
+    /// The manifest of a session's shipped files (`files`: JSON list of `{path, bytes, sha256}`), or empty.
+    public func sessionFileManifest(_ session: String) async throws(RedisError) -> String? {
+        try await redis.send("HGET", keys.transcript(session), "files").string
+    }
+
+    /// Keeps a shipped session for another `ttl` seconds if it is still the one whose transcript and files hash to
+    /// `bundleSHA256`. Returns whether it was.
+    public func refreshTranscript(_ session: String, bundleSHA256: String, ttl: Int) async throws(RedisError) -> Bool {
+        guard try await redis.send("HGET", keys.transcript(session), "bundle_sha256").string == bundleSHA256 else { return false }
         try await redis.send("EXPIRE", keys.transcript(session), String(ttl))
         return true
     }

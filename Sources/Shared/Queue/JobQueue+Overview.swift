@@ -67,6 +67,57 @@ public struct ContainerReport: Sendable, Equatable, Codable {
     }
 }
 
+/// What agents spent on one UTC day: per agent, per agent and repository, and how many runs reported a cost.
+public struct SpendDay: Sendable, Equatable {
+    public struct Repo: Sendable, Hashable {
+        public let agent: String
+        public let repo: String
+    }
+
+    public let day: Date
+    public var agents: [String: Double] = [:]
+    public var repos: [Repo: Double] = [:]
+    public var runs: [String: Int] = [:]
+
+    public init(day: Date) { self.day = day }
+}
+
+/// Spend added up from per-day records: per agent on the newest day (today), over the 7 days up to it and over all of
+/// them, and per repository, most first.
+public struct SpendSummary: Sendable {
+    public struct Agent: Sendable {
+        public let agent: String
+        public var today = 0.0
+        public var week = 0.0
+        public var total = 0.0
+        public var runs = 0
+    }
+
+    public var agents: [Agent] = []
+    public var repos: [(key: SpendDay.Repo, value: Double)] = []
+
+    public init(_ days: [SpendDay]) {
+        var byAgent: [String: Agent] = [:]
+        var byRepo: [SpendDay.Repo: Double] = [:]
+        let number = { (day: SpendDay) in Int(day.day.timeIntervalSince1970.rounded(.down)) / 86400 }
+        let last = days.map(number).max() ?? 0
+        for day in days {
+            let fromEnd = last - number(day)
+            for (agent, usd) in day.agents {
+                var row = byAgent[agent] ?? Agent(agent: agent)
+                row.total += usd
+                if fromEnd < 7 { row.week += usd }
+                if fromEnd == 0 { row.today += usd }
+                row.runs += day.runs[agent] ?? 0
+                byAgent[agent] = row
+            }
+            for (repo, usd) in day.repos { byRepo[repo, default: 0] += usd }
+        }
+        agents = byAgent.values.sorted { $0.total != $1.total ? $0.total > $1.total : $0.agent < $1.agent }
+        repos = byRepo.sorted { $0.value != $1.value ? $0.value > $1.value : ($0.key.agent, $0.key.repo) < ($1.key.agent, $1.key.repo) }
+    }
+}
+
 extension JobQueue {
     /// Per-agent counts for `agents`. Delayed and dead entries are attributed to agents from the newest
     /// `sampleLimit` entries of each (the totals are exact).
@@ -113,6 +164,28 @@ extension JobQueue {
             }
         }
         return result
+    }
+
+    /// What the agents' runs cost per UTC day over the `days` up to `now` (oldest first), from `hooks:spend:d:<day>`.
+    public func spend(days: Int, now: Date = Date()) async throws(RedisError) -> [SpendDay] {
+        let last = Int(now.timeIntervalSince1970) / 86400
+        let numbers = Array((last - max(1, days) + 1)...last)
+        let replies = try await redis.pipeline(numbers.map { RedisCommand("HGETALL", keys.spendDay(String($0))) })
+        return zip(numbers, replies).map { number, reply in
+            var day = SpendDay(day: Date(timeIntervalSince1970: TimeInterval(number * 86400)))
+            for (field, value) in reply.hash ?? [:] {
+                if field.hasPrefix("agent:"), let usd = Double(value) {
+                    day.agents[String(field.dropFirst(6))] = usd
+                } else if field.hasPrefix("repo:"), let usd = Double(value) {
+                    let rest = field.dropFirst(5)
+                    guard let colon = rest.firstIndex(of: ":") else { continue }
+                    day.repos[SpendDay.Repo(agent: String(rest[..<colon]), repo: String(rest[rest.index(after: colon)...])), default: 0] += usd
+                } else if field.hasPrefix("runs:"), let runs = Int(value) {
+                    day.runs[String(field.dropFirst(5))] = runs
+                }
+            }
+            return day
+        }
     }
 
     /// Publishes what a worker saw of its host's containers (replacing earlier reports of the same host and agents).

@@ -70,15 +70,22 @@ extension JobQueue {
     }
 
     /// Replaces the shipped transcript of `session` with `fields`, expiring after `ttl` seconds, if `fence` still holds.
+    /// `fields` are field/value pairs; `data`, when given, is stored as the binary-safe value of the field `data`, and
+    /// each of `files` as the field `file:<path>` (the session's other files: saved tool outputs, subagents…).
     @discardableResult
-    /// `fields` are field/value pairs; `data`, when given, is stored as the binary-safe value of the field `data`.
-    public func storeTranscript(_ session: String, fields: [String], data: [UInt8]?, ttl: Int, fence: Fence) async throws(RedisError) -> Bool {
+    public func storeTranscript(
+        _ session: String, fields: [String], data: [UInt8]?, files: [(path: String, bytes: [UInt8])] = [], ttl: Int, fence: Fence
+    ) async throws(RedisError) -> Bool {
+        var binary: [[UInt8]] = []
+        if let data { binary += [Array("data".utf8), data] }
+        for file in files { binary += [Array((Self.sessionFilePrefix + file.path).utf8), file.bytes] }
         let reply = try await redis.evaluate(
-            QueueScripts.storeTranscript,
-            arguments: [keys.prefix] + fence.arguments + [session, String(ttl)] + fields + (data == nil ? [] : ["data"]),
-            binaryArguments: data.map { [$0] } ?? [])
+            QueueScripts.storeTranscript, arguments: [keys.prefix] + fence.arguments + [session, String(ttl)] + fields, binaryArguments: binary)
         return reply.int == 1
     }
+
+    /// The field prefix of a session's shipped files in `hooks:transcript:<session>`.
+    public static let sessionFilePrefix = "file:"
 
     /// Which of `held` (job, attempt) no longer name `worker` as running them: their runs must stop.
     public func lostJobs(worker: String, held: [(id: String, attempt: Int)]) async throws(RedisError) -> [String] {

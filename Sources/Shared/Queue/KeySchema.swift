@@ -58,6 +58,9 @@ public struct KeySchema: Sendable, Equatable {
     public func statsMinute(_ minute: String) -> String { "\(prefix):stats:m:\(minute)" }
     /// hash with an 8 day TTL — the same per hour (unix hour).
     public func statsHour(_ hour: String) -> String { "\(prefix):stats:h:\(hour)" }
+    /// hash with a 400 day TTL — what the agents' runs cost on one UTC day (unix day): `agent:<agent>` → USD,
+    /// `repo:<agent>:<owner/repo>` → USD, `runs:<agent>` → runs that reported a cost. Kept by the finish script.
+    public func spendDay(_ day: String) -> String { "\(prefix):spend:d:\(day)" }
     /// hash — `<host>/<agent>` → JSON: that agent's container on that Docker host as its workers last saw it.
     public var containers: String { "\(prefix):containers" }
 
@@ -82,6 +85,7 @@ extension KeySchema {
             ("sessionsUsed", schema.sessionsUsed), ("transcript", schema.transcript(argumentMark)),
             ("jobIndex", schema.jobIndex), ("waiting", schema.waiting(argumentMark)), ("sessionCounts", schema.sessionCounts),
             ("statsMinute", schema.statsMinute(argumentMark)), ("statsHour", schema.statsHour(argumentMark)),
+            ("spendDay", schema.spendDay(argumentMark)),
             ("feedback", schema.feedback(argumentMark)),
         ]
         var lines = ["local p = ARGV[1]", "local key = {}"]

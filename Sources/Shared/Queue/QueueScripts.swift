@@ -200,12 +200,14 @@ enum QueueScripts {
             end
             redis.call('LREM', key.processing(worker), 1, id)
             if n > 0 then
-              local fields = {}
+              local fields, cost = {}, nil
               for k = 0, n - 1 do
                 table.insert(fields, ARGV[14 + 2 * k])
                 table.insert(fields, ARGV[15 + 2 * k])
+                if ARGV[14 + 2 * k] == 'cost_usd' then cost = tonumber(ARGV[15 + 2 * k]) end
               end
               redis.call('HSET', jk, unpack(fields))
+              if cost and cost > 0 and cost < 1e9 then spend(jk, cost) end
             end
             if sid ~= '' then
               setSession(session, sid, nowMs)
@@ -528,6 +530,16 @@ enum QueueScripts {
           redis.call('EXPIRE', m, 7200)
           redis.call('HINCRBY', h, agent .. ':' .. outcome, 1)
           redis.call('EXPIRE', h, 8 * 86400)
+        end
+        -- Adds a run's own cost to today's spend (UTC day) per agent and per agent and repository.
+        local function spend(jk, cost)
+          local agent, repo = unpack(redis.call('HMGET', jk, 'agent', 'repo'))
+          if not agent then return end
+          local dk = key.spendDay(math.floor(tonumber(redis.call('TIME')[1]) / 86400))
+          redis.call('HINCRBYFLOAT', dk, 'agent:' .. agent, cost)
+          if repo and repo ~= '' then redis.call('HINCRBYFLOAT', dk, 'repo:' .. agent .. ':' .. repo, cost) end
+          redis.call('HINCRBY', dk, 'runs:' .. agent, 1)
+          redis.call('EXPIRE', dk, 400 * 86400)
         end
         -- Marks a job's forge feedback due (jobs the producer gave a 'feedback' field): a worker's feedback loop
         -- renders the job's new state into its status comment. 'feedback_v' counts the states, so a loop that

@@ -25,6 +25,12 @@ public struct QueueSettings: Sendable, Equatable {
     public var sessionIdle: Duration = .seconds(30 * 24 * 3600)
     /// Session transcripts up to this size are shipped through Redis so any host can resume (0 = never ship).
     public var transcriptMaxBytes: Int = 16 << 20
+    /// The session's other files (saved tool outputs, subagents' transcripts, the project's memory) are shipped with it
+    /// when each is at most this size…
+    public var sessionFileMaxBytes: Int = 4 << 20
+    /// …and all of them together at most this size (at most `sessionFilesMaxCount` files); the rest is named in a warning.
+    public var sessionFilesMaxBytes: Int = 16 << 20
+    public static let sessionFilesMaxCount = 500
     /// The producer confirms a webhook (202) only once this many replicas have its jobs (`WAIT`); 0 = once the master
     /// has them. A write only the master had can be lost when a replica is promoted.
     public var replicasAck: Int = 0

@@ -8,7 +8,8 @@ extension WorkerCommand {
     struct SmokeCheck: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "smoke-check",
-            abstract: "Verify each agent's credentials dir, projects/ and session-env/ exist and are writable by the agent uid.")
+            abstract:
+                "Verify each agent's directories (credentials read-only, state and work writable by the agent uid) and the host's run containment.")
 
         @OptionGroup var common: WorkerOptions
 
@@ -18,7 +19,12 @@ extension WorkerCommand {
             for (name, agent) in config.agents.sorted(by: { $0.key < $1.key }) {
                 let problems = AgentEnvironment.check(agent)
                 if problems.isEmpty {
-                    print("ok    \(name): \(agent.credentialsDir) (projects/, session-env/) and \(agent.workDir) usable by \(agent.user)")
+                    print(
+                        "ok    \(name): state \(agent.stateDir) (read-write at \(agent.configDir) = CLAUDE_CONFIG_DIR), credentials "
+                            + "\(agent.credentialsDir) (read-only at \(AgentSettings.policyMount); prompts in its \(AgentSettings.promptFolder)/), "
+                            + "work \(agent.workDir) (read-write at \(agent.workMount)), usable by \(agent.user)")
+                    print("ok    \(name): permissions \(agent.permissions.arguments.joined(separator: " "))")
+                    for note in AgentEnvironment.layoutNotes(agent) { print("WARN  \(name): \(note)") }
                 } else {
                     failed = true
                     for p in problems { print("FAIL  \(name): \(p)") }

@@ -69,19 +69,25 @@ package struct AgentRunner: Sendable {
         }
     }
 
-    /// The command for one run: the agent's template without its `{{prompt}}` argument, then `--resume <id>` or
-    /// `--session-id <new id>`, then `--` and the prompt as the very last argument.
-    ///
-    /// The prompt is text any forge user can write. After `--` the CLI's option parser takes it as the positional
-    /// prompt whatever it starts with, so `--settings …` or `--dangerously-skip-permissions` in a comment is just text,
-    /// and it always ends with a newline, so it is never taken for a subcommand either.
-    /// (Config validation guarantees `{{prompt}}` is one whole argument and the template has no `--` of its own.)
-    package static func command(template: [String], prompt: String, resume: String?, newSessionID: String) -> [String] {
-        var command = template.filter { $0 != AgentSettings.promptPlaceholder }
+    /// The command for one run: the agent's template, its permission flags, then `--resume <id>` or `--session-id
+    /// <new id>`. The prompt is not an argument: it is the run's standard input (a file the worker writes, read-only to
+    /// the agent), so it has no `execve` size limit and forge text can never be read as an option or a subcommand.
+    package static func command(template: [String], permissions: AgentSettings.Permissions, resume: String?, newSessionID: String) -> [String] {
+        var command = template.filter { $0 != AgentSettings.promptPlaceholder } + permissions.arguments
         if let resume { command += ["--resume", resume] } else { command += ["--session-id", newSessionID] }
-        // The CLI's parser (commander) still matches the first operand after `--` against its subcommands: a prompt
-        // that is exactly `update` or `mcp` would run one. Ending it with a newline means it never equals a name.
-        return command + ["--", prompt.hasSuffix("\n") ? prompt : prompt + "\n"]
+        return command
+    }
+
+    /// Writes the run's prompt where its wrapper reads it (`<credentials_dir>/run/<marker>.prompt`, `root:<gid>` 0440:
+    /// the agent can read it, not change it), atomically and without following links.
+    static func writePrompt(_ prompt: String, agent: AgentSettings, marker: String) throws {
+        let run = try DirectoryHandle.openTrusted(agent.credentialsDir).subdirectory(AgentSettings.promptFolder, create: 0o750, owner: (0, agent.gid))
+        try run.writeFileAtomically("\(marker).prompt", bytes: Array(prompt.utf8), mode: 0o440, owner: (0, agent.gid))
+    }
+
+    static func removePrompt(agent: AgentSettings, marker: String) {
+        guard let run = try? DirectoryHandle.openTrusted(agent.credentialsDir).subdirectory(AgentSettings.promptFolder) else { return }
+        unlinkat(run.fd, "\(marker).prompt", 0)
     }
 
     /// Kills what an earlier attempt of this job left running in the container (its worker died mid-run), so two
@@ -166,7 +172,7 @@ package struct AgentRunner: Sendable {
         let jobID = fence.jobID
         let marker = RunCgroup.marker(jobID: jobID)
         var outcome = Outcome()
-        let base = Self.command(template: agent.command, prompt: prompt, resume: resume, newSessionID: newSessionID)
+        let base = Self.command(template: agent.command, permissions: agent.permissions, resume: resume, newSessionID: newSessionID)
         var hierarchy: RunCgroup.Hierarchy?
         var containerDirectory: String?
         switch await containment(container: container) {
@@ -178,9 +184,11 @@ package struct AgentRunner: Sendable {
                 "this run was not put in its own cgroup (\(why)); a process the agent detaches can escape the timeout kill"
             logger.warning("run not contained", metadata: ["job.id": "\(jobID)", "reason": "\(why)"])
         }
-        let command = hierarchy != nil ? RunCgroup.wrap(base, marker: marker) : base
+        let command = hierarchy != nil ? RunCgroup.wrap(base, marker: marker) : RunCgroup.uncontained(base, marker: marker)
         // Recorded before the exec exists: a run whose marker the job does not name is an orphan to every worker.
         guard try await queue.annotate(fence, [("run", marker)]) else { throw JobLost(jobID: jobID) }
+        try await Offload.run { try Self.writePrompt(prompt, agent: agent, marker: marker) }
+        defer { Self.removePrompt(agent: agent, marker: marker) }
         let exec: String
         do {
             exec = try await docker.createExec(

@@ -1,4 +1,5 @@
 import Foundation
+import Shared
 
 /// Every process of one agent run lives in its own cgroup below its container's, so the run can be killed whole.
 ///
@@ -78,9 +79,18 @@ package struct RunCgroup: Sendable {
 
     static let wrapperName = "forge-hooks-run"
 
+    /// Where a run's prompt file is inside the container: the worker writes it in the read-only credentials dir's
+    /// `run/` and the wrapper makes it the agent's standard input. (A marker is `[A-Za-z0-9.-]`: safe in quotes.)
+    static func promptPath(marker: String) -> String { "\(AgentSettings.policyMount)/\(AgentSettings.promptFolder)/\(marker).prompt" }
+
+    /// The command of a run that is not contained: the same standard input, no cgroup wait.
+    static func uncontained(_ command: [String], marker: String) -> [String] {
+        ["/bin/sh", "-c", "exec \"$@\" < '\(promptPath(marker: marker))'", "forge-hooks-run-uncontained"] + command
+    }
+
     static func script(marker: String) -> String {
         "until { ok=; while IFS= read -r l; do case $l in *'/\(namePrefix)\(marker)') ok=1;; esac; done < /proc/$$/cgroup; [ -n \"$ok\" ]; }; "
-            + "do kill -STOP $$; done; exec \"$@\""
+            + "do kill -STOP $$; done; exec \"$@\" < '\(promptPath(marker: marker))'"
     }
 
     /// Whether `pid` runs exactly the wrapper (waiting to be adopted): it only reads its cgroup and stops itself, and

@@ -1,10 +1,24 @@
 import Foundation
 import Shared
 
-/// Reads the agent CLI's `--output-format stream-json` lines: the session id from the `system/init` line, and the
-/// final `result` line (subtype, is_error, cost, turns, result text, errors).
+/// Reads the agent CLI's `--output-format stream-json` lines: the session id and what the CLI says about itself
+/// (version, model, tools, MCP servers) from the `system/init` line, tool calls from `assistant` lines, and the final
+/// `result` line (subtype, is_error, costs, turns, result text, errors, permission denials).
 struct StreamJSONParser: Sendable {
     var sessionID: String?
+    /// From the init line: `claude_code_version`, `model`, how many tools, and each MCP server as `name (status)`.
+    var cliVersion: String?
+    var model: String?
+    var toolCount: Int?
+    var mcpServers: [String] = []
+    /// Tool calls the model made (`tool_use` blocks in assistant lines, subagents' included).
+    var toolCalls = 0
+    /// `permission_denials` of the result line: how many, and the tools denied (in order, repeated).
+    var permissionDenials = 0
+    var deniedTools: [String] = []
+    /// The turn's own cost: the sum of `model_usage_since_last_result[*].costUSD` (print mode has one result per run).
+    /// Nil when the CLI does not report it; `costUSD` is then the session's running total only.
+    var turnCostUSD: Double?
     var sawResult = false
     var subtype: String?
     var isError: Bool?
@@ -18,11 +32,22 @@ struct StreamJSONParser: Sendable {
     static let noConversation = "No conversation found with session ID"
 
     mutating func consume(_ line: String) {
-        // Only `system` and `result` lines carry what is read here; most lines are neither, and a full JSON parse of
+        guard line.utf8.first == UInt8(ascii: "{") else { return }
+        toolCalls += Self.count(Self.toolUse, in: line)
+        // Only `system` and `result` lines carry what is read below; most lines are neither, and a full JSON parse of
         // each would cost more than the rest of the output path.
-        guard line.utf8.first == UInt8(ascii: "{"), Self.mayCarryTypeOfInterest(line) else { return }
+        guard Self.mayCarryTypeOfInterest(line) else { return }
         guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return }
         let type = object["type"] as? String
+        if type == "system", object["subtype"] as? String == "init" {
+            cliVersion = (object["claude_code_version"] as? String).map { Self.bounded($0, 40) }
+            model = (object["model"] as? String).map { Self.bounded($0, 80) }
+            toolCount = (object["tools"] as? [Any])?.count
+            mcpServers = ((object["mcp_servers"] as? [Any]) ?? []).prefix(20).compactMap { item in
+                guard let server = item as? [String: Any], let name = server["name"] as? String else { return nil }
+                return Self.bounded(name, 60) + ((server["status"] as? String).map { " (\(Self.bounded($0, 20)))" } ?? "")
+            }
+        }
         if let sid = object["session_id"] as? String, !sid.isEmpty, type == "system" || type == "result" {
             if AgentSessionID.isValid(sid) {
                 sessionID = sid.lowercased()
@@ -38,6 +63,49 @@ struct StreamJSONParser: Sendable {
         numTurns = (object["num_turns"] as? NSNumber)?.intValue
         result = (object["result"] as? String).map { Self.bounded($0, Self.resultMaxCharacters) }
         errors = ((object["errors"] as? [Any]) ?? []).prefix(10).map { Self.bounded("\($0)", 1000) }
+        let denials = (object["permission_denials"] as? [Any]) ?? []
+        permissionDenials = denials.count
+        deniedTools = denials.prefix(50).map { Self.bounded((($0 as? [String: Any])?["tool_name"] as? String) ?? "?", 60) }
+        if let usage = object["model_usage_since_last_result"] as? [String: Any] {
+            let costs = usage.values.compactMap { (($0 as? [String: Any])?["costUSD"] as? NSNumber)?.doubleValue }
+            turnCostUSD = costs.isEmpty ? nil : costs.reduce(0, +)
+        } else {
+            turnCostUSD = nil
+        }
+    }
+
+    /// The denied tools as `Bash ×2, Write` (first seen first).
+    var deniedToolsSummary: String {
+        var order: [String] = []
+        var counts: [String: Int] = [:]
+        for tool in deniedTools {
+            if counts[tool] == nil { order.append(tool) }
+            counts[tool, default: 0] += 1
+        }
+        return order.map { counts[$0]! > 1 ? "\($0) ×\(counts[$0]!)" : $0 }.joined(separator: ", ")
+    }
+
+    private static let toolUse = Array("\"type\":\"tool_use\"".utf8)
+
+    /// How often `needle` occurs in `line` (no JSON parse: a `tool_use` block's type is written this way exactly).
+    static func count(_ needle: [UInt8], in line: String) -> Int {
+        var line = line
+        return line.withUTF8 { bytes in
+            guard var p = bytes.baseAddress else { return 0 }
+            let end = p + bytes.count
+            var n = 0
+            while end - p >= needle.count, let q = memchr(p, Int32(needle[0]), end - p) {
+                let at = UnsafePointer(q.assumingMemoryBound(to: UInt8.self))
+                guard end - at >= needle.count else { break }
+                if memcmp(at, needle, needle.count) == 0 {
+                    n += 1
+                    p = at + needle.count
+                } else {
+                    p = at + 1
+                }
+            }
+            return n
+        }
     }
 
     private static let result = Array("\"result\"".utf8)

@@ -34,6 +34,7 @@ package struct ContainerSpec: Sendable, Equatable {
     let environment: [String: String]
     let binds: [Bind]
     package let command: [String]
+    let workMount: String
     let hostID: String
     let memoryBytes: Int64
     let pidsLimit: Int
@@ -64,13 +65,14 @@ package struct ContainerSpec: Sendable, Equatable {
         env["CLAUDE_CONFIG_DIR"] = agent.configDir
         env["HOME"] = env["HOME"] ?? "/home/claude"
         self.environment = env
-        let creds = agent.credentialsDir
+        // The CLI's state (its config dir) is the agent's and writable; the operator's files (managed settings,
+        // CLAUDE.md, secrets, the worker's prompt files) are read-only, where the CLI reads managed settings.
         self.binds = [
-            Bind(source: creds, target: agent.configDir, readOnly: true),
-            Bind(source: creds + "/projects", target: agent.configDir + "/projects", readOnly: false),
-            Bind(source: creds + "/session-env", target: agent.configDir + "/session-env", readOnly: false),
+            Bind(source: agent.stateDir, target: agent.configDir, readOnly: false),
+            Bind(source: agent.credentialsDir, target: AgentSettings.policyMount, readOnly: true),
             Bind(source: agent.workDir, target: agent.workMount, readOnly: false),
         ]
+        self.workMount = agent.workMount
         self.command = ["sleep", "infinity"]
         self.hostID = hostID
         self.memoryBytes = agent.memoryBytes
@@ -101,7 +103,7 @@ package struct ContainerSpec: Sendable, Equatable {
     /// `no-new-privileges` (a setuid binary in the image gains nothing), a process and a memory limit.
     var createBody: [String: Any] {
         [
-            "Image": image, "User": user, "Env": envList, "Labels": labels, "Cmd": command, "WorkingDir": binds[3].target,
+            "Image": image, "User": user, "Env": envList, "Labels": labels, "Cmd": command, "WorkingDir": workMount,
             "HostConfig": [
                 "Mounts": binds.map { ["Type": "bind", "Source": $0.source, "Target": $0.target, "ReadOnly": $0.readOnly] as [String: Any] },
                 "RestartPolicy": ["Name": "unless-stopped"], "Init": true, "CapDrop": ["ALL"], "SecurityOpt": ["no-new-privileges"],

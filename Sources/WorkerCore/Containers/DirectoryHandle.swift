@@ -152,6 +152,29 @@ final class DirectoryHandle: @unchecked Sendable {
         }
     }
 
+    /// The names in this directory (not `.` and `..`), at most `limit` of them.
+    func entries(limit: Int = 10_000) -> [String] {
+        let copy = dup(fd)
+        guard copy >= 0, let dir = fdopendir(copy) else { return [] }
+        defer { closedir(dir) }
+        rewinddir(dir)
+        var names: [String] = []
+        while names.count < limit, let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// The size of the regular file `name`, without following it; nil when it is missing or not a regular file.
+    func regularFileSize(_ name: String) -> Int? {
+        var st = stat()
+        guard fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+        return Int(st.st_size)
+    }
+
     /// What `name` is, without following it; nil when it does not exist.
     func entryKind(_ name: String) -> EntryKind? {
         var st = stat()

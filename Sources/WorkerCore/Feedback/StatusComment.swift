@@ -36,8 +36,19 @@ package enum StatusComment {
             var facts: [String] = []
             if let ms = Double(fields["duration_ms"] ?? "") { facts.append("in \(span(ms / 1000))") }
             if let turns = Int(fields["num_turns"] ?? "") { facts.append("\(turns) turn\(turns == 1 ? "" : "s")") }
-            if settings.includeCost, let cost = Double(fields["cost_usd"] ?? ""), cost.isFinite, cost >= 0 {
-                facts.append(String(format: "$%.4f", cost))
+            if settings.includeCost {
+                let turn = Double(fields["cost_usd"] ?? "").flatMap { $0.isFinite && $0 >= 0 ? $0 : nil }
+                let session = Double(fields["session_cost_usd"] ?? "").flatMap { $0.isFinite && $0 >= 0 ? $0 : nil }
+                if let turn, let session, fields["resumed_from"] != nil, session > turn {
+                    facts.append(String(format: "$%.4f (session so far $%.4f)", turn, session))
+                } else if let turn {
+                    facts.append(String(format: "$%.4f", turn))
+                } else if let session {
+                    facts.append(String(format: "session so far $%.4f", session))
+                }
+            }
+            if let denied = Int(fields["permission_denials"] ?? ""), denied > 0 {
+                facts.append("\(denied) tool call\(denied == 1 ? "" : "s") denied")
             }
             if let session = fields["session_id"], AgentSessionID.isValid(session) { facts.append("session `\(session)`") }
             lines.append("✅ \(name) finished \(jobRef)\(facts.isEmpty ? "" : " — " + facts.joined(separator: ", ")).")

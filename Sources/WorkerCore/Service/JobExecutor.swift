@@ -160,7 +160,8 @@ package struct JobExecutor: Sendable {
         }
         if let sessionID = context.resume {
             switch try await transcripts.restore(session: job.session, sessionID: sessionID, agent: context.agent, cwd: context.cwd) {
-            case .restored(let bytes): context.log.info("restored the session transcript from Redis", metadata: ["bytes": "\(bytes)"])
+            case .restored(let bytes, let files):
+                context.log.info("restored the session from Redis", metadata: ["bytes": "\(bytes)", "files": "\(files)"])
             case .skipped(let reason):
                 context.warnings.append(
                     "the transcript of session \(sessionID) was not shipped (\(reason)); resuming only works on the host that ran it")
@@ -218,9 +219,31 @@ package struct JobExecutor: Sendable {
         var fields: [(String, String)] = [
             ("exit_code", outcome.exitCode.map(String.init) ?? ""), ("duration_ms", String(Int(outcome.duration.seconds * 1000))),
             ("result_subtype", outcome.parsed.subtype ?? ""), ("is_error", outcome.parsed.isError.map { $0 ? "true" : "false" } ?? ""),
-            ("cost_usd", outcome.parsed.costUSD.map { String($0) } ?? ""), ("num_turns", outcome.parsed.numTurns.map(String.init) ?? ""),
-            ("result", StreamJSONParser.bounded(outcome.parsed.result ?? "", 2000)),
+            ("cost_usd", Self.turnCost(outcome.parsed, resumed: context.resume != nil).map { String($0) } ?? ""),
+            ("session_cost_usd", outcome.parsed.costUSD.map { String($0) } ?? ""), ("num_turns", outcome.parsed.numTurns.map(String.init) ?? ""),
+            ("result", StreamJSONParser.bounded(outcome.parsed.result ?? "", 2000)), ("tool_calls", String(outcome.parsed.toolCalls)),
+            ("permission_denials", outcome.parsed.sawResult ? String(outcome.parsed.permissionDenials) : ""),
+            ("denied_tools", outcome.parsed.deniedToolsSummary), ("cli_version", outcome.parsed.cliVersion ?? ""),
+            ("model", outcome.parsed.model ?? ""), ("cli_tools", outcome.parsed.toolCount.map(String.init) ?? ""),
+            ("mcp_servers", outcome.parsed.mcpServers.joined(separator: ", ")),
         ]
+        if outcome.parsed.permissionDenials > 0 {
+            let denied = outcome.parsed.deniedToolsSummary
+            if outcome.parsed.permissionDenials >= outcome.parsed.toolCalls {
+                warnings.append(
+                    "every tool call of this run was denied (\(denied)): the agent could change nothing; allow what it needs with "
+                        + "agents.\(context.agent.name).permissions (mode \(context.agent.permissions.mode) now)")
+            } else {
+                warnings.append(
+                    "\(outcome.parsed.permissionDenials) of \(outcome.parsed.toolCalls) tool calls were denied (\(denied)); "
+                        + "see agents.\(context.agent.name).permissions")
+            }
+        }
+        if outcome.parsed.sawResult, outcome.parsed.turnCostUSD == nil, context.resume != nil {
+            warnings.append(
+                "this CLI does not report a turn's own cost (model_usage_since_last_result): cost_usd is unknown, session_cost_usd is the session's total"
+            )
+        }
         if outcome.timedOut { fields.append(("timed_out", "true")) }
         if let rejected = outcome.parsed.rejectedSessionID {
             warnings.append("the agent reported a session id that is not a UUID ('\(rejected)'); ignored")
@@ -246,6 +269,11 @@ package struct JobExecutor: Sendable {
                 if case .overCap(let bytes) = saved {
                     warnings.append("transcript is \(bytes) bytes, over queue.transcript_max_bytes: not shipped, so only this host can resume it")
                 }
+                if case .saved(_, _, let skipped) = saved, !skipped.isEmpty {
+                    warnings.append(
+                        "\(skipped.count) file(s) of the session were not shipped, so a resume on another host lacks them: "
+                            + skipped.prefix(5).joined(separator: "; ") + (skipped.count > 5 ? "; …" : ""))
+                }
             } catch {
                 log.error("could not ship the session transcript: \(error)")
                 warnings.append("transcript not shipped: \(error)")
@@ -263,6 +291,13 @@ package struct JobExecutor: Sendable {
         // Why it failed, in the worker's own log too: the job's `error` is overwritten by the next attempt.
         if !outcome.succeeded { metadata["error"] = "\(StreamJSONParser.bounded(outcome.errorSummary, 500))" }
         log.info("job finished", metadata: metadata)
+    }
+
+    /// The turn's own cost: what the CLI reports for this run (`model_usage_since_last_result`); without that, the
+    /// running total only when the session is new (the CLI restores a resumed session's total from its transcript).
+    static func turnCost(_ parsed: StreamJSONParser, resumed: Bool) -> Double? {
+        if let turn = parsed.turnCostUSD { return turn }
+        return resumed ? nil : parsed.costUSD
     }
 
     /// `queue.release`, retried while Redis does not answer (for about a minute; then the stranded-id sweep gives the
