@@ -85,7 +85,8 @@ swift build -c release --product hooks-dashboard
 bin="$repo/.build/release"
 
 echo "==> demo agent image"
-docker image inspect "$image" >/dev/null 2>&1 || deploy/agent-stub/build-image.sh "$image"
+# Rebuilt when the stub changed (an image built from the same files is kept).
+FORGE_HOOKS_STUB_REUSE=1 deploy/agent-stub/build-image.sh "$image"
 
 echo "==> config"
 if [ ! -f "$data/webhook-secret" ]; then

@@ -153,9 +153,9 @@ enum ViewModels {
             case "retry_at":
                 row["value"] = retryTime(value)
             case "cost_usd":
-                if let cost = Double(value) { row["value"] = String(format: "$%.4f (this turn)", cost) }
+                if let cost = Double(value), cost.isFinite { row["value"] = String(format: "$%.4f (this turn)", cost) }
             case "session_cost_usd":
-                if let cost = Double(value) { row["value"] = String(format: "$%.4f (the session so far)", cost) }
+                if let cost = Double(value), cost.isFinite { row["value"] = String(format: "$%.4f (the session so far)", cost) }
             case "duration_ms":
                 if let ms = Timestamp.score(value) { row["value"] = age(Double(ms) / 1000) + " (\(value) ms)" }
             case "created_at", "started_at", "finished_at":

@@ -113,13 +113,24 @@ import Testing
         #expect(try String(contentsOfFile: folder + "/\(sid).jsonl", encoding: .utf8) == "restored\n")
     }
 
-    @Test func syncRefusesALinkedProjectsDirectory() throws {
+    /// The agent owns its state dir and can swap `projects/` for a link: the check says so, and sync follows nothing —
+    /// it moves the link aside and makes the directory again, so one run cannot stop every later job of the agent.
+    @Test func aLinkedProjectsDirectoryIsMovedAsideNeverFollowed() throws {
         let tree = try Tree()
-        try FileManager.default.removeItem(atPath: tree.root + "/agent/config/state/projects")
-        symlink(tree.root + "/host/secret-dir", tree.root + "/agent/config/state/projects")
-        #expect(throws: AgentPathError.self) { try AgentEnvironment.sync(tree.agent) }
-        #expect(tree.owner(tree.root + "/host/secret-dir").0 == 0)
+        let projects = tree.root + "/agent/config/state/projects"
+        try FileManager.default.removeItem(atPath: projects)
+        symlink(tree.root + "/host/secret-dir", projects)
         #expect(AgentEnvironment.check(tree.agent).contains { $0.path.hasSuffix("/projects") && $0.issue == "is not a directory" })
+        let changes = try AgentEnvironment.sync(tree.agent)
+        #expect(changes.contains { $0.hasPrefix("moved a symbolic link at \(projects) aside to projects.refused-") }, "\(changes)")
+        #expect(tree.owner(tree.root + "/host/secret-dir").0 == 0 && tree.owner(tree.root + "/host/secret-dir").2 == 0o700)
+        var st = stat()
+        #expect(lstat(projects, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR && st.st_uid == 4242)
+        let aside = try FileManager.default.contentsOfDirectory(atPath: tree.root + "/agent/config/state").filter {
+            $0.hasPrefix("projects.refused-")
+        }
+        #expect(aside.count == 1)
+        #expect(AgentEnvironment.check(tree.agent).isEmpty, "\(AgentEnvironment.check(tree.agent))")
     }
 
     /// The layout before state_dir kept projects/ and session-env/ in the credentials dir, and an OAuth login there.
@@ -189,6 +200,31 @@ import Testing
         let wide = TranscriptStore.collectFiles(in: handle, sessionID: sid, perFile: 1 << 20, total: 41_000, maxCount: 10)
         #expect(wide.files.first?.path == "\(sid)/subagents/agent-1.jsonl" || wide.files.contains { $0.path.hasSuffix("a.txt") })
         #expect(wide.skipped.contains { $0.contains("over queue.session_files_max_bytes") })
+        // However many entries the agent makes, the walk looks at a bounded number, and reading one costs its size.
+        for i in 0..<40 { #expect(FileManager.default.createFile(atPath: folder + "/memory/empty-\(i).md", contents: nil)) }
+        let bounded = TranscriptStore.collectFiles(in: handle, sessionID: sid, perFile: 4 << 20, total: 50_000, maxCount: 500, maxEntries: 25)
+        #expect(bounded.files.count < 25 && bounded.skipped.contains { $0.contains("more than 25 entries") }, "\(bounded.skipped)")
+        #expect(bounded.skipped.count <= 21)
+        let memory = try TranscriptStore.projectDirectory(tree.agent, cwd: "/work/acme/widgets/3", create: false)!.subdirectory("memory")
+        guard case .contents(let empty) = try memory.readRegularFile("empty-0.md", maxBytes: 4 << 20) else { throw TestSetupError("unread") }
+        #expect(empty.isEmpty && empty.capacity < 64 << 10, "an empty file held \(empty.capacity) bytes")
+    }
+
+    /// A login the operator kept to root is never handed to the agent; a credentials dir an older version gave the
+    /// agent is taken back.
+    @Test func syncCopiesOnlyALoginTheAgentCouldReadAndReclaimsTheCredentialsDir() throws {
+        let tree = try Tree()
+        let login = tree.root + "/agent/config/.credentials.json"
+        try "{\"secret\":1}".write(toFile: login, atomically: true, encoding: .utf8)
+        chmod(login, 0o600)
+        chown(tree.root + "/agent/config", 4242, 4242)
+        #expect(AgentEnvironment.check(tree.agent).contains { $0.issue.hasPrefix("owned by the agent's uid") })
+        let changes = try AgentEnvironment.sync(tree.agent)
+        #expect(!FileManager.default.fileExists(atPath: tree.root + "/agent/config/state/.credentials.json"), "\(changes)")
+        #expect(tree.owner(tree.root + "/agent/config").0 == 0 && tree.owner(tree.root + "/agent/config").1 == 4242)
+        chown(login, 4242, 4242)
+        try AgentEnvironment.sync(tree.agent)
+        #expect(FileManager.default.fileExists(atPath: tree.root + "/agent/config/state/.credentials.json"))
     }
 }
 
@@ -301,13 +337,22 @@ import Testing
             "agents: {a: {image: i, credentials_dir: /srv/a/config, work_dir: /srv/a/work}, b: {image: i, credentials_dir: /srv/a/work/b, work_dir: /srv/b/work}}",
             // a state dir is the agent's: nothing else may sit in it, and it may not be the prompts' run/
             "agents: {a: {image: i, credentials_dir: /srv/a/config, state_dir: /srv/a/work/state, work_dir: /srv/a/work}}",
-            "agents: {a: {image: i, credentials_dir: /srv/a/config, state_dir: /srv/a/config/run, work_dir: /srv/a/work}}",
             "agents: {a: {image: i, credentials_dir: /srv/a/config, work_dir: /srv/a/work}, b: {image: i, credentials_dir: /srv/b/config, state_dir: /srv/a/config/state/b, work_dir: /srv/b/work}}",
         ] {
             #expect {
                 try AppConfig.parse(yaml: yaml, file: "t.yaml", environment: [:])
             } throws: { error in
                 "\(error)".contains("overlap")
+            }
+        }
+        // Inside its own credentials dir, a state dir is one plain name the CLI does not read as managed policy.
+        for name in ["run", ".claude", "managed-settings.d", "CLAUDE.md", "a/b"] {
+            #expect {
+                try AppConfig.parse(
+                    yaml: "agents: {a: {image: i, credentials_dir: /srv/a/config, state_dir: /srv/a/config/\(name), work_dir: /srv/a/work}}",
+                    file: "t.yaml", environment: [:])
+            } throws: { error in
+                "\(error)".contains("agents.a.state_dir") && "\(error)".contains("is not allowed")
             }
         }
     }

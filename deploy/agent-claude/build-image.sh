@@ -20,25 +20,31 @@ cli="${CLAUDE_CLI:-}"
 if [ -z "$cli" ]; then
   cli="$cache/claude-agent-sdk-$sdk_version/claude"
   if [ ! -x "$cli" ]; then
-    command -v pip3 >/dev/null || command -v pip >/dev/null \
+    python3 -m pip --version >/dev/null 2>&1 \
       || { echo "error: pip is needed to fetch claude-agent-sdk==$sdk_version (apt-get install -y python3-pip)" >&2; exit 1; }
-    pip="$(command -v pip3 || command -v pip)"
     tmp="$(mktemp -d)"
     trap 'rm -rf "$tmp"' EXIT
-    echo "fetching claude-agent-sdk==$sdk_version from PyPI (about 190 MB, once)…" >&2
-    "$pip" download --quiet --no-deps --only-binary=:all: --platform manylinux_2_17_x86_64 -d "$tmp" "claude-agent-sdk==$sdk_version" \
-      || { echo "error: could not download claude-agent-sdk==$sdk_version from PyPI" >&2; exit 1; }
-    python3 - "$tmp"/claude_agent_sdk-*.whl "$tmp/claude" <<'PY'
-import sys, zipfile
-with zipfile.ZipFile(sys.argv[1]) as z, open(sys.argv[2], "wb") as out:
-    out.write(z.read("claude_agent_sdk/_bundled/claude"))
+    echo "fetching claude-agent-sdk==$sdk_version from PyPI (about 190 MB, once; kept in $cache)…" >&2
+    python3 -m pip download --quiet --no-cache-dir --no-deps --only-binary=:all: --platform manylinux_2_17_x86_64 -d "$tmp" \
+      "claude-agent-sdk==$sdk_version" \
+      || { echo "error: could not download claude-agent-sdk==$sdk_version from PyPI (offline? set CLAUDE_CLI=/path/to/claude)" >&2; exit 1; }
+    python3 - "$tmp" "$tmp/claude" <<'PY' || exit 1
+import glob, sys, zipfile
+wheels = glob.glob(sys.argv[1] + "/claude_agent_sdk-*.whl")
+if not wheels:
+    sys.exit("error: pip downloaded no claude_agent_sdk wheel for this platform")
+with zipfile.ZipFile(wheels[0]) as z:
+    if "claude_agent_sdk/_bundled/claude" not in z.namelist():
+        sys.exit("error: %s bundles no CLI (claude_agent_sdk/_bundled/claude); pick another CLAUDE_AGENT_SDK_VERSION" % wheels[0])
+    with open(sys.argv[2], "wb") as out:
+        out.write(z.read("claude_agent_sdk/_bundled/claude"))
 PY
     mkdir -p "$(dirname "$cli")"
     install -m 0755 "$tmp/claude" "$cli.partial" && mv "$cli.partial" "$cli"
   fi
 fi
-version="$("$cli" --version 2>/dev/null | awk '{print $1}')"
-[ -n "$version" ] || { echo "error: $cli --version printed nothing: not a Claude Code CLI binary?" >&2; exit 1; }
+version="$("$cli" --version 2>/dev/null | awk '{print $1}' || true)"
+[ -n "$version" ] || { echo "error: '$cli --version' failed or printed nothing: not a Claude Code CLI binary for this machine?" >&2; exit 1; }
 tag="${1:-forge-hooks/agent-claude:$version}"
 
 # shellcheck source=../agent-stub/rootfs.sh
@@ -58,6 +64,7 @@ for lib in $( (ldd "$cli"; ldd /bin/bash) | awk '/=>/ {print $3} /^\t\/lib64/ {p
   cp -L "$lib" "$root$lib"
 done
 install -m 0755 "$cli" "$root/usr/local/bin/claude"
+previous="$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null || true)"
 tar -C "$root" -c . | docker import \
   -c 'ENV PATH=/usr/local/bin:/usr/bin:/bin' \
   -c 'ENV HOME=/home/claude' \
@@ -68,3 +75,5 @@ tar -C "$root" -c . | docker import \
   -c "LABEL forge-hooks.agent-source=$source_hash forge-hooks.claude-version=$version" \
   - "$tag" >/dev/null
 echo "built $tag ($(docker image inspect -f '{{.Id}}' "$tag")): Claude Code $version"
+# The image this tag named before, if no container uses it (one is 430 MB).
+[ -n "$previous" ] && [ "$previous" != "$(docker image inspect -f '{{.Id}}' "$tag")" ] && docker rmi "$previous" >/dev/null 2>&1 || true

@@ -197,9 +197,10 @@ public struct AppConfig: Sendable {
     }
     public var keys: KeySchema { KeySchema(prefix: keyPrefix) }
 
-    /// Agents' credentials and work dirs must neither coincide nor nest: everything inside a work dir (and inside a
-    /// credentials dir's `projects/`) belongs to an agent, which could swap a nested root for a symlink that root's
-    /// chown and Docker's bind would then follow.
+    /// Agents' credentials, state and work dirs must neither coincide nor nest: everything inside a work or state dir
+    /// belongs to an agent, which could swap a nested root for a symlink that root's chown and Docker's bind would then
+    /// follow. The one exception is the default layout: an agent's own state dir inside its own credentials dir (not in
+    /// its `run/`).
     static func checkDisjointRoots(_ agents: [String: AgentSettings], node: ConfigNode) throws(ConfigError) {
         func normalized(_ path: String) -> String {
             var p = (path as NSString).standardizingPath
@@ -216,9 +217,18 @@ public struct AppConfig: Sendable {
             for b in roots[(i + 1)...] where a.2 == b.2 || a.2.hasPrefix(b.2 + "/") || b.2.hasPrefix(a.2 + "/") {
                 // An agent's own state dir inside its own credentials dir is the default layout: the credentials dir is
                 // the operator's and mounted read-only; the agent owns only what is inside the state dir.
-                if a.0 == b.0, a.1 == "credentials_dir", b.1 == "state_dir", b.2.hasPrefix(a.2 + "/"),
-                    !b.2.hasPrefix(a.2 + "/" + AgentSettings.promptFolder + "/"), b.2 != a.2 + "/" + AgentSettings.promptFolder
-                {
+                // A single plain name, none the CLI reads in /etc/claude-code as policy (managed-settings*, CLAUDE.md,
+                // .claude) and not the prompts' run/: what the agent writes there must never look like policy.
+                if a.0 == b.0, a.1 == "credentials_dir", b.1 == "state_dir", b.2.hasPrefix(a.2 + "/") {
+                    let name = String(b.2.dropFirst(a.2.count + 1))
+                    guard !name.contains("/"), !name.hasPrefix("."), !name.lowercased().hasPrefix("managed"), name.lowercased() != "claude.md",
+                        name != AgentSettings.promptFolder
+                    else {
+                        throw node.child(b.0).child("state_dir").error(
+                            "'\(name)' inside credentials_dir (\(a.2)) is not allowed: the CLI reads that directory as managed policy, "
+                                + "so a state dir there must be one plain name such as 'state' (not '.…', 'managed…', 'CLAUDE.md' or '\(AgentSettings.promptFolder)')"
+                        )
+                    }
                     continue
                 }
                 throw node.child(a.0).child(a.1).error(

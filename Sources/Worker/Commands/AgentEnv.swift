@@ -11,7 +11,9 @@ extension WorkerCommand {
 
         struct Sync: AsyncParsableCommand {
             static let configuration = CommandConfiguration(
-                abstract: "Create each agent's credentials dir, projects/, session-env/ and work dir, owned by the agent uid:gid.")
+                abstract:
+                    "Create each agent's credentials dir and run/ (root:<gid>), state dir with projects/ and session-env/ and work dir "
+                    + "(owned by the agent uid:gid); move an older layout into place; remove stale prompt files.")
             @OptionGroup var common: WorkerOptions
 
             func run() async throws {

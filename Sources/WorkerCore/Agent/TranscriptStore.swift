@@ -87,55 +87,72 @@ package struct TranscriptStore: Sendable {
 
     /// The session's other files below `folder` (its project folder): everything in `<sessionID>/` and `memory/`, at
     /// most 4 levels deep, regular UTF-8 files only, each within `perFile`, all within `total` and `maxCount`. Never
-    /// follows a link, never blocks on a FIFO, never reads more than a cap allows. Returns them and what was left out.
-    static func collectFiles(in folder: DirectoryHandle, sessionID: String, perFile: Int, total: Int, maxCount: Int) -> (
-        files: [SessionFile], skipped: [String]
-    ) {
+    /// follows a link, never blocks on a FIFO, never reads more than a cap allows, and never looks at more than
+    /// `maxEntries` entries or opens a file the byte budget cannot take (the agent decides how many there are, and
+    /// this runs after its run, outside its timeout and CPU limit). Returns them and what was left out (the first 20,
+    /// then a count).
+    static func collectFiles(
+        in folder: DirectoryHandle, sessionID: String, perFile: Int, total: Int, maxCount: Int, maxEntries: Int = 2000
+    ) -> (files: [SessionFile], skipped: [String]) {
         var files: [SessionFile] = []
         var skipped: [String] = []
+        var skippedMore = 0
         var used = 0
+        var visited = 0
+        func skip(_ why: String) {
+            if skipped.count < 20 { skipped.append(why) } else { skippedMore += 1 }
+        }
         func walk(_ directory: DirectoryHandle, _ prefix: String, depth: Int) {
-            for name in directory.entries().sorted() {
+            for name in directory.entries(limit: maxEntries - visited + 1).sorted() {
+                visited += 1
+                if visited > maxEntries {
+                    skip("\(prefix): more than \(maxEntries) entries in the session's folders; the rest not looked at")
+                    return
+                }
                 let path = prefix + "/" + name
                 guard isShippableName(name) else {
-                    if !name.hasPrefix(".forge-hooks-") { skipped.append("\(path): name not shipped") }
+                    if !name.hasPrefix(".forge-hooks-") { skip("\(path): name not shipped") }
                     continue
                 }
                 switch directory.entryKind(name) {
                 case .directory:
                     guard depth < 4, let sub = try? directory.subdirectory(name) else {
-                        skipped.append("\(path): too deep or unreadable")
+                        skip("\(path): too deep or unreadable")
                         continue
                     }
                     walk(sub, path, depth: depth + 1)
+                    if visited > maxEntries { return }
                 case .regularFile:
-                    guard files.count < maxCount else {
-                        skipped.append("\(path): over \(maxCount) files")
-                        continue
-                    }
-                    switch try? directory.readRegularFile(name, maxBytes: perFile) {
-                    case .contents(let bytes):
-                        guard String(validating: bytes, as: UTF8.self) != nil else {
-                            skipped.append("\(path): not UTF-8 text")
-                            continue
+                    // Decided from its size before it is opened: a file the budget cannot take is never read.
+                    let size = directory.regularFileSize(name) ?? 0
+                    if files.count >= maxCount {
+                        skip("\(path): over \(maxCount) files")
+                    } else if size > perFile {
+                        skip("\(path): \(size) bytes, over queue.session_file_max_bytes (\(perFile))")
+                    } else if used + size > total {
+                        skip("\(path): \(size) bytes, over queue.session_files_max_bytes (\(total)) with the rest")
+                    } else {
+                        switch try? directory.readRegularFile(name, maxBytes: min(perFile, total - used)) {
+                        case .contents(let bytes):
+                            guard String(validating: bytes, as: UTF8.self) != nil else {
+                                skip("\(path): not UTF-8 text")
+                                continue
+                            }
+                            used += bytes.count
+                            files.append(SessionFile(path: path, bytes: bytes))
+                        case .tooLarge(let bytes): skip("\(path): grew to \(bytes) bytes while read, over its budget")
+                        default: skip("\(path): unreadable")
                         }
-                        guard used + bytes.count <= total else {
-                            skipped.append("\(path): \(bytes.count) bytes, over queue.session_files_max_bytes (\(total)) with the rest")
-                            continue
-                        }
-                        used += bytes.count
-                        files.append(SessionFile(path: path, bytes: bytes))
-                    case .tooLarge(let bytes): skipped.append("\(path): \(bytes) bytes, over queue.session_file_max_bytes (\(perFile))")
-                    default: skipped.append("\(path): unreadable")
                     }
-                case let kind?: skipped.append("\(path): \(kind.rawValue), not shipped")
+                case let kind?: skip("\(path): \(kind.rawValue), not shipped")
                 case nil: break
                 }
             }
         }
-        for top in [sessionID, "memory"] where folder.entryKind(top) == .directory {
+        for top in [sessionID, "memory"] where folder.entryKind(top) == .directory && visited <= maxEntries {
             if let sub = try? folder.subdirectory(top) { walk(sub, top, depth: 1) }
         }
+        if skippedMore > 0 { skipped.append("… and \(skippedMore) more") }
         return (files, skipped)
     }
 

@@ -41,6 +41,11 @@ package enum AgentEnvironment {
         if try work.chownIfNeeded(owner) { changes.append("chowned \(agent.workDir) to \(agent.user)") }
 
         let credentials = try DirectoryHandle.openTrusted(agent.credentialsDir)
+        // Older versions gave the credentials dir to the agent; it is the operator's (and read-only in the container).
+        var st = stat()
+        if fstat(credentials.fd, &st) == 0, st.st_uid == agent.uid, agent.uid != 0, try credentials.chownIfNeeded((0, agent.gid)) {
+            changes.append("chowned \(agent.credentialsDir) to root:\(agent.gid) (it is yours, read-only to the agent)")
+        }
         let runExisted = credentials.entryKind(AgentSettings.promptFolder) != nil
         let run = try credentials.subdirectory(AgentSettings.promptFolder, create: 0o750)
         if !runExisted { changes.append("created \(run.path)") }
@@ -61,14 +66,28 @@ package enum AgentEnvironment {
                             + "sessions resume from the transcripts shipped through Redis")
                 }
             }
+            // The agent owns the state dir: it can have put a link or a file here. Nothing is followed; the entry is
+            // moved aside (for the operator to look at) and a directory made, so one run cannot stop every later job.
+            if let kind = state.entryKind(name), kind != .directory {
+                let aside = "\(name).refused-\(Int(Date().timeIntervalSince1970))-\(UUID().uuidString.prefix(8).lowercased())"
+                guard renameat(state.fd, name, state.fd, aside) == 0 else {
+                    throw AgentPathError(path: agent.stateDir + "/" + name, problem: .unexpectedType(kind, expected: .directory))
+                }
+                changes.append("moved \(kind.rawValue) at \(agent.stateDir)/\(name) aside to \(aside): the agent put it there; inspect it")
+            }
             let existed = state.entryKind(name) != nil
             let sub = try state.subdirectory(name, create: 0o750)
             if !existed { changes.append("created \(sub.path)") }
             if try sub.chownIfNeeded(owner) { changes.append("chowned \(sub.path) to \(agent.user)") }
         }
         // An OAuth login kept with the old layout: the CLI refreshes and saves it where it can write.
+        // Only a login the agent could read where it was (never one the operator kept to root).
         let login = ".credentials.json"
+        var loginStat = stat()
         if state.entryKind(login) == nil, credentials.entryKind(login) == .regularFile,
+            fstatat(credentials.fd, login, &loginStat, AT_SYMLINK_NOFOLLOW) == 0,
+            (loginStat.st_uid == agent.uid && loginStat.st_mode & S_IRUSR != 0)
+                || (loginStat.st_gid == agent.gid && loginStat.st_mode & S_IRGRP != 0) || loginStat.st_mode & S_IROTH != 0,
             case .contents(let bytes) = try credentials.readRegularFile(login, maxBytes: 1 << 20)
         {
             try state.writeFileAtomically(login, bytes: bytes, mode: 0o600, owner: owner)
@@ -151,6 +170,9 @@ package enum AgentEnvironment {
                     problems.append(
                         Problem(path: path, issue: "not readable by the agent (\(agent.user))", fix: "chgrp \(agent.gid) \(path); chmod g+rx \(path)")
                     )
+                }
+                if st.st_uid == agent.uid {
+                    problems.append(Problem(path: path, issue: "owned by the agent's uid (it is yours: managed settings, prompts)", fix: fix))
                 }
             } else if !writable {
                 problems.append(Problem(path: path, issue: "not writable by the agent (\(agent.user); owner \(st.st_uid):\(st.st_gid))", fix: fix))

@@ -104,9 +104,15 @@ final class DirectoryHandle: @unchecked Sendable {
         let kind = EntryKind(mode: st.st_mode)
         guard kind == .regularFile else { throw AgentPathError(path: child, problem: .unexpectedType(kind, expected: .regularFile)) }
         if Int(st.st_size) > maxBytes { return .tooLarge(bytes: Int(st.st_size)) }
-        var bytes = [UInt8](repeating: 0, count: maxBytes + 1)
+        // Sized by what fstat says (an empty file costs nothing, whatever the cap), grown only if the file grows while
+        // read, and never past the cap + 1.
+        var bytes = [UInt8](repeating: 0, count: Int(st.st_size) + 1)
         var total = 0
-        while total < bytes.count {
+        while true {
+            if total == bytes.count {
+                if bytes.count > maxBytes { break }
+                bytes.append(contentsOf: repeatElement(0, count: min(maxBytes + 1, max(bytes.count * 2, 4096)) - bytes.count))
+            }
             let n = bytes.withUnsafeMutableBytes { read(file, $0.baseAddress! + total, $0.count - total) }
             if n < 0 {
                 if errno == EINTR { continue }
@@ -116,8 +122,7 @@ final class DirectoryHandle: @unchecked Sendable {
             total += n
         }
         if total > maxBytes { return .tooLarge(bytes: max(total, Int(st.st_size))) }
-        bytes.removeSubrange(total...)
-        return .contents(bytes)
+        return .contents(Array(bytes[..<total]))
     }
 
     /// Replaces `name` with `bytes` atomically: a fresh temp file (`O_EXCL | O_NOFOLLOW`) owned by `owner`, then

@@ -220,7 +220,8 @@ package struct JobExecutor: Sendable {
             ("exit_code", outcome.exitCode.map(String.init) ?? ""), ("duration_ms", String(Int(outcome.duration.seconds * 1000))),
             ("result_subtype", outcome.parsed.subtype ?? ""), ("is_error", outcome.parsed.isError.map { $0 ? "true" : "false" } ?? ""),
             ("cost_usd", Self.turnCost(outcome.parsed, resumed: context.resume != nil).map { String($0) } ?? ""),
-            ("session_cost_usd", outcome.parsed.costUSD.map { String($0) } ?? ""), ("num_turns", outcome.parsed.numTurns.map(String.init) ?? ""),
+            ("session_cost_usd", Self.money(outcome.parsed.costUSD).map { String($0) } ?? ""),
+            ("num_turns", outcome.parsed.numTurns.map(String.init) ?? ""),
             ("result", StreamJSONParser.bounded(outcome.parsed.result ?? "", 2000)), ("tool_calls", String(outcome.parsed.toolCalls)),
             ("permission_denials", outcome.parsed.sawResult ? String(outcome.parsed.permissionDenials) : ""),
             ("denied_tools", outcome.parsed.deniedToolsSummary), ("cli_version", outcome.parsed.cliVersion ?? ""),
@@ -271,7 +272,7 @@ package struct JobExecutor: Sendable {
                 }
                 if case .saved(_, _, let skipped) = saved, !skipped.isEmpty {
                     warnings.append(
-                        "\(skipped.count) file(s) of the session were not shipped, so a resume on another host lacks them: "
+                        "files of the session were not shipped, so a resume on another host lacks them: "
                             + skipped.prefix(5).joined(separator: "; ") + (skipped.count > 5 ? "; …" : ""))
                 }
             } catch {
@@ -296,8 +297,14 @@ package struct JobExecutor: Sendable {
     /// The turn's own cost: what the CLI reports for this run (`model_usage_since_last_result`); without that, the
     /// running total only when the session is new (the CLI restores a resumed session's total from its transcript).
     static func turnCost(_ parsed: StreamJSONParser, resumed: Bool) -> Double? {
-        if let turn = parsed.turnCostUSD { return turn }
-        return resumed ? nil : parsed.costUSD
+        if let turn = parsed.turnCostUSD { return money(turn) }
+        return resumed ? nil : money(parsed.costUSD)
+    }
+
+    /// A figure the agent's output gave, kept only when it can be an amount: finite and not negative.
+    static func money(_ value: Double?) -> Double? {
+        guard let value, value.isFinite, value >= 0 else { return nil }
+        return value
     }
 
     /// `queue.release`, retried while Redis does not answer (for about a minute; then the stranded-id sweep gives the
