@@ -15,6 +15,8 @@ enum Assets {
         h1 { font-size: 1.4rem; margin: .2rem 0 1rem; }
         h2 { font-size: 1.1rem; margin: 1.6rem 0 .6rem; }
         table { border-collapse: collapse; width: 100%; margin-bottom: .6rem; }
+        table.spend { width: auto; min-width: 24rem; }
+        table.spend td, table.spend th { padding-right: 2rem; }
         th, td { text-align: left; padding: .35rem .5rem; border-bottom: 1px solid var(--line); vertical-align: top; }
         th { font-weight: 600; color: var(--muted); font-size: .85rem; }
         td.n { text-align: right; font-variant-numeric: tabular-nums; }
