@@ -244,6 +244,33 @@ import Testing
         return lines
     }
 
+    /// A burst of tens of thousands of short lines must not take earlier lines with it: Lua's `unpack` fails past a
+    /// few thousand values, so one oversized append would have dropped its whole batch, the line before it included.
+    @Test func aBurstOfShortLinesCannotEraseTheLinesBeforeIt() async throws {
+        try await WorkerEnvironment.with(queueYAML: "{log_max_lines: 100000, log_max_bytes: 16777216, lease: 2s, heartbeat: 500ms}") { env in
+            // In the sink: one batch of 60,001 lines, as the demultiplexer can hand over.
+            let id = try await env.enqueue("direct", number: 52)
+            let job = try #require(try await env.queue.reserveAny(worker: "w", agents: ["dev"]))
+            #expect(job.id == id)
+            let sink = OutputSink(queue: env.queue, fence: JobQueue.Fence(job, worker: "w"))
+            await sink.add([(.stdout, "before the burst")] + Array(repeating: (.stdout, "x"), count: 60_000))
+            _ = await sink.finish()
+            let log = try await env.client.send("LRANGE", "hooks:log:\(id)", "0", "-1").strings ?? []
+            #expect(log.first == "before the burst" && log.count == 60_001, "\(log.count) lines, first \(log.first ?? "none")")
+            // In the script: one append of 20,000 lines.
+            #expect(try await env.queue.appendLog(JobQueue.Fence(job, worker: "w"), lines: Array(repeating: "y", count: 20_000)))
+            #expect(try await env.client.send("LLEN", "hooks:log:\(id)").int == 80_001)
+            _ = try await env.queue.finish(job, worker: "w", outcome: .succeeded)
+
+            // And from an agent, end to end.
+            let burst = try await env.enqueue("burst STUB_SHORT_LINES=60000", number: 53)
+            let done = try await env.runNext(env.executor())
+            #expect(done["status"] == "succeeded", "\(done)")
+            let lines = try await env.client.send("LRANGE", "hooks:log:\(burst)", "0", "-1").strings ?? []
+            #expect(lines.contains("before the burst") && lines.filter { $0 == "x" }.count == 60_000, "\(lines.count) lines")
+        }
+    }
+
     @Test func aHugeLineAndAFloodAreCutAndTheLogSaysSo() async throws {
         try await WorkerEnvironment.with(queueYAML: "{log_max_bytes: 262144}") { env in
             let id = try await env.enqueue("spam STUB_LONG_LINE=64 STUB_FLOOD=32", number: 51)

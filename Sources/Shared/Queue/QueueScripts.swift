@@ -419,7 +419,10 @@ enum QueueScripts {
         """
         local lk = key.log(ARGV[3])
         if #ARGV >= 7 then
-          redis.call('RPUSH', lk, unpack(ARGV, 7, #ARGV))
+          -- In pieces: Lua's unpack fails past a few thousand values, and a failed batch would lose every line in it.
+          for i = 7, #ARGV, 1000 do
+            redis.call('RPUSH', lk, unpack(ARGV, i, math.min(i + 999, #ARGV)))
+          end
           -- Lines ever appended: a reader following the capped log knows how many it missed.
           redis.call('HINCRBY', key.job(ARGV[3]), 'log_lines', #ARGV - 6)
         end

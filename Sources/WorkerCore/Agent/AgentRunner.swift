@@ -382,6 +382,7 @@ final class AdoptedCgroup: Sendable {
 /// 20 lines of 1,000 characters. The parser sees each line up to the demuxer's cap.
 actor OutputSink {
     static let logLineMaxBytes = 64 << 10
+    static let maxLinesPerFlush = 1000
     static let lineOverheadBytes = 64
 
     let queue: JobQueue
@@ -406,6 +407,8 @@ actor OutputSink {
     func add(_ lines: [(DockerStreamDemuxer.Stream, String)]) async {
         if firstLineAt == nil { firstLineAt = .now }
         for (stream, line) in lines {
+            // A burst of short lines arrives in one batch: sent to Redis 1,000 lines at a time at most.
+            if pending.count >= Self.maxLinesPerFlush { await flush() }
             if stream == .stdout {
                 let wasResult = parser.sawResult
                 parser.consume(line)
