@@ -2,7 +2,7 @@
 # Installs the Debian packages the project needs (as root), skipping those already present.
 # Usage: scripts/install-deps.sh [extra packages…]
 set -euo pipefail
-packages=(redis-server libhiredis-dev pkg-config nginx openssl curl docker.io busybox-static python3 python3-pip "$@")
+packages=(redis-server libhiredis-dev pkg-config nginx openssl curl docker.io busybox-static python3 python3-pip gcc libc6-dev "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

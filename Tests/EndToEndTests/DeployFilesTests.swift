@@ -59,7 +59,15 @@ import Yams
         let replicaConf = try String(contentsOf: Self.deploy.appendingPathComponent("redis/redis-replica.conf"), encoding: .utf8)
         #expect(replicaConf.contains("replicaof redis 6379") && replicaConf.contains("appendonly yes"))
         let agent = try String(contentsOf: Self.deploy.appendingPathComponent("agent/Dockerfile"), encoding: .utf8)
-        #expect(agent.contains("npm install -g @anthropic-ai/claude-code") && agent.contains("--uid 1000") && !agent.contains("docker.sock"))
+        #expect(agent.contains("npm install -g \"@anthropic-ai/claude-code@${CLAUDE_CODE_VERSION}\"") && agent.contains("--uid 1000"))
+        #expect(!agent.contains("docker.sock"))
+        // The production image installs the CLI version the real-CLI tests run.
+        let builder = try String(contentsOf: Self.deploy.appendingPathComponent("agent-claude/build-image.sh"), encoding: .utf8)
+        let tested = try #require(builder.firstMatch(of: /CLAUDE_AGENT_SDK_VERSION:-([0-9.]+)/)).1
+        let docs = try String(contentsOf: Self.deploy.deletingLastPathComponent().appendingPathComponent("docs/worker.md"), encoding: .utf8)
+        let cli = try #require(docs.firstMatch(of: /runs \*\*Claude Code ([0-9.]+)\*\*\s+\(from `claude-agent-sdk==([0-9.]+)`/))
+        #expect(cli.2 == tested, "docs/worker.md names claude-agent-sdk==\(cli.2), build-image.sh pins \(tested)")
+        #expect(agent.contains("ARG CLAUDE_CODE_VERSION=\(cli.1)"), "the Dockerfile does not pin Claude Code \(cli.1)")
     }
 
     /// The shipped Redis and Sentinel configs start a real redis-server (a stray trailing comment, for one, makes it

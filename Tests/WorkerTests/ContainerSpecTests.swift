@@ -20,7 +20,8 @@ import Testing
                 "Labels": spec.labels.merging(["from-image": "x"]) { a, _ in a },
             ] as [String: Any],
             "HostConfig": [
-                "CapDrop": capDrop, "SecurityOpt": ["no-new-privileges"], "PidsLimit": spec.pidsLimit, "Memory": spec.memoryBytes,
+                "CapDrop": capDrop, "SecurityOpt": ["no-new-privileges", SeccompProfile.securityOpt], "PidsLimit": spec.pidsLimit,
+                "Memory": spec.memoryBytes,
                 "Privileged": false, "Init": true,
             ] as [String: Any],
             "Mounts": (mounts ?? defaultMounts).map {
@@ -67,7 +68,7 @@ import Testing
     @Test func createAsksForLeastPrivilege() throws {
         let spec = ContainerSpec(agent: Self.agent, containerPrefix: "hooks", hostID: "h")
         let host = try #require(spec.createBody["HostConfig"] as? [String: Any])
-        #expect(host["CapDrop"] as? [String] == ["ALL"] && host["SecurityOpt"] as? [String] == ["no-new-privileges"])
+        #expect(host["CapDrop"] as? [String] == ["ALL"] && host["SecurityOpt"] as? [String] == ["no-new-privileges", SeccompProfile.securityOpt])
         #expect(host["PidsLimit"] as? Int == 1024 && host["Memory"] as? Int64 == 8 << 30 && host["Privileged"] as? Bool == false)
         // The keeper (init, sleep) is not the agent's uid, so an agent cannot write into its memory.
         #expect(spec.createBody["User"] as? String == "65534:65534" && host["Init"] as? Bool == true)
@@ -76,6 +77,22 @@ import Testing
         #expect(mounts.first { $0["Target"] as? String == "/etc/claude-code" }?["ReadOnly"] as? Bool == true)
         #expect(mounts.first { $0["Target"] as? String == "/home/claude/.config/claude-code" }?["ReadOnly"] as? Bool == false)
         #expect(spec.createBody["WorkingDir"] as? String == "/work")
+    }
+
+    /// The profile denies what lets one run reach another (and the namespace flags of clone), and Docker gets it whole.
+    @Test func theSeccompProfileDeniesPtraceAndIsInTheCreateBody() throws {
+        let spec = ContainerSpec(agent: Self.agent, containerPrefix: "hooks", hostID: "h")
+        let host = try #require(spec.createBody["HostConfig"] as? [String: Any])
+        #expect(host["SecurityOpt"] as? [String] == ["no-new-privileges", "seccomp=" + SeccompProfile.json])
+        let profile = try #require(try JSONSerialization.jsonObject(with: Data(SeccompProfile.json.utf8)) as? [String: Any])
+        #expect(profile["defaultAction"] as? String == "SCMP_ACT_ALLOW")
+        let rules = try #require(profile["syscalls"] as? [[String: Any]])
+        let denied = Set(rules.filter { $0["args"] == nil && $0["errnoRet"] as? Int == 1 }.flatMap { $0["names"] as? [String] ?? [] })
+        for call in ["ptrace", "process_vm_readv", "process_vm_writev", "unshare", "setns", "keyctl", "bpf", "io_uring_setup", "userfaultfd"] {
+            #expect(denied.contains(call), "\(call)")
+        }
+        #expect(rules.filter { ($0["names"] as? [String]) == ["clone"] }.count == 7)
+        #expect(rules.contains { ($0["names"] as? [String]) == ["clone3"] && $0["errnoRet"] as? Int == 38 })
     }
 
     @Test func privilegeDriftIsReported() {
@@ -89,7 +106,8 @@ import Testing
         host["CapAdd"] = ["SYS_ADMIN"]
         doc["HostConfig"] = host
         let diffs = spec.differences(inspect: doc, imageID: "sha256:aaa")
-        #expect(diffs.count == 4, "\(diffs)")
+        #expect(diffs.count == 5, "\(diffs)")
+        #expect(diffs.contains { $0.hasPrefix("security: not the worker's seccomp profile") })
         host = Self.inspect()["HostConfig"] as! [String: Any]
         host["SecurityOpt"] = ["no-new-privileges", "seccomp=unconfined"]
         host["Init"] = false
@@ -100,6 +118,7 @@ import Testing
         doc["Mounts"] = (doc["Mounts"] as! [[String: Any]]) + [["Type": "volume", "Name": "sock", "Destination": "/var/run/docker.sock", "RW": true]]
         #expect(
             spec.differences(inspect: doc, imageID: "sha256:aaa") == [
+                "security: not the worker's seccomp profile (\(SeccompProfile.digest)): its runs could ptrace each other",
                 "security: seccomp=unconfined", "init: not set (orphans would not be reaped)", "devices: host devices passed in",
                 "namespaces: PidMode is host", "mount not desired: volume sock at /var/run/docker.sock",
             ])

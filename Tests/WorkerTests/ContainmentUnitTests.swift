@@ -258,16 +258,6 @@ import Testing
         #expect(RunCgroup.jobID(ofMarker: marker) == "xyz")
         #expect(RunCgroup.jobID(ofMarker: RunCgroup.marker(jobID: "0mx3fhqk6-tbm4hp06ud")) == "0mx3fhqk6-tbm4hp06ud")
     }
-
-    @Test func readsAProcessAge() throws {
-        let child = try ChildProcess("/bin/sleep", ["30"])
-        defer { child.terminate(signal: SIGKILL) }
-        let young = try #require(RunCgroup.processAge(child.pid))
-        #expect(young >= 0 && young < 5, "\(young)")
-        let old = try #require(RunCgroup.processAge(1))
-        #expect(old > young)
-        #expect(RunCgroup.processAge(-1) == nil)
-    }
 }
 
 @Suite(.timeLimit(.minutes(5))) struct AgentCommandConfigTests {
@@ -367,6 +357,19 @@ import Testing
 }
 
 @Suite struct HostCheckTests {
+    /// The worker refuses to start when neither the engine's seccomp nor Yama keeps runs from ptracing each other.
+    @Test func withoutSeccompOrYamaTheWorkerRefusesToStart() {
+        #expect(HostChecks.ptraceBarrier(engineSecurityOptions: ["name=seccomp,profile=default"], yamaScope: nil) == nil)
+        #expect(HostChecks.ptraceBarrier(engineSecurityOptions: [], yamaScope: "1\n") == nil)
+        let refused = HostChecks.ptraceBarrier(engineSecurityOptions: ["name=apparmor"], yamaScope: "0\n")
+        #expect(refused?.contains("kernel.yama.ptrace_scope is 0") == true && refused?.contains("sysctl -w kernel.yama.ptrace_scope=1") == true)
+        #expect(HostChecks.ptraceBarrier(engineSecurityOptions: [], yamaScope: nil)?.contains("is missing") == true)
+        #expect(HostChecks.seccompLine(engineSecurityOptions: [], yamaScope: nil).hasPrefix("FAIL  seccomp"))
+        #expect(HostChecks.seccompLine(engineSecurityOptions: [], yamaScope: "2").hasPrefix("WARN  seccomp"))
+        #expect(HostChecks.seccompLine(engineSecurityOptions: ["name=seccomp,profile=default"]).hasPrefix("ok    seccomp"))
+        #expect(HostChecks.ptraceIsolation(scope: nil, seccomp: true).hasPrefix("ok    ptrace isolation: the agent containers' seccomp profile"))
+    }
+
     @Test func ptraceIsolationIsSaidForEveryYamaSetting() {
         #expect(HostChecks.ptraceIsolation(scope: nil).hasPrefix("WARN  ptrace isolation: this kernel has no Yama"))
         #expect(HostChecks.ptraceIsolation(scope: "junk\n").hasPrefix("WARN  ptrace isolation: this kernel has no Yama"))

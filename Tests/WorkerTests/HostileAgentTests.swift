@@ -186,10 +186,11 @@ import Testing
         }
     }
 
-    /// The stray sweep spares what Docker is starting — a process of the agent's uid whose parent is the runtime,
-    /// outside the container (runc's init before it execs, a wrapper before it stops) — but only for its first
-    /// seconds; what such a process forks is a stray at once. Under load, one run's end killed another's starting exec.
-    @Test func theStraySweepSparesAnExecDockerIsStartingForItsFirstSecondsOnly() async throws {
+    /// The stray sweep spares exactly the processes of the container's execs (their pids from Docker), for as long as
+    /// they run, and nothing else: not what they fork, and not a young child of the runtime's shim made with
+    /// `clone(CLONE_PARENT)` — which the old rule ("spare a young process whose parent is outside the container")
+    /// spared, and which code injected into a waiting wrapper used to outlive every run end. Maintenance sweeps too.
+    @Test func theStraySweepSparesExactlyTheContainersExecs() async throws {
         try await WorkerEnvironment.with { env in
             let container = try await env.reconciler().ensure(env.agent()).containerID
             let runner = AgentRunner(docker: env.docker, queue: env.queue, logger: env.logger)
@@ -197,27 +198,38 @@ import Testing
                 Issue.record("no cgroup containment here")
                 return
             }
-            // An exec of the agent's uid (its parent is the runtime's shim), and a process it forks (parent inside).
+            let session = try AgentEnvironment.sessionDirectory(env.agent(), repository: "acme/widgets", number: 62)
+            let source = DockerFixture.repositoryRoot.appendingPathComponent("Tests/Fixtures/clone-parent.c").path
+            let (code, out) = try await DockerFixture.shell(
+                "gcc -static -O2 -o '\(session.host)/clone-parent' '\(source)' && chown 1000:1000 '\(session.host)/clone-parent'")
+            try #require(code == 0, "cannot build the helper (gcc and libc6-dev are needed): \(out)")
+            // An exec of the agent's uid that keeps running (it is spared), a process it forks, and a CLONE_PARENT child
+            // of the shim made by a short exec (neither is an exec's own process).
             let exec = try await env.docker.createExec(
                 container: container, command: ["sh", "-c", "sleep 778 & exec sleep 779"], user: env.agent().user, workingDir: nil, env: [])
             Task { try? await env.docker.startExec(exec) { _ in } }
-            try await WorkerProcessTests.waitFor("the exec and its child") {
+            let escaper = try await env.docker.createExec(
+                container: container, command: [session.container + "/clone-parent"], user: env.agent().user, workingDir: nil, env: [])
+            try await env.docker.startExec(escaper) { _ in }
+            try await WorkerProcessTests.waitFor("the exec, its child and the clone") {
                 let ps = try await Self.processes(env)
-                return ps.contains { $0.contains("sleep 778") } && ps.contains { $0.contains("sleep 779") }
+                return ["sleep 778", "sleep 779", "sleep 781"].allSatisfy { name in ps.contains { $0.contains(name) } }
             }
-            let uid = env.agent().uid
-            let first = try await Offload.run { RunCgroup.killStrays(under: directory, uid: uid, startingGrace: 6) }
+            let killed = await runner.sweepStrays(container: container, directory: directory, uid: env.agent().uid)
             var ps = try await Self.processes(env)
-            #expect(first == 1, "killed \(first): \(ps)")
-            #expect(!ps.contains { $0.contains("sleep 778") }, "the forked child was spared: \(ps)")
-            #expect(ps.contains { $0.contains("sleep 779") }, "the starting exec was killed: \(ps)")
-            // Past its grace, the exec's process is a stray like any other. (6 s: on a loaded machine the `docker exec ps`
-            // above can take seconds.)
-            try await Task.sleep(for: .milliseconds(6500))
-            let second = try await Offload.run { RunCgroup.killStrays(under: directory, uid: uid, startingGrace: 6) }
-            ps = try await Self.processes(env)
-            #expect(second == 1 && !ps.contains { $0.contains("sleep 779") }, "killed \(second): \(ps)")
+            #expect(killed == 2, "killed \(killed): \(ps)")
+            #expect(!ps.contains { $0.contains("sleep 778") } && !ps.contains { $0.contains("sleep 781") }, "a stray was spared: \(ps)")
+            #expect(ps.contains { $0.contains("sleep 779") }, "the running exec was killed: \(ps)")
             #expect(ps.contains { $0.contains("sleep infinity") }, "the keeper was killed")
+            // Maintenance's look at the host's containers sweeps strays of any agent too.
+            try await env.docker.startExec(
+                try await env.docker.createExec(
+                    container: container, command: [session.container + "/clone-parent"], user: env.agent().user, workingDir: nil, env: [])
+            ) { _ in }
+            try await WorkerProcessTests.waitFor("the second clone") { try await Self.processes(env).contains { $0.contains("sleep 781") } }
+            let reaped = await runner.reapOrphans(containers: [container]) { _, _ in true }
+            ps = try await Self.processes(env)
+            #expect(reaped == 1 && !ps.contains { $0.contains("sleep 781") } && ps.contains { $0.contains("sleep 779") }, "\(reaped): \(ps)")
         }
     }
 
@@ -242,6 +254,26 @@ import Testing
         let (code, lines) = try await env.docker.run(container: container, command: ["ps", "-o", "pid,args"])
         #expect(code == 0, "\(lines)")
         return lines
+    }
+
+    /// A run cannot ptrace or read the memory of another process of its uid (another run's, a waiting wrapper), nor
+    /// make a user namespace: the containers' seccomp profile refuses it (Docker's default profile allowed ptrace).
+    @Test func aRunCannotPtraceOrReadAnotherProcessOfItsUid() async throws {
+        try await WorkerEnvironment.with { env in
+            try AgentEnvironment.sync(env.agent())
+            let directory = try AgentEnvironment.sessionDirectory(env.agent(), repository: "acme/widgets", number: 61)
+            let source = DockerFixture.repositoryRoot.appendingPathComponent("Tests/Fixtures/ptrace-probe.c").path
+            let (code, out) = try await DockerFixture.shell(
+                "gcc -static -O2 -o '\(directory.host)/probe' '\(source)' && chown 1000:1000 '\(directory.host)/probe'")
+            try #require(code == 0, "cannot build the probe (gcc and libc6-dev are needed): \(out)")
+            try await env.enqueue("probe STUB_RUN=\(directory.container)/probe", number: 61)
+            let job = try await env.runNext(env.executor())
+            #expect(job["status"] == "succeeded", "\(job)")
+            let result = job["result"] ?? ""
+            for line in ["ptrace-attach denied EPERM", "ptrace-seize denied EPERM", "process_vm_readv denied", "unshare-user denied"] {
+                #expect(result.contains(line), "\(line): \(result)")
+            }
+        }
     }
 
     /// A burst of tens of thousands of short lines must not take earlier lines with it: Lua's `unpack` fails past a

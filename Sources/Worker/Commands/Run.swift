@@ -75,6 +75,17 @@ extension WorkerCommand {
                     logger.critical("\(error)")
                     throw ExitCode(69)
                 }
+                // Fail closed: without seccomp or Yama one run of an agent can take over another (docs/security.md).
+                let options: [String]
+                do { options = try await docker.securityOptions() } catch {
+                    logger.critical("\(error)")
+                    throw ExitCode(69)
+                }
+                let yama = try? String(contentsOfFile: "/proc/sys/kernel/yama/ptrace_scope", encoding: .utf8)
+                if let missing = HostChecks.ptraceBarrier(engineSecurityOptions: options, yamaScope: yama) {
+                    logger.critical("refusing to start: \(missing)")
+                    throw ExitCode(78)
+                }
                 let queue = JobQueue(redis: redis, keys: config.keys, settings: config.queue)
                 let reconciler = ContainerReconciler(
                     docker: docker, containerPrefix: config.worker.containerPrefix, hostID: hostID, logger: logger,

@@ -39,7 +39,15 @@ extension WorkerCommand {
                     "WARN  run containment: no cgroup hierarchy is reachable from this worker; a process an agent detaches can "
                         + "outlive its run (run the worker on the host, or give its container pid: host, cgroup: host and /sys/fs/cgroup)")
             }
-            print(HostChecks.ptraceIsolation(scope: try? String(contentsOfFile: "/proc/sys/kernel/yama/ptrace_scope", encoding: .utf8)))
+            let yama = try? String(contentsOfFile: "/proc/sys/kernel/yama/ptrace_scope", encoding: .utf8)
+            let options = try? await common.withDocker { docker in try await docker.securityOptions() }
+            if let options {
+                print(HostChecks.seccompLine(engineSecurityOptions: options, yamaScope: yama))
+                if HostChecks.ptraceBarrier(engineSecurityOptions: options, yamaScope: yama) != nil { failed = true }
+            } else {
+                print("WARN  seccomp: the Docker engine did not answer, so whether it applies the agents' seccomp profile is unknown")
+            }
+            print(HostChecks.ptraceIsolation(scope: yama, seccomp: options?.contains { $0.hasPrefix("name=seccomp") } ?? false))
             if failed { throw ExitCode(1) }
         }
     }

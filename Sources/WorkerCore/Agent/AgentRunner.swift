@@ -97,12 +97,11 @@ package struct AgentRunner: Sendable {
     package func killLeftovers(jobID: String, agent: AgentSettings, container: String) async -> Int {
         if case .success(let (hierarchy, directory)) = await containment(container: container) {
             let prefix = String(RunCgroup.marker(jobID: jobID).split(separator: ".").first ?? "") + "."
-            let uid = agent.uid
-            return
+            let runs =
                 (try? await Offload.run {
                     RunCgroup.existing(under: directory, hierarchy: hierarchy, markerPrefix: prefix).reduce(0) { $0 + $1.killAll() }
-                        + RunCgroup.killStrays(under: directory, uid: uid)
                 }) ?? 0
+            return runs + (await sweepStrays(container: container, directory: directory, uid: agent.uid))
         }
         return await kill(pattern: "^FORGE_HOOKS_RUN=\(jobID)\\.", container: container, user: agent.user)
     }
@@ -129,6 +128,13 @@ package struct AgentRunner: Sendable {
                 }
                 killed += n
             }
+            // Agent processes outside every run that no exec is: swept here too, not only when a run of that agent ends.
+            let strays = await sweepStrays(container: container, directory: directory, uid: nil)
+            if strays > 0 {
+                logger.warning(
+                    "killed agent processes found outside every run cgroup", metadata: ["container": "\(container)", "count": "\(strays)"])
+                killed += strays
+            }
             for wrapper in wrappers where await !isCurrent(RunCgroup.jobID(ofMarker: wrapper.marker), wrapper.marker) {
                 let gone =
                     (try? await Offload.run { RunCgroup.wrapperMarker(wrapper.pid) == wrapper.marker && Foundation.kill(wrapper.pid, SIGKILL) == 0 })
@@ -137,6 +143,38 @@ package struct AgentRunner: Sendable {
             }
         }
         return killed
+    }
+
+    /// Kills the processes in the container's own cgroup (outside every run) of `uid` (nil: any but root's and the
+    /// keeper's) that are not the process of one of the container's execs. Only Docker puts a process there — an exec
+    /// (a run's wrapper until the worker adopts it, an operator's `docker exec`) — so whatever is not an exec's own pid
+    /// was forked or injected from one: a stray, however young and whoever its parent. The execs' pids come from
+    /// Docker; while one of them is still starting (no pid yet) nothing is killed, and the next sweep (at the next
+    /// run's end, or maintenance) looks again. Returns how many were killed.
+    func sweepStrays(container: String, directory: String, uid: UInt32?) async -> Int {
+        let candidates = (try? await Offload.run { RunCgroup.strayCandidates(under: directory, uid: uid) }) ?? []
+        if candidates.isEmpty { return 0 }
+        guard let spared = await execPIDs(container: container) else { return 0 }
+        let targets = candidates.filter { !spared.contains($0) }
+        if targets.isEmpty { return 0 }
+        return (try? await Offload.run { RunCgroup.killStrays(targets, under: directory, uid: uid) }) ?? 0
+    }
+
+    /// The host pids of the container's running execs, or nil when Docker does not answer or an exec may be starting
+    /// (running without a pid yet, or created and not ended).
+    func execPIDs(container: String) async -> Set<Int32>? {
+        guard let details = try? await docker.inspectContainer(container) else { return nil }
+        var pids = Set<Int32>()
+        for id in details.execIDs {
+            guard let state = try? await docker.inspectExec(id, timeout: .seconds(5)) else { return nil }
+            if state.running {
+                guard state.pid > 0 else { return nil }
+                pids.insert(Int32(state.pid))
+            } else if state.exitCode == nil {
+                return nil
+            }
+        }
+        return pids
     }
 
     /// Whether runs in this container can be put in cgroups: the hierarchy and the container's cgroup directory, or
@@ -290,8 +328,7 @@ package struct AgentRunner: Sendable {
         if cut && cgroup == nil { outcome.killedProcesses += killed } else { outcome.leftoversKilled = killed }
         // Anything of the agent's uid outside every run cgroup got there by injecting into a process that was not in one.
         if let (_, directory) = containment {
-            let uid = agent.uid
-            let strays = (try? await Offload.run { RunCgroup.killStrays(under: directory, uid: uid) }) ?? 0
+            let strays = await sweepStrays(container: container, directory: directory, uid: agent.uid)
             if strays > 0 {
                 outcome.straysKilled = strays
                 logger.warning("killed agent processes found outside every run cgroup", metadata: ["job.id": "\(jobID)", "count": "\(strays)"])

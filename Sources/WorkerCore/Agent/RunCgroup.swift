@@ -140,71 +140,30 @@ package struct RunCgroup: Sendable {
         return text.split(separator: "\n").compactMap { Int32($0) }.first { processState(Int($0)) == "T" && isWaitingWrapper($0, marker: marker) }
     }
 
-    /// Kills the processes of `uid` in the container's own cgroup — outside every run cgroup — except what Docker is
-    /// starting. The container's keeper runs as another uid and execs of the worker's own (ps) as root, so an agent-uid
-    /// process there got out of a run (e.g. by writing into another process's memory). Returns how many were killed.
-    /// Blocking; call it off the cooperative pool.
-    ///
-    /// Spared:
-    /// - a wrapper waiting, stopped, to be adopted;
-    /// - for its first `startingGrace` seconds, a process whose parent is outside the container: only the runtime
-    ///   makes those (`docker exec`: runc's init before it execs — already the agent's uid —, a wrapper before it
-    ///   stops itself). A run's end killed such a starting exec of another run under load. Whatever an agent forks
-    ///   plainly has its parent inside the container. Not a bound on an agent that has injected code into another
-    ///   run's waiting wrapper: `clone(CLONE_PARENT)` from there keeps making young children of the shim (see
-    ///   docs/security.md; closing that needs the wrapper made non-dumpable).
-    static func killStrays(under containerDirectory: String, uid: UInt32, startingGrace: Double = 10) -> Int {
+    /// Processes in the container's own cgroup — outside every run cgroup — of `uid` (nil: of any uid but root's and
+    /// the keeper's). The container's keeper runs as another uid and the worker's own execs (ps) as root, so such a
+    /// process is an exec Docker is running (a run's wrapper before it is adopted) or got out of a run (e.g. by
+    /// writing into another process's memory). `AgentRunner.sweepStrays` spares the execs' own pids and kills the rest.
+    static func strayCandidates(under containerDirectory: String, uid: UInt32?) -> [Int32] {
+        let keeper = UInt32(ContainerSpec.keeperUser.split(separator: ":").first ?? "") ?? 65534
         let text = (try? String(contentsOfFile: containerDirectory + "/cgroup.procs", encoding: .utf8)) ?? ""
-        let container = (containerDirectory as NSString).lastPathComponent
-        var killed = 0
-        for pid in text.split(separator: "\n").compactMap({ Int32($0) }) where processUID(pid) == uid {
-            if isWaitingWrapper(pid), processState(Int(pid)) == "T" { continue }
-            if (processAge(pid) ?? .infinity) < startingGrace, startedByRuntime(pid, container: container) { continue }
-            if Foundation.kill(pid, SIGKILL) == 0 { killed += 1 }
-        }
-        return killed
-    }
-
-    /// Whether `pid`'s parent is outside the container's cgroup. The parent is read again after its cgroup: runc
-    /// exiting meanwhile hands its child to the shim, and a pid read before that may have been reused since.
-    static func startedByRuntime(_ pid: Int32, container: String) -> Bool {
-        for _ in 0..<2 {
-            guard let parent = parentPID(pid) else { return false }
-            let outside = !isInside(parent, container: container)
-            if parentPID(pid) == parent { return outside }
-        }
-        return false
-    }
-
-    /// Whether `pid` sits in the cgroup named `container` or below it (on any hierarchy). A process that cannot be
-    /// read counts as inside: nothing is spared on a doubt.
-    static func isInside(_ pid: Int32, container: String) -> Bool {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8) else { return true }
-        return text.split(separator: "\n").contains { line in
-            line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false).last.map {
-                $0.split(separator: "/").contains { $0 == container }
-            } ?? false
+        return text.split(separator: "\n").compactMap { Int32($0) }.filter { pid in
+            guard let owner = processUID(pid) else { return false }
+            return uid.map { owner == $0 } ?? (owner != 0 && owner != keeper)
         }
     }
 
-    /// Seconds since `pid` started (`/proc/<pid>/stat` field 22 against `/proc/uptime`).
-    static func processAge(_ pid: Int32) -> Double? {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")"),
-            let uptime = (try? String(contentsOfFile: "/proc/uptime", encoding: .utf8))?.split(separator: " ").first.flatMap({ Double($0) })
-        else { return nil }
-        // Fields after the command: state is field 3, so starttime (22) is the 20th after the ')'.
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        guard fields.count > 19, let ticks = Double(fields[19]) else { return nil }
-        return uptime - ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
+    /// SIGKILLs those of `pids` that are still candidates (in the container's own cgroup, of `uid`): a pid is read again
+    /// just before the kill, so one reused meanwhile is not hit. Returns how many were killed. Blocking.
+    static func killStrays(_ pids: [Int32], under containerDirectory: String, uid: UInt32?) -> Int {
+        let still = Set(strayCandidates(under: containerDirectory, uid: uid))
+        return pids.filter { still.contains($0) && Foundation.kill($0, SIGKILL) == 0 }.count
     }
 
     /// The real uid of `pid` on the host, from `/proc/<pid>/status`.
     static func processUID(_ pid: Int32) -> UInt32? { statusField(pid, "Uid:").flatMap { UInt32($0) } }
 
-    /// The parent pid of `pid` (host pid namespace), from `/proc/<pid>/status`.
-    static func parentPID(_ pid: Int32) -> Int32? { statusField(pid, "PPid:").flatMap { Int32($0) } }
-
-    /// The first value of a `/proc/<pid>/status` line (`Uid:`, `PPid:`).
+    /// The first value of a `/proc/<pid>/status` line (`Uid:`).
     private static func statusField(_ pid: Int32, _ name: String) -> Substring? {
         guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
             let line = status.split(separator: "\n").first(where: { $0.hasPrefix(name) })

@@ -83,7 +83,9 @@ package struct ContainerSpec: Sendable, Equatable {
     var specHash: String {
         let text =
             ([image, user, command.joined(separator: " ")] + environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-            + binds.map(\.description) + ["memory=\(memoryBytes)", "pids=\(pidsLimit)", "cap_drop=ALL", "no-new-privileges"]).joined(separator: "\n")
+            + binds.map(\.description) + [
+                "memory=\(memoryBytes)", "pids=\(pidsLimit)", "cap_drop=ALL", "no-new-privileges", "seccomp=\(SeccompProfile.digest)",
+            ]).joined(separator: "\n")
         return SHA256.hash(data: Array(text.utf8)).prefix(8).map { b in (b < 16 ? "0" : "") + String(b, radix: 16) }.joined()
     }
 
@@ -106,7 +108,8 @@ package struct ContainerSpec: Sendable, Equatable {
             "Image": image, "User": user, "Env": envList, "Labels": labels, "Cmd": command, "WorkingDir": workMount,
             "HostConfig": [
                 "Mounts": binds.map { ["Type": "bind", "Source": $0.source, "Target": $0.target, "ReadOnly": $0.readOnly] as [String: Any] },
-                "RestartPolicy": ["Name": "unless-stopped"], "Init": true, "CapDrop": ["ALL"], "SecurityOpt": ["no-new-privileges"],
+                "RestartPolicy": ["Name": "unless-stopped"], "Init": true, "CapDrop": ["ALL"],
+                "SecurityOpt": ["no-new-privileges", SeccompProfile.securityOpt],
                 "PidsLimit": pidsLimit, "Memory": memoryBytes, "MemorySwap": memoryBytes, "Privileged": false,
             ] as [String: Any],
         ]
@@ -132,6 +135,9 @@ package struct ContainerSpec: Sendable, Equatable {
         if !host.capAdd.isEmpty { diffs.append("capabilities: adds \(host.capAdd)") }
         if !host.securityOpt.contains(where: { $0 == "no-new-privileges" || $0 == "no-new-privileges:true" }) {
             diffs.append("security: no-new-privileges not set")
+        }
+        if !host.securityOpt.contains(SeccompProfile.securityOpt) {
+            diffs.append("security: not the worker's seccomp profile (\(SeccompProfile.digest)): its runs could ptrace each other")
         }
         if host.privileged { diffs.append("security: privileged") }
         for opt in host.securityOpt where opt.contains("unconfined") || opt.hasPrefix("systempaths") {

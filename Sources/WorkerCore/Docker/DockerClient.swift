@@ -120,6 +120,15 @@ package final class DockerClient: Sendable {
         try await expect([200], .GET, "/_ping", timeout: .seconds(5))
     }
 
+    /// The engine's `SecurityOptions` (`name=seccomp,profile=default`, `name=apparmor`…) from `GET /info`.
+    package func securityOptions() async throws(DockerError) -> [String] {
+        let reply = try await call(.GET, "/info", timeout: .seconds(10))
+        guard reply.status == 200, let info = (try? JSONSerialization.jsonObject(with: Data(reply.body))) as? [String: Any] else {
+            throw DockerError(status: reply.status, message: reply.message, operation: "engine info")
+        }
+        return info["SecurityOptions"] as? [String] ?? []
+    }
+
     // MARK: Containers
 
     /// The inspect document, or nil if there is no such container.
