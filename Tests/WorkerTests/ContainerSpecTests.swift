@@ -21,7 +21,8 @@ import Testing
             ] as [String: Any],
             "HostConfig": [
                 "CapDrop": capDrop, "SecurityOpt": ["no-new-privileges", SeccompProfile.securityOpt], "PidsLimit": spec.pidsLimit,
-                "Memory": spec.memoryBytes,
+                "Memory": spec.memoryBytes, "NanoCpus": spec.nanoCPUs ?? 0,
+                "Ulimits": [["Name": "nofile", "Soft": 8192, "Hard": 8192], ["Name": "core", "Soft": 0, "Hard": 0]],
                 "Privileged": false, "Init": true,
             ] as [String: Any],
             "Mounts": (mounts ?? defaultMounts).map {
@@ -93,6 +94,45 @@ import Testing
         }
         #expect(rules.filter { ($0["names"] as? [String]) == ["clone"] }.count == 7)
         #expect(rules.contains { ($0["names"] as? [String]) == ["clone3"] && $0["errnoRet"] as? Int == 38 })
+    }
+
+    /// CPU and ulimits are part of the spec: defaults 2 cores, nofile 8192, no core dumps; a change is drift.
+    @Test func cpuAndUlimitsAreAskedForAndDriftWhenChanged() throws {
+        let spec = ContainerSpec(agent: Self.agent, containerPrefix: "hooks", hostID: "h")
+        let host = try #require(spec.createBody["HostConfig"] as? [String: Any])
+        #expect(host["NanoCpus"] as? Int64 == 2_000_000_000)
+        let ulimits = try #require(host["Ulimits"] as? [[String: Any]])
+        #expect(ulimits.map { "\($0["Name"]!)=\($0["Soft"]!):\($0["Hard"]!)" } == ["core=0:0", "nofile=8192:8192"])
+        var agent = Self.agent
+        agent.cpus = 0.5
+        agent.ulimits["nproc"] = AgentSettings.Ulimit(soft: 100, hard: 200)
+        let changed = ContainerSpec(agent: agent, containerPrefix: "hooks", hostID: "h")
+        let diffs = changed.differences(inspect: Self.inspect(), imageID: "sha256:aaa")
+        #expect(diffs.contains("cpu limit: 2.0 ≠ 0.5 cores") && diffs.contains { $0.hasPrefix("ulimits: core=0:0, nofile=8192:8192 ≠ ") }, "\(diffs)")
+        agent.cpus = nil
+        #expect(
+            ContainerSpec(agent: agent, containerPrefix: "hooks", hostID: "h").createBody["HostConfig"].map {
+                ($0 as! [String: Any])["NanoCpus"] as? Int64
+            } == 0)
+        // From the config.
+        let config = try AppConfig.parse(
+            yaml: "agents: {a: {image: i, cpus: 1.5, ulimits: {nofile: 4096, nproc: {soft: 512, hard: 1024}}}, b: {image: i, cpus: false}}",
+            file: "t.yaml",
+            environment: [:])
+        #expect(config.agents["a"]?.cpus == 1.5 && config.agents["b"]?.cpus == nil)
+        #expect(config.agents["a"]?.ulimits["nofile"] == AgentSettings.Ulimit(soft: 4096, hard: 4096))
+        #expect(config.agents["a"]?.ulimits["nproc"] == AgentSettings.Ulimit(soft: 512, hard: 1024))
+        for (yaml, says) in [
+            ("{cpus: 0}", "must be a number of cores"), ("{cpus: lots}", "must be a number of cores"), ("{ulimits: {files: 3}}", "unknown key"),
+            ("{ulimits: {nofile: {soft: 9, hard: 3}}}", "0 <= soft <= hard"), ("{ulimits: {nofile: -1}}", "must not be negative"),
+        ] {
+            #expect {
+                try AppConfig.parse(
+                    yaml: "agents: {a: {image: i, permissions: {}, \(yaml.dropFirst().dropLast())}}", file: "t.yaml", environment: [:])
+            } throws: { error in
+                "\(error)".contains(says)
+            }
+        }
     }
 
     @Test func privilegeDriftIsReported() {

@@ -29,6 +29,10 @@ import Testing
             let host = inspect.hostConfig
             #expect(host.capDrop == ["ALL"] && host.pidsLimit == agent.pidsLimit && host.initProcess == true)
             #expect(host.securityOpt.contains("no-new-privileges"))
+            // A CPU limit and ulimits, as every run sees them.
+            #expect(host.nanoCPUs == 2_000_000_000 && host.ulimits == ["core=0:0", "nofile=8192:8192"], "\(host)")
+            let (code, limits) = try await env.docker.run(container: inspect.id, command: ["sh", "-c", "ulimit -n; ulimit -c"], user: agent.user)
+            #expect(code == 0 && Array(limits.prefix(2)) == ["8192", "0"], "\(limits)")
             #expect(config.env.contains("CLAUDE_CONFIG_DIR=\(agent.configDir)"))
             #expect(config.labels["forge-hooks.agent"] == "dev")
             for path in [agent.stateDir, agent.stateDir + "/projects", agent.stateDir + "/session-env", agent.workDir] {

@@ -36,6 +36,23 @@ public struct AgentSettings: Sendable, Equatable {
     public var memoryBytes: Int64
     /// The container's process limit (a fork bomb stops here).
     public var pidsLimit: Int
+    /// The container's CPU limit in cores (`NanoCpus`), shared by its runs; nil = none.
+    public var cpus: Double? = 2
+    /// Resource limits of every process in the container (`ulimit`), by name (`nofile`, `nproc`, `core`, …) → (soft,
+    /// hard).
+    public var ulimits: [String: Ulimit] = ["nofile": Ulimit(soft: 8192, hard: 8192), "core": Ulimit(soft: 0, hard: 0)]
+    public struct Ulimit: Sendable, Equatable {
+        public var soft: Int64
+        public var hard: Int64
+        public init(soft: Int64, hard: Int64) {
+            self.soft = soft
+            self.hard = hard
+        }
+    }
+    public static let ulimitNames: Set<String> = [
+        "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc", "rss", "rtprio", "rttime", "sigpending",
+        "stack",
+    ]
     /// What the agent shows on the forge while it works (rules may override it per key).
     public var feedback = FeedbackSettings()
 
@@ -157,7 +174,7 @@ public struct AgentSettings: Sendable, Equatable {
     init(name: String, _ node: ConfigNode) throws(ConfigError) {
         _ = try node.mapping(allowed: [
             "mentions", "bot_login", "image", "user", "credentials_dir", "state_dir", "work_dir", "config_dir", "work_mount", "env", "command",
-            "permissions", "timeout", "concurrency", "memory", "pids_limit", "feedback",
+            "permissions", "timeout", "concurrency", "memory", "pids_limit", "cpus", "ulimits", "feedback",
         ])
         self.init(
             name: name, image: try node.child("image").requiredString(),
@@ -208,6 +225,33 @@ public struct AgentSettings: Sendable, Equatable {
             memoryBytes = bytes
         }
         pidsLimit = try node.child("pids_limit").int(default: pidsLimit, range: 32...1_000_000)
+        let cpuNode = node.child("cpus")
+        if !cpuNode.isMissing {
+            if let off = cpuNode.value as? Bool, off == false {
+                cpus = nil
+            } else if let value = (cpuNode.value as? Double) ?? (cpuNode.value as? Int).map(Double.init)
+                ?? (cpuNode.value as? String).flatMap(Double.init), value >= 0.01, value <= 1024
+            {
+                cpus = value
+            } else {
+                throw cpuNode.error("must be a number of cores from 0.01 to 1024 (e.g. 2 or 0.5), or false for no limit")
+            }
+        }
+        let ulimitNode = node.child("ulimits")
+        for (name, value) in try ulimitNode.mapping(allowed: Self.ulimitNames) {
+            let entry = ulimitNode.child(name)
+            if let n = (value as? Int).map(Int64.init) {
+                guard n >= 0 else { throw entry.error("must not be negative") }
+                ulimits[name] = Ulimit(soft: n, hard: n)
+            } else if let pair = value as? [String: Any], let soft = (pair["soft"] as? Int).map(Int64.init),
+                let hard = (pair["hard"] as? Int).map(Int64.init),
+                pair.count == 2, soft >= 0, soft <= hard
+            {
+                ulimits[name] = Ulimit(soft: soft, hard: hard)
+            } else {
+                throw entry.error("must be a number (soft = hard) or {soft: n, hard: m} with 0 <= soft <= hard")
+            }
+        }
         feedback = try FeedbackSettings().overlaid(by: node.child("feedback"), allowTokens: true)
     }
 }

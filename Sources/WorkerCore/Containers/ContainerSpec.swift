@@ -38,6 +38,10 @@ package struct ContainerSpec: Sendable, Equatable {
     let hostID: String
     let memoryBytes: Int64
     let pidsLimit: Int
+    /// `NanoCpus` (cores × 10⁹), nil for no limit.
+    let nanoCPUs: Int64?
+    /// `name=soft:hard`, sorted (as `ContainerDetails` reads them back).
+    let ulimits: [String]
     /// The worker making this container (labels only), nil for an operator's command.
     var creator: Creator?
 
@@ -77,6 +81,8 @@ package struct ContainerSpec: Sendable, Equatable {
         self.hostID = hostID
         self.memoryBytes = agent.memoryBytes
         self.pidsLimit = agent.pidsLimit
+        self.nanoCPUs = agent.cpus.map { Int64(($0 * 1e9).rounded()) }
+        self.ulimits = agent.ulimits.map { "\($0.key)=\($0.value.soft):\($0.value.hard)" }.sorted()
     }
 
     /// A short hash of everything desired, stored as a label: a changed spec is visible at a glance.
@@ -85,6 +91,7 @@ package struct ContainerSpec: Sendable, Equatable {
             ([image, user, command.joined(separator: " ")] + environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
             + binds.map(\.description) + [
                 "memory=\(memoryBytes)", "pids=\(pidsLimit)", "cap_drop=ALL", "no-new-privileges", "seccomp=\(SeccompProfile.digest)",
+                "cpus=\(nanoCPUs.map(String.init) ?? "none")", "ulimits=\(ulimits.joined(separator: ","))",
             ]).joined(separator: "\n")
         return SHA256.hash(data: Array(text.utf8)).prefix(8).map { b in (b < 16 ? "0" : "") + String(b, radix: 16) }.joined()
     }
@@ -111,6 +118,11 @@ package struct ContainerSpec: Sendable, Equatable {
                 "RestartPolicy": ["Name": "unless-stopped"], "Init": true, "CapDrop": ["ALL"],
                 "SecurityOpt": ["no-new-privileges", SeccompProfile.securityOpt],
                 "PidsLimit": pidsLimit, "Memory": memoryBytes, "MemorySwap": memoryBytes, "Privileged": false,
+                "NanoCpus": nanoCPUs ?? 0,
+                "Ulimits": ulimits.map { entry -> [String: Any] in
+                    let (name, values) = (entry.split(separator: "=")[0], entry.split(separator: "=")[1].split(separator: ":"))
+                    return ["Name": String(name), "Soft": Int64(values[0]) ?? 0, "Hard": Int64(values[1]) ?? 0]
+                },
             ] as [String: Any],
         ]
     }
@@ -150,6 +162,11 @@ package struct ContainerSpec: Sendable, Equatable {
         }
         if host.pidsLimit != pidsLimit { diffs.append("pids limit: \(host.pidsLimit.map { "\($0)" } ?? "none") ≠ \(pidsLimit)") }
         if host.memory != memoryBytes { diffs.append("memory limit: \(host.memory.map { "\($0)" } ?? "none") ≠ \(memoryBytes)") }
+        if (host.nanoCPUs ?? 0) != (nanoCPUs ?? 0) {
+            diffs.append(
+                "cpu limit: \(host.nanoCPUs.map { "\(Double($0) / 1e9)" } ?? "none") ≠ \(nanoCPUs.map { "\(Double($0) / 1e9)" } ?? "none") cores")
+        }
+        if host.ulimits != ulimits { diffs.append("ulimits: \(host.ulimits.joined(separator: ", ")) ≠ \(ulimits.joined(separator: ", "))") }
         let labels = config.labels
         if labels[Self.managedLabel] != "true" { diffs.append("labels: not managed by forge-hooks") }
         for m in inspect.mounts where m.type != "bind" {

@@ -27,6 +27,9 @@ package struct ContainerDetails: Decodable, Sendable {
         package var namespaceModes: [String: String] = [:]
         package var pidsLimit: Int?
         package var memory: Int64?
+        package var nanoCPUs: Int64?
+        /// `Ulimits` as `name=soft:hard`, sorted.
+        package var ulimits: [String] = []
     }
 
     package struct Mount: Sendable {
@@ -85,6 +88,15 @@ package struct ContainerDetails: Decodable, Sendable {
             for key in ["PidMode", "IpcMode", "UsernsMode", "UTSMode"] { if let mode: String = get(h, key) { host.namespaceModes[key] = mode } }
             host.pidsLimit = get(h, "PidsLimit")
             host.memory = get(h, "Memory")
+            host.nanoCPUs = get(h, "NanoCpus")
+            if var list = try? h.nestedUnkeyedContainer(forKey: Key("Ulimits")) {
+                while !list.isAtEnd {
+                    guard let u = try? list.nestedContainer(keyedBy: Key.self) else { break }
+                    let (name, soft, hard): (String?, Int64?, Int64?) = (get(u, "Name"), get(u, "Soft"), get(u, "Hard"))
+                    host.ulimits.append("\(name ?? "?")=\(soft ?? -1):\(hard ?? -1)")
+                }
+                host.ulimits.sort()
+            }
             hostConfig = host
         }
         if var list = try? c.nestedUnkeyedContainer(forKey: Key("Mounts")) {
