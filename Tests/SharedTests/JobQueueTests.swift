@@ -102,6 +102,44 @@ import Testing
         #expect(try await queue.redis.send("TTL", keys.spendDay(String(day))).int ?? 0 > 300 * 86400)
     }
 
+    /// Near `maxmemory`, what agents fill is refused so the queue keeps its headroom: a large transcript leaves only a
+    /// `skipped` record (another host then starts fresh), a log batch is counted on the job, and the job still finishes.
+    @Test func agentDataIsRefusedIntoTheHeadroomAndTheQueueGoesOn() async throws {
+        let small = try RedisServer(extraArguments: ["--maxmemory", "64mb", "--maxmemory-policy", "noeviction", "--enable-debug-command", "yes"])
+        defer { small.stop() }
+        var settings = Self.settings()
+        settings.redisHeadroom = 0.5
+        let queue = JobQueue(redis: small.client(), settings: settings)
+        // The guard is off at 0.
+        #expect(QueueSettings().redisHeadroom == 0.2)
+        let j = Self.job()
+        _ = try await queue.enqueue([j])
+        let reserved = try #require(try await queue.makeConsumer(worker: "w").reserve(agents: ["dev"], home: "dev"))
+        let fence = JobQueue.Fence(reserved, worker: "w")
+        let session = j.session.description
+        // To 2 MiB below the guard's line (32 MiB of 64), with other data in small keys (no large command buffers).
+        let info = try await queue.redis.send("INFO", "memory").string ?? ""
+        let used = Int(info.firstMatch(of: /used_memory:(\d+)/)?.1 ?? "") ?? 0
+        try await queue.redis.send("DEBUG", "POPULATE", String(max(0, (30 << 20) - used) / 1200), "filler", "1000")
+        #expect(try await queue.storeTranscript(session, fields: ["session_id", "s1"], data: Array("small".utf8), ttl: 60, fence: fence) == .stored)
+        let big = [UInt8](repeating: 120, count: 4 << 20)
+        #expect(try await queue.storeTranscript(session, fields: ["session_id", "s1"], data: big, ttl: 60, fence: fence) == .overBudget)
+        let record = try await queue.redis.send("HGETALL", keys.transcript(session)).hash ?? [:]
+        #expect(record["data"] == nil && record["skipped"]?.contains("near its maxmemory") == true && record["session_id"] == "s1", "\(record.keys)")
+        #expect(try await queue.appendLog(fence, lines: [String(repeating: "l", count: 4 << 20)]) == .overBudget)
+        #expect(try await queue.job(j.id)?["log_refused"] == "1")
+        #expect(try await queue.finish(reserved, worker: "w", outcome: .succeeded) == .succeeded)
+    }
+
+    @Test func redisMemorySettingsGetAdvice() {
+        let settings = QueueSettings()
+        #expect(settings.memoryAdvice(maxmemory: 1 << 30, policy: "noeviction").isEmpty)
+        #expect(settings.memoryAdvice(maxmemory: 0, policy: "noeviction").first?.hasPrefix("Redis has no maxmemory") == true)
+        #expect(settings.memoryAdvice(maxmemory: 1 << 30, policy: "allkeys-lru").first?.contains("set maxmemory-policy noeviction") == true)
+        let tight = settings.memoryAdvice(maxmemory: 256 << 20, policy: "noeviction")
+        #expect(tight.count == 1 && tight[0].contains("room for 6 session(s) at their caps"), "\(tight)")
+    }
+
     @Test func redeliveryCreatesNothing() async throws {
         let first = Self.job()
         #expect(try await queue.enqueue([first], delivery: (forge: "github", id: "abc")) == .queued([first.id]))
@@ -343,14 +381,15 @@ import Testing
         #expect(second.attempt == 2)
         try await queue.redis.send("HSET", keys.sessions, j.session.description, "11111111-1111-1111-1111-111111111111")
         #expect(
-            try await queue.storeTranscript(j.session.description, fields: ["session_id", "new"], data: Array("new".utf8), ttl: 60, fence: fresh))
+            try await queue.storeTranscript(j.session.description, fields: ["session_id", "new"], data: Array("new".utf8), ttl: 60, fence: fresh)
+                == .stored)
 
         #expect(try await queue.annotate(stale, [("host", "b")]) == false)
-        #expect(try await queue.appendLog(stale, lines: ["stale line"]) == false)
+        #expect(try await queue.appendLog(stale, lines: ["stale line"]) == .notHeld)
         #expect(try await queue.dropStaleSession(j.session.description, fence: stale) == false)
         #expect(
             try await queue.storeTranscript(j.session.description, fields: ["session_id", "old"], data: Array("old".utf8), ttl: 60, fence: stale)
-                == false)
+                == .notHeld)
         #expect(try await queue.lostJobs(worker: "stale", held: [(j.id, 1)]) == [j.id])
         #expect(try await queue.lostJobs(worker: "fresh", held: [(j.id, 2)]).isEmpty)
 
@@ -359,7 +398,7 @@ import Testing
         #expect(try await queue.redis.send("LLEN", keys.log(j.id)).int == 0)
         #expect(try await queue.sessionID(for: j.session.description) == "11111111-1111-1111-1111-111111111111")
         #expect(try await queue.redis.send("HGET", keys.transcript(j.session.description), "data").string == "new")
-        #expect(try await queue.appendLog(fresh, lines: ["fresh line"]))
+        #expect(try await queue.appendLog(fresh, lines: ["fresh line"]) == .stored)
         #expect(try await queue.redis.send("LRANGE", keys.log(j.id), "0", "-1").strings == ["fresh line"])
     }
 

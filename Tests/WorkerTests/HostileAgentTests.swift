@@ -276,6 +276,31 @@ import Testing
         }
     }
 
+    /// An agent that floods its log cannot fill Redis: past `maxmemory × (1 − queue.redis_headroom)` logs and
+    /// transcripts are refused (the job says so), and every later job is still claimed, renewed and recorded.
+    @Test func aFloodCannotFillRedisAndJobsStillFinish() async throws {
+        try await WorkerEnvironment.with(
+            queueYAML: "{log_max_bytes: 33554432, log_max_lines: 1000000, redis_headroom: 0.25, lease: 2s, heartbeat: 500ms}",
+            redisArguments: ["--maxmemory", "8mb", "--maxmemory-policy", "noeviction"], agentConcurrency: 1
+        ) { env in
+            try await env.enqueue("flood STUB_FLOOD=12", number: 54)
+            let flooded = try await env.runNext(env.executor())
+            #expect(flooded["status"] == "succeeded", "\(flooded)")
+            let warning = flooded["warning"] ?? ""
+            #expect(warning.contains("not stored: Redis was near its maxmemory"), "\(warning)")
+            #expect(Int(flooded["log_refused"] ?? "") ?? 0 > 1000, "\(flooded)")
+            let info = try await env.client.send("INFO", "memory").string ?? ""
+            let used = Int(info.firstMatch(of: /used_memory:(\d+)/)?.1 ?? "") ?? .max
+            #expect(used < 8 << 20, "used_memory \(used)")
+            // Other work goes on: claimed, run, recorded.
+            for number in 55...57 {
+                try await env.enqueue("after the flood", number: number)
+                let job = try await env.runNext(env.executor())
+                #expect(job["status"] == "succeeded" && job["result"]?.contains("earlier turns: 0") == true, "\(job)")
+            }
+        }
+    }
+
     /// A burst of tens of thousands of short lines must not take earlier lines with it: Lua's `unpack` fails past a
     /// few thousand values, so one oversized append would have dropped its whole batch, the line before it included.
     @Test func aBurstOfShortLinesCannotEraseTheLinesBeforeIt() async throws {
@@ -290,7 +315,7 @@ import Testing
             let log = try await env.client.send("LRANGE", "hooks:log:\(id)", "0", "-1").strings ?? []
             #expect(log.first == "before the burst" && log.count == 60_001, "\(log.count) lines, first \(log.first ?? "none")")
             // In the script: one append of 20,000 lines.
-            #expect(try await env.queue.appendLog(JobQueue.Fence(job, worker: "w"), lines: Array(repeating: "y", count: 20_000)))
+            #expect(try await env.queue.appendLog(JobQueue.Fence(job, worker: "w"), lines: Array(repeating: "y", count: 20_000)) == .stored)
             #expect(try await env.client.send("LLEN", "hooks:log:\(id)").int == 80_001)
             _ = try await env.queue.finish(job, worker: "w", outcome: .succeeded)
 

@@ -243,6 +243,7 @@ public struct AppConfig: Sendable {
         _ = try node.mapping(allowed: [
             "max_attempts", "retry_base", "retry_max", "retry_jitter", "lease", "heartbeat", "retention", "dead_retention", "dedup_ttl",
             "log_max_lines", "log_max_bytes", "session_idle", "transcript_max_bytes", "session_file_max_bytes", "session_files_max_bytes",
+            "redis_headroom",
         ])
         var s = QueueSettings()
         s.retry.maxAttempts = try node.child("max_attempts").int(default: s.retry.maxAttempts, range: 1...100)
@@ -271,6 +272,13 @@ public struct AppConfig: Sendable {
         s.transcriptMaxBytes = try node.child("transcript_max_bytes").int(default: s.transcriptMaxBytes, range: 0...(256 << 20))
         s.sessionFileMaxBytes = try node.child("session_file_max_bytes").int(default: s.sessionFileMaxBytes, range: 0...(64 << 20))
         s.sessionFilesMaxBytes = try node.child("session_files_max_bytes").int(default: s.sessionFilesMaxBytes, range: 0...(256 << 20))
+        let headroom = node.child("redis_headroom")
+        if !headroom.isMissing {
+            guard let value = (headroom.value as? Double) ?? (headroom.value as? Int).map(Double.init), value >= 0, value <= 0.9 else {
+                throw headroom.error("must be a fraction of maxmemory from 0 (no guard) to 0.9, e.g. 0.2")
+            }
+            s.redisHeadroom = value
+        }
         return s
     }
 

@@ -46,12 +46,30 @@ extension JobQueue {
 
     /// Appends lines to a job's capped log, if `fence` still holds. Returns false when it does not (nothing written).
     @discardableResult
-    public func appendLog(_ fence: Fence, lines: [String]) async throws(RedisError) -> Bool {
-        if lines.isEmpty { return true }
+    public func appendLog(_ fence: Fence, lines: [String]) async throws(RedisError) -> StoreResult {
+        if lines.isEmpty { return .stored }
         let ttl = String(max(1, Int(settings.deadRetention.seconds > 0 ? settings.deadRetention.seconds : settings.retention.seconds)))
         let reply = try await redis.evaluate(
-            QueueScripts.appendLog, arguments: [keys.prefix] + fence.arguments + [String(settings.logMaxLines), ttl] + lines)
-        return reply.int == 1
+            QueueScripts.appendLog,
+            arguments: [keys.prefix] + fence.arguments + [String(settings.logMaxLines), ttl, String(settings.redisHeadroom)] + lines)
+        return StoreResult(reply)
+    }
+
+    /// What a fenced write of agent data (a log batch, a transcript) did.
+    public enum StoreResult: Sendable, Equatable {
+        case stored
+        /// This worker no longer holds the job: nothing was written.
+        case notHeld
+        /// Redis is near its `maxmemory`: refused, to keep `queue.redis_headroom` for leases, claims and results.
+        case overBudget
+
+        init(_ reply: RedisReply) {
+            switch reply.int {
+            case 1: self = .stored
+            case 2: self = .overBudget
+            default: self = .notHeld
+            }
+        }
     }
 
     /// Sets fields on a running job's record (progress notes, warnings), if `fence` still holds.
@@ -75,13 +93,15 @@ extension JobQueue {
     @discardableResult
     public func storeTranscript(
         _ session: String, fields: [String], data: [UInt8]?, files: [(path: String, bytes: [UInt8])] = [], ttl: Int, fence: Fence
-    ) async throws(RedisError) -> Bool {
+    ) async throws(RedisError) -> StoreResult {
         var binary: [[UInt8]] = []
         if let data { binary += [Array("data".utf8), data] }
         for file in files { binary += [Array((Self.sessionFilePrefix + file.path).utf8), file.bytes] }
         let reply = try await redis.evaluate(
-            QueueScripts.storeTranscript, arguments: [keys.prefix] + fence.arguments + [session, String(ttl)] + fields, binaryArguments: binary)
-        return reply.int == 1
+            QueueScripts.storeTranscript,
+            arguments: [keys.prefix] + fence.arguments + [session, String(ttl), String(settings.redisHeadroom)] + fields,
+            binaryArguments: binary)
+        return StoreResult(reply)
     }
 
     /// The field prefix of a session's shipped files in `hooks:transcript:<session>`.

@@ -399,9 +399,25 @@ enum QueueScripts {
         end
         """
 
+    /// Whether writing `incoming` more bytes would eat into the headroom kept below `maxmemory` for the queue's own
+    /// writes (leases, claims, releases, results): `headroom` is a fraction of `maxmemory` (0 = no guard; no
+    /// `maxmemory` = no guard). What agents fill (logs, transcripts) is refused past it, so Redis never fills up with
+    /// agent output to the point where a lease cannot be renewed.
+    static let budget = """
+        local function intoHeadroom(incoming, headroom)
+          if not headroom or headroom <= 0 then return false end
+          local info = redis.call('INFO', 'memory')
+          local used, max = tonumber(string.match(info, 'used_memory:(%d+)')), tonumber(string.match(info, 'maxmemory:(%d+)'))
+          if not used or not max or max == 0 then return false end
+          return used + incoming > max * (1 - headroom)
+        end
+        """
+
     /// A script whose `body` runs only while ARGV[2..4] (worker, id, attempt) still hold the job; else it answers 0.
     static func fenced(_ name: String, _ body: String) -> RedisScript {
-        script(name: name, source: sessionHelpers + "\n" + fence + "\nif not holds(ARGV[3], ARGV[2], ARGV[4]) then return 0 end\n" + body)
+        script(
+            name: name,
+            source: sessionHelpers + "\n" + fence + "\n" + budget + "\nif not holds(ARGV[3], ARGV[2], ARGV[4]) then return 0 end\n" + body)
     }
 
     /// Fenced HSET of job fields. ARGV: prefix, worker, id, attempt, field, value… → 1 | 0 (not held)
@@ -413,18 +429,25 @@ enum QueueScripts {
         """)
 
     /// Fenced append to a job's log, capped to the last `maxLines`. ARGV: prefix, worker, id, attempt, maxLines,
-    /// ttlSec, line… → 1 | 0 (not held)
+    /// ttlSec, headroom, line… → 1 | 0 (not held) | 2 (not stored: Redis is near its maxmemory; counted in
+    /// `log_refused` on the job)
     static let appendLog = fenced(
         "append-log",
         """
         local lk = key.log(ARGV[3])
-        if #ARGV >= 7 then
+        if #ARGV >= 8 then
+          local incoming = 0
+          for i = 8, #ARGV do incoming = incoming + #ARGV[i] + 16 end
+          if intoHeadroom(incoming, tonumber(ARGV[7])) then
+            redis.pcall('HINCRBY', key.job(ARGV[3]), 'log_refused', #ARGV - 7)
+            return 2
+          end
           -- In pieces: Lua's unpack fails past a few thousand values, and a failed batch would lose every line in it.
-          for i = 7, #ARGV, 1000 do
+          for i = 8, #ARGV, 1000 do
             redis.call('RPUSH', lk, unpack(ARGV, i, math.min(i + 999, #ARGV)))
           end
           -- Lines ever appended: a reader following the capped log knows how many it missed.
-          redis.call('HINCRBY', key.job(ARGV[3]), 'log_lines', #ARGV - 6)
+          redis.call('HINCRBY', key.job(ARGV[3]), 'log_lines', #ARGV - 7)
         end
         redis.call('LTRIM', lk, -tonumber(ARGV[5]), -1)
         redis.call('EXPIRE', lk, ARGV[6])
@@ -440,13 +463,28 @@ enum QueueScripts {
         """)
 
     /// Fenced replace of a session's shipped transcript (a hash). ARGV: prefix, worker, id, attempt, session, ttlSec,
-    /// field, value… → 1 | 0 (not held)
+    /// headroom, field, value… → 1 | 0 (not held) | 2 (Redis is near its maxmemory: only a `skipped` record is kept,
+    /// so another host starts fresh, with a warning, rather than resuming an older copy)
     static let storeTranscript = fenced(
         "store-transcript",
         """
         local tk = key.transcript(ARGV[5])
+        local incoming, sid = 0, ''
+        for i = 8, #ARGV, 2 do
+          incoming = incoming + #ARGV[i] + #(ARGV[i + 1] or '')
+          if ARGV[i] == 'session_id' then sid = ARGV[i + 1] end
+        end
+        if intoHeadroom(incoming, tonumber(ARGV[7])) then
+          -- The older copy goes (a resume from it would miss turns); a small record says why. Near the limit a write
+          -- can itself be refused: then the old copy stays and the caller still learns it was not stored.
+          redis.pcall('DEL', tk)
+          redis.pcall('HSET', tk, 'session_id', sid, 'bytes', incoming,
+            'skipped', 'Redis was near its maxmemory (queue.redis_headroom kept for the queue): ' .. incoming .. ' bytes not stored')
+          redis.pcall('EXPIRE', tk, ARGV[6])
+          return 2
+        end
         redis.call('DEL', tk)
-        redis.call('HSET', tk, unpack(ARGV, 7, #ARGV))
+        redis.call('HSET', tk, unpack(ARGV, 8, #ARGV))
         redis.call('EXPIRE', tk, ARGV[6])
         return 1
         """)

@@ -68,6 +68,14 @@ extension WorkerCommand {
                     throw ExitCode(69)
                 }
             }
+            // Redis' memory settings against the budgets: advice, not a refusal (CONFIG may be renamed or forbidden).
+            if let reply = try? await redis.send("CONFIG", "GET", "maxmemory*"), let pairs = reply.strings {
+                let values = Dictionary(
+                    stride(from: 0, to: pairs.count - 1, by: 2).map { (pairs[$0], pairs[$0 + 1]) }, uniquingKeysWith: { a, _ in a })
+                for advice in config.queue.memoryAdvice(maxmemory: Int64(values["maxmemory"] ?? "") ?? 0, policy: values["maxmemory-policy"] ?? "") {
+                    logger.warning("\(advice)")
+                }
+            }
             try await common.withDocker(streams: slots) { docker in
                 do {
                     try await docker.ping()

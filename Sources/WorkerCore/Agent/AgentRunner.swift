@@ -39,6 +39,8 @@ package struct AgentRunner: Sendable {
         /// Output the job's log did not store (over `queue.log_max_bytes`).
         package var droppedLogLines = 0
         var droppedLogBytes = 0
+        /// Output lines Redis refused, being near its `maxmemory`.
+        var refusedLogLines = 0
         /// When the agent's first output line arrived (the process is running).
         package var firstOutputAt: ContinuousClock.Instant?
 
@@ -340,7 +342,9 @@ package struct AgentRunner: Sendable {
         outcome.parsed = parsed
         outcome.stderrTail = stderr
         outcome.firstOutputAt = firstAt
-        (outcome.droppedLogLines, outcome.droppedLogBytes) = await (sink.droppedLines, sink.droppedBytes)
+        (outcome.droppedLogLines, outcome.droppedLogBytes, outcome.refusedLogLines) = await (
+            sink.droppedLines, sink.droppedBytes, sink.refusedLines
+        )
         return outcome
     }
 
@@ -434,6 +438,8 @@ actor OutputSink {
     private var storedBytes = 0
     private(set) var droppedLines = 0
     private(set) var droppedBytes = 0
+    /// Lines Redis refused because it was near its `maxmemory` (`queue.redis_headroom`).
+    private(set) var refusedLines = 0
 
     init(queue: JobQueue, fence: JobQueue.Fence) {
         self.queue = queue
@@ -491,7 +497,7 @@ actor OutputSink {
         pending = []
         pendingBytes = 0
         lastFlush = .now
-        _ = try? await queue.appendLog(fence, lines: batch)
+        if (try? await queue.appendLog(fence, lines: batch)) == .overBudget { refusedLines += batch.count }
     }
 
     func finish() async -> (StreamJSONParser, [String], ContinuousClock.Instant?) {

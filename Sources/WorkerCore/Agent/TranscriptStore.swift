@@ -68,6 +68,8 @@ package struct TranscriptStore: Sendable {
         case disabled
         /// This worker no longer holds the job: nothing was written.
         case notHeld
+        /// Redis is near its `maxmemory`: not stored (a `skipped` record says so), to keep the queue's headroom.
+        case overBudget(bytes: Int)
     }
 
     /// One of a session's other files, by its path below the project folder (`<id>/tool-results/x.txt`, `memory/…`).
@@ -194,7 +196,9 @@ package struct TranscriptStore: Sendable {
         case .missing: return .noTranscript
         case .tooLarge(let bytes):
             let skipped = ["skipped", "transcript is \(bytes) bytes, over queue.transcript_max_bytes (\(cap))"]
-            guard try await queue.storeTranscript(session, fields: meta(bytes) + skipped, data: nil, ttl: ttl, fence: fence) else { return .notHeld }
+            guard try await queue.storeTranscript(session, fields: meta(bytes) + skipped, data: nil, ttl: ttl, fence: fence) != .notHeld else {
+                return .notHeld
+            }
             return .overCap(bytes: bytes)
         case .contents(let bytes): data = bytes
         }
@@ -206,11 +210,12 @@ package struct TranscriptStore: Sendable {
         if !collected.skipped.isEmpty {
             fields += ["files_skipped", collected.skipped.prefix(20).joined(separator: "\n")]
         }
-        guard
-            try await queue.storeTranscript(
-                session, fields: fields, data: data, files: collected.files.map { ($0.path, $0.bytes) }, ttl: ttl, fence: fence)
-        else {
-            return .notHeld
+        switch try await queue.storeTranscript(
+            session, fields: fields, data: data, files: collected.files.map { ($0.path, $0.bytes) }, ttl: ttl, fence: fence)
+        {
+        case .notHeld: return .notHeld
+        case .overBudget: return .overBudget(bytes: data.count + collected.files.reduce(0) { $0 + $1.bytes.count })
+        case .stored: break
         }
         return .saved(bytes: data.count, files: collected.files.count, skipped: collected.skipped)
     }

@@ -258,6 +258,11 @@ package struct JobExecutor: Sendable {
             warnings.append(
                 "killed \(outcome.straysKilled) process(es) of the agent's uid running outside every run's cgroup (an escape attempt?)")
         }
+        if outcome.refusedLogLines > 0 {
+            warnings.append(
+                "\(outcome.refusedLogLines) output line(s) not stored: Redis was near its maxmemory (queue.redis_headroom is kept for "
+                    + "leases and results); raise maxmemory or lower queue.log_max_bytes / transcript caps")
+        }
         if outcome.droppedLogLines > 0 {
             warnings.append(
                 "output over queue.log_max_bytes was not stored: \(outcome.droppedLogLines) line(s), \(outcome.droppedLogBytes) bytes")
@@ -269,6 +274,11 @@ package struct JobExecutor: Sendable {
                     session: job.session, sessionID: sessionID, agent: context.agent, cwd: context.cwd, host: hostID, fence: context.fence)
                 if case .overCap(let bytes) = saved {
                     warnings.append("transcript is \(bytes) bytes, over queue.transcript_max_bytes: not shipped, so only this host can resume it")
+                }
+                if case .overBudget(let bytes) = saved {
+                    warnings.append(
+                        "the session (\(bytes) bytes) was not shipped: Redis was near its maxmemory (queue.redis_headroom is kept for leases "
+                            + "and results), so only this host can resume it; raise maxmemory or lower the transcript caps")
                 }
                 if case .saved(_, _, let skipped) = saved, !skipped.isEmpty {
                     warnings.append(
