@@ -32,9 +32,11 @@ package enum HostChecks {
     /// one agent may write into each other's processes — another run's wrapper waiting for its cgroup included, so
     /// code can get outside every run (docs/security.md, "Known gap"). Not a failure: the worker still runs.
     package static func ptraceIsolation(scope: String?, seccomp: Bool = false) -> String {
-        if seccomp {
-            let yama = scope.map { "kernel.yama.ptrace_scope \($0.trimmingCharacters(in: .whitespacesAndNewlines))" } ?? "no Yama"
-            return "ok    ptrace isolation: the agent containers' seccomp profile denies ptrace and process_vm_* (\(yama))"
+        let level = scope.flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        if seccomp, (level ?? 0) < 1 {
+            return "WARN  ptrace isolation: the agent containers' seccomp profile denies ptrace and process_vm_*, but without Yama "
+                + "(kernel.yama.ptrace_scope \(level.map(String.init) ?? "missing")) one run can still write into another's memory through "
+                + "/proc/<pid>/mem, a waiting run's wrapper included (docs/security.md, Known gap); set sysctl -w kernel.yama.ptrace_scope=1"
         }
         guard let text = scope?.trimmingCharacters(in: .whitespacesAndNewlines), let level = Int(text) else {
             return "WARN  ptrace isolation: this kernel has no Yama (/proc/sys/kernel/yama/ptrace_scope), so runs of one "
