@@ -74,6 +74,17 @@ import Testing
         }
     }
 
+    /// Docker refuses more CPUs than the host has: an agent asking for more gets the host's count, and no drift.
+    @Test func anAgentAskingForMoreCPUsThanTheHostHasGetsTheHostsCount() async throws {
+        try await WorkerEnvironment.with(extraAgentYAML: "    cpus: 512\n") { env in
+            let made = try await env.reconciler().ensure(env.agent())
+            let inspect = try #require(try await env.docker.inspectContainer(made.containerID))
+            let host = try #require(try await env.docker.cpuCount())
+            #expect(inspect.hostConfig.nanoCPUs == Int64(host) * 1_000_000_000)
+            #expect(try await env.reconciler().inspect(env.agent())?.differences == [])
+        }
+    }
+
     @Test func matchingContainerIsKeptAndDriftRecreatesOnce() async throws {
         try await WorkerEnvironment.with() { env in
             // A tag of its own: re-tagging the shared test image would make every other test's container drift.

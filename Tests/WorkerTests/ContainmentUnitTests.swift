@@ -353,6 +353,28 @@ import Testing
         #expect(throws: ConfigError.self) { try AppConfig.parse(yaml: "agents: {dev: {image: i, memory: 12q}}", file: "t.yaml", environment: [:]) }
         #expect(throws: ConfigError.self) { try AppConfig.parse(yaml: "agents: {dev: {image: i, memory: 1m}}", file: "t.yaml", environment: [:]) }
         #expect(throws: ConfigError.self) { try AppConfig.parse(yaml: "agents: {dev: {image: i, pids_limit: 1}}", file: "t.yaml", environment: [:]) }
+        // Not root, and not the container's keeper, whose processes a run must not reach.
+        #expect {
+            try AppConfig.parse(yaml: "agents: {dev: {image: i, user: \"65534:65534\"}}", file: "t.yaml", environment: [:])
+        } throws: { error in
+            "\(error)".contains("agents.dev.user") && "\(error)".contains("keeper")
+        }
+    }
+}
+
+@Suite struct UnstartedExecTests {
+    /// An exec created and never started holds the stray sweep back for 30 s, not for good.
+    @Test func anUnstartedExecHoldsTheSweepBackOnlyForAWhile() {
+        let execs = UnstartedExecs()
+        let start = ContinuousClock.now
+        #expect(execs.anyRecent(["e1"], in: "c", within: .seconds(30), now: start))
+        #expect(execs.anyRecent(["e1"], in: "c", within: .seconds(30), now: start + .seconds(29)))
+        #expect(!execs.anyRecent(["e1"], in: "c", within: .seconds(30), now: start + .seconds(31)))
+        // A new one starts its own wait; another container's are its own.
+        #expect(execs.anyRecent(["e1", "e2"], in: "c", within: .seconds(30), now: start + .seconds(32)))
+        #expect(execs.anyRecent(["e9"], in: "d", within: .seconds(30), now: start + .seconds(40)))
+        #expect(!execs.anyRecent(["e1"], in: "c", within: .seconds(30), now: start + .seconds(40)))
+        #expect(!execs.anyRecent([], in: "c", within: .seconds(30), now: start + .seconds(41)))
     }
 }
 

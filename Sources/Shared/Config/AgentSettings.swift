@@ -188,6 +188,9 @@ public struct AgentSettings: Sendable, Equatable {
             throw node.child("user").error("must be uid:gid in numbers, e.g. 1000:1000 (a bare uid runs with gid 0)")
         }
         if uid == 0 { throw node.child("user").error("must not be root: the agent CLI refuses --dangerously-skip-permissions as root") }
+        if uid == 65534 {
+            throw node.child("user").error("must not be 65534: that is the container's own keeper (init), which agent runs must not reach")
+        }
         stateDir = try node.child("state_dir").string(default: stateDir)
         configDir = try node.child("config_dir").string(default: configDir)
         workMount = try node.child("work_mount").string(default: workMount)

@@ -406,7 +406,9 @@ enum QueueScripts {
     static let budget = """
         local function intoHeadroom(incoming, headroom)
           if not headroom or headroom <= 0 then return false end
-          local info = redis.call('INFO', 'memory')
+          -- INFO may be forbidden to this Redis user: then there is no guard, rather than a failed write.
+          local info = redis.pcall('INFO', 'memory')
+          if type(info) ~= 'string' then return false end
           local used, max = tonumber(string.match(info, 'used_memory:(%d+)')), tonumber(string.match(info, 'maxmemory:(%d+)'))
           if not used or not max or max == 0 then return false end
           return used + incoming > max * (1 - headroom)

@@ -11,6 +11,8 @@ package struct AgentRunner: Sendable {
     let logger: Logger
     /// Where run cgroups are made; nil when this worker cannot reach cgroupfs (then the marker kill is all there is).
     var cgroups: RunCgroup.Hierarchy? = .detect()
+    /// When each exec was first seen created but not started (shared by copies of this runner).
+    let unstartedExecs = UnstartedExecs()
 
     package init(docker: DockerClient, queue: JobQueue, logger: Logger) {
         self.docker = docker
@@ -167,16 +169,20 @@ package struct AgentRunner: Sendable {
     func execPIDs(container: String) async -> Set<Int32>? {
         guard let details = try? await docker.inspectContainer(container) else { return nil }
         var pids = Set<Int32>()
+        var starting = false
+        var unstarted: [String] = []
         for id in details.execIDs {
             guard let state = try? await docker.inspectExec(id, timeout: .seconds(5)) else { return nil }
             if state.running {
-                guard state.pid > 0 else { return nil }
-                pids.insert(Int32(state.pid))
+                if state.pid > 0 { pids.insert(Int32(state.pid)) } else { starting = true }
             } else if state.exitCode == nil {
-                return nil
+                unstarted.append(id)
             }
         }
-        return pids
+        // Created and not started yet: maybe starting now, or never to be (a worker cut off between create and start).
+        // Waited for 30 s, then no longer: one such exec must not turn the sweep off for good.
+        if unstartedExecs.anyRecent(unstarted, in: container, within: .seconds(30)) { starting = true }
+        return starting ? nil : pids
     }
 
     /// Whether runs in this container can be put in cgroups: the hierarchy and the container's cgroup directory, or
@@ -311,6 +317,15 @@ package struct AgentRunner: Sendable {
             }
             do {
                 state = try await docker.inspectExec(exec, timeout: .seconds(2))
+                // Cut before adoption, the exec's own process is the wrapper — or whatever was injected into it, which
+                // may have rewritten the command line the marker kill looks for. Docker's pid is not forgeable: killed
+                // while it is still in the container's own cgroup (never in a run's: that would be another run).
+                if sweepUnadopted, state.running, state.pid > 0, let (_, directory) = containment {
+                    let pid = Int32(state.pid)
+                    if (try? await Offload.run { RunCgroup.killStrays([pid], under: directory, uid: nil) }) == 1 {
+                        outcome.killedProcesses += 1
+                    }
+                }
             } catch {
                 // The stream ended and the engine does not answer (dockerd restarting, gone or frozen): the output is
                 // lost whatever the agent does now, so it must not go on unsupervised. Stop it at once. (An HTTP
@@ -404,6 +419,22 @@ package struct AgentRunner: Sendable {
         } catch {
             logger.error("could not kill the agent's processes", metadata: ["container": "\(container)", "error": "\(error)"])
             return 0
+        }
+    }
+}
+
+/// Execs seen created but not started, with when each was first seen.
+final class UnstartedExecs: Sendable {
+    private let seen = Mutex<[String: [String: ContinuousClock.Instant]]>([:])
+
+    /// Notes `ids` of `container` (forgetting its execs no longer listed) and says whether any was first seen less
+    /// than `within` ago.
+    func anyRecent(_ ids: [String], in container: String, within: Duration, now: ContinuousClock.Instant = .now) -> Bool {
+        seen.withLock { seen in
+            var mine = (seen[container] ?? [:]).filter { ids.contains($0.key) }
+            for id in ids where mine[id] == nil { mine[id] = now }
+            seen[container] = mine.isEmpty ? nil : mine
+            return ids.contains { now - mine[$0]! < within }
         }
     }
 }

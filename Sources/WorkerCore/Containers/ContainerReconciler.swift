@@ -32,6 +32,9 @@ package actor ContainerReconciler {
     /// has started its exec (and is then seen running) by the time it is looked at.
     var retiredGrace: Duration = .seconds(60)
     private var inFlight: [String: Task<Result, Error>] = [:]
+    /// The host's CPU count (asked once): an agent's `cpus` is capped at it, since Docker refuses more.
+    private var hostCPUs: Int?
+    private var cappedAgents: Set<String> = []
     private var deferredUntil: [String: ContinuousClock.Instant] = [:]
 
     package init(
@@ -46,8 +49,16 @@ package actor ContainerReconciler {
         self.isAlive = isAlive
     }
 
-    package func spec(for agent: AgentSettings) -> ContainerSpec {
-        var spec = ContainerSpec(agent: agent, containerPrefix: containerPrefix, hostID: hostID)
+    package func spec(for agent: AgentSettings) async -> ContainerSpec {
+        if hostCPUs == nil, let count = try? await docker.cpuCount(), count > 0 { hostCPUs = count }
+        var capped = agent
+        if let cpus = capped.cpus, let host = hostCPUs, Double(host) < cpus {
+            capped.cpus = Double(host)
+            if cappedAgents.insert(agent.name).inserted {
+                logger.warning("agent \(agent.name) asks for \(cpus) CPUs; this host has \(host): its container gets \(host)")
+            }
+        }
+        var spec = ContainerSpec(agent: capped, containerPrefix: containerPrefix, hostID: hostID)
         spec.creator = owner
         return spec
     }
@@ -64,7 +75,8 @@ package actor ContainerReconciler {
     /// Ensures the agent's container matches; returns its id. Concurrent callers for the same agent share one run.
     package func ensure(_ agent: AgentSettings, force: Bool = false) async throws -> Result {
         if let running = inFlight[agent.name] { return try await running.value }
-        let spec = spec(for: agent)
+        let spec = await spec(for: agent)
+        if let running = inFlight[agent.name] { return try await running.value }
         let (docker, logger, owner, isAlive) = (docker, logger, owner, isAlive)
         let task = Task {
             try await Self.reconcile(spec: spec, agent: agent, docker: docker, force: force, owner: owner, isAlive: isAlive, logger: logger)
@@ -81,7 +93,7 @@ package actor ContainerReconciler {
 
     /// The drift verdict without changing anything: nil = no container.
     package func inspect(_ agent: AgentSettings) async throws -> (id: String, differences: [String])? {
-        let spec = spec(for: agent)
+        let spec = await spec(for: agent)
         guard let current = try await docker.inspectContainer(spec.name) else { return nil }
         let imageID = try await docker.imageID(spec.image)
         return (current.id, spec.differences(inspect: current, imageID: imageID))

@@ -122,11 +122,20 @@ package final class DockerClient: Sendable {
 
     /// The engine's `SecurityOptions` (`name=seccomp,profile=default`, `name=apparmor`…) from `GET /info`.
     package func securityOptions() async throws(DockerError) -> [String] {
+        try await info()["SecurityOptions"] as? [String] ?? []
+    }
+
+    /// The host's CPU count as the engine sees it (`NCPU`): a container cannot be given more.
+    package func cpuCount() async throws(DockerError) -> Int? {
+        try await info()["NCPU"] as? Int
+    }
+
+    private func info() async throws(DockerError) -> [String: Any] {
         let reply = try await call(.GET, "/info", timeout: .seconds(10))
         guard reply.status == 200, let info = (try? JSONSerialization.jsonObject(with: Data(reply.body))) as? [String: Any] else {
             throw DockerError(status: reply.status, message: reply.message, operation: "engine info")
         }
-        return info["SecurityOptions"] as? [String] ?? []
+        return info
     }
 
     // MARK: Containers
