@@ -24,6 +24,7 @@ struct QueueBench: AsyncParsableCommand {
     @Option(help: "Concurrent consumers (each with its own connection, like worker slots).") var consumers = 8
     @Option(help: "Concurrent enqueuers.") var producers = 8
     @Option(help: "Distinct sessions the jobs are spread over.") var sessions = 1000
+    @Flag(help: "Finish every job with a cost_usd field, as a real run does (adds it to hooks:spend:d:<day>).") var cost = false
 
     func run() async throws {
         let config = try RedisConfiguration(url: redis)
@@ -60,7 +61,8 @@ struct QueueBench: AsyncParsableCommand {
         let enqueueElapsed = ContinuousClock.now - enqueueStart
 
         // Phase 2: drain with K consumers.
-        let drain = try await drainBenchJobs(queue, jobs: jobs, consumers: consumers, blocking: true)
+        let drain = try await drainBenchJobs(
+            queue, jobs: jobs, consumers: consumers, blocking: true, finishFields: cost ? [("cost_usd", "0.0123")] : [])
 
         let enq = await enqueueLatencies.summary()
         print(String(format: "enqueue      : %8.0f jobs/s   p50 %6.3f ms   p99 %6.3f ms", Double(jobs) / enqueueElapsed.seconds, enq.p50, enq.p99))

@@ -29,7 +29,10 @@ actor LatencyRecorder {
 /// Reserves and finishes (succeeded) agent `bench`'s jobs with `consumers` concurrent slots until `jobs` are done, as a
 /// worker's slots do: with the worker's blocking consumer (`QueueConsumer`, a connection each), or polling
 /// `reserveAny`. Returns the wall time and each reserve → finish cycle's latency.
-func drainBenchJobs(_ queue: JobQueue, jobs: Int, consumers: Int, blocking: Bool) async throws -> (elapsed: Duration, p50: Double, p99: Double) {
+/// `finishFields` go with every finish (e.g. a run's `cost_usd`, which also adds it to the day's spend).
+func drainBenchJobs(
+    _ queue: JobQueue, jobs: Int, consumers: Int, blocking: Bool, finishFields: [(String, String)] = []
+) async throws -> (elapsed: Duration, p50: Double, p99: Double) {
     let cycles = LatencyRecorder()
     let done = Counter()
     let start = ContinuousClock.now
@@ -46,7 +49,7 @@ func drainBenchJobs(_ queue: JobQueue, jobs: Int, consumers: Int, blocking: Bool
                             try await queue.reserveAny(worker: worker, agents: ["bench"])
                         }
                     guard let job = reserved else { continue }
-                    _ = try await queue.finish(job, worker: worker, outcome: .succeeded)
+                    _ = try await queue.finish(job, worker: worker, outcome: .succeeded, fields: finishFields)
                     await cycles.add(ContinuousClock.now - t)
                     done.increment()
                 }

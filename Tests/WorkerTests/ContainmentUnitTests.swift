@@ -188,9 +188,8 @@ import Testing
         symlink(tree.root + "/host", folder + "/\(sid)/subagents/dirlink")
 
         let handle = try #require(try TranscriptStore.projectDirectory(tree.agent, cwd: "/work/acme/widgets/3", create: false))
-        let started = ContinuousClock.now
+        // Returning at all shows the FIFO never blocked it (the suite's time limit is the bound).
         let (files, skipped) = TranscriptStore.collectFiles(in: handle, sessionID: sid, perFile: 4500, total: 50_000, maxCount: 10)
-        #expect(ContinuousClock.now - started < .seconds(5), "blocked on the FIFO")
         #expect(files.map(\.path) == ["\(sid)/subagents/agent-1.jsonl", "\(sid)/subagents/agent-1.meta.json", "memory/MEMORY.md"], "\(skipped)")
         #expect(skipped.contains { $0.hasPrefix("\(sid)/tool-results/a.txt: 40000 bytes, over queue.session_file_max_bytes") })
         #expect(skipped.contains { $0.contains("binary.txt: not UTF-8") })

@@ -69,6 +69,21 @@ import Testing
 
     /// `--metrics-listen` serves Prometheus text; a port another worker already took is an error in the log, not a
     /// worker that stops (metrics are not worth losing the jobs).
+    /// A worker that finds Redis without maxmemory, or evicting keys, says what to set (and runs on).
+    @Test func aWorkerAdvisesOnRedisMemorySettings() async throws {
+        try await WorkerEnvironment.with(redisArguments: ["--maxmemory-policy", "allkeys-lru"]) { env in
+            let worker = try Self.startWorker(env, id: "advice", concurrency: 1)
+            defer { worker.terminate() }
+            let log = env.root.appendingPathComponent("worker-advice.log")
+            try await Self.waitFor("the worker's advice") {
+                let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+                return text.contains("Redis has no maxmemory") && text.contains("maxmemory-policy is allkeys-lru")
+            }
+            let id = try await env.enqueue("hello", number: 6)
+            try await Self.waitFor("a job to succeed") { try await Self.statuses(env, [id]) == ["succeeded"] }
+        }
+    }
+
     @Test func metricsAreServedAndATakenPortDoesNotStopTheWorker() async throws {
         try await WorkerEnvironment.with { env in
             let port = try freePort()

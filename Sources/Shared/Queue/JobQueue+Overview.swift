@@ -174,12 +174,13 @@ extension JobQueue {
         return zip(numbers, replies).map { number, reply in
             var day = SpendDay(day: Date(timeIntervalSince1970: TimeInterval(number * 86400)))
             for (field, value) in reply.hash ?? [:] {
-                if field.hasPrefix("agent:"), let usd = Double(value) {
-                    day.agents[String(field.dropFirst(6))] = usd
-                } else if field.hasPrefix("repo:"), let usd = Double(value) {
+                if field.hasPrefix("repo:"), let micro = Double(value) {
+                    let usd = micro / 1_000_000
                     let rest = field.dropFirst(5)
                     guard let colon = rest.firstIndex(of: ":") else { continue }
-                    day.repos[SpendDay.Repo(agent: String(rest[..<colon]), repo: String(rest[rest.index(after: colon)...])), default: 0] += usd
+                    let agent = String(rest[..<colon])
+                    day.repos[SpendDay.Repo(agent: agent, repo: String(rest[rest.index(after: colon)...])), default: 0] += usd
+                    day.agents[agent, default: 0] += usd
                 } else if field.hasPrefix("runs:"), let runs = Int(value) {
                     day.runs[String(field.dropFirst(5))] = runs
                 }

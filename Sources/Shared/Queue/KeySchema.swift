@@ -58,8 +58,9 @@ public struct KeySchema: Sendable, Equatable {
     public func statsMinute(_ minute: String) -> String { "\(prefix):stats:m:\(minute)" }
     /// hash with an 8 day TTL — the same per hour (unix hour).
     public func statsHour(_ hour: String) -> String { "\(prefix):stats:h:\(hour)" }
-    /// hash with a 400 day TTL — what the agents' runs cost on one UTC day (unix day): `agent:<agent>` → USD,
-    /// `repo:<agent>:<owner/repo>` → USD, `runs:<agent>` → runs that reported a cost. Kept by the finish script.
+    /// hash with a 400 day TTL — what the agents' runs cost on one UTC day (unix day): `repo:<agent>:<owner/repo>` →
+    /// micro-dollars (an agent's total is the sum of its fields), `runs:<agent>` → runs that reported a cost. Kept by the finish
+    /// script.
     public func spendDay(_ day: String) -> String { "\(prefix):spend:d:\(day)" }
     /// hash — `<host>/<agent>` → JSON: that agent's container on that Docker host as its workers last saw it.
     public var containers: String { "\(prefix):containers" }

@@ -184,7 +184,7 @@ enum QueueScripts {
             local nowMs, nowIso, retention, deadTtl, dueMs, sid = ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
             local knownSession, n = ARGV[12], tonumber(ARGV[13])
             local jk = key.job(id)
-            local st, w, a, session = unpack(redis.call('HMGET', jk, 'status', 'worker', 'attempts', 'session'))
+            local st, w, a, session, agent, repo = unpack(redis.call('HMGET', jk, 'status', 'worker', 'attempts', 'session', 'agent', 'repo'))
             if not st then
               -- The record vanished under the run: its session must not stay blocked behind it.
               redis.call('LREM', key.processing(worker), 1, id)
@@ -207,14 +207,14 @@ enum QueueScripts {
                 if ARGV[14 + 2 * k] == 'cost_usd' then cost = tonumber(ARGV[15 + 2 * k]) end
               end
               redis.call('HSET', jk, unpack(fields))
-              if cost and cost > 0 and cost < 1e9 then spend(jk, cost) end
+              if cost and cost > 0 and cost < 1e9 then spend(agent, repo, cost, nowMs) end
             end
             if sid ~= '' then
               setSession(session, sid, nowMs)
               redis.call('HSET', jk, 'session_id', sid)
             end
             if outcome == 'succeeded' then
-              tally(redis.call('HGET', jk, 'agent'), 'succeeded')
+              tally(agent, 'succeeded')
               redis.call('HSET', jk, 'status', 'succeeded', 'finished_at', nowIso)
               redis.call('HDEL', jk, 'error')
               redis.call('EXPIRE', jk, retention)
@@ -224,7 +224,7 @@ enum QueueScripts {
               feedbackDue(id)
               return {'ok', 'succeeded'}
             elseif outcome == 'retry' then
-              tally(redis.call('HGET', jk, 'agent'), 'failed')
+              tally(agent, 'failed')
               redis.call('HSET', jk, 'status', 'failed', 'finished_at', nowIso, 'retry_at', dueMs)
               redis.call('ZADD', key.delayed, dueMs, id)
               feedbackDue(id)
@@ -574,13 +574,13 @@ enum QueueScripts {
           redis.call('HINCRBY', h, agent .. ':' .. outcome, 1)
           redis.call('EXPIRE', h, 8 * 86400)
         end
-        -- Adds a run's own cost to today's spend (UTC day) per agent and per agent and repository.
-        local function spend(jk, cost)
-          local agent, repo = unpack(redis.call('HMGET', jk, 'agent', 'repo'))
+        -- Adds a run's own cost to its day's spend (UTC, by the finishing worker's clock) per agent and repository
+        -- (an agent's total is the sum of its repositories': not kept twice), and counts the run.
+        local function spend(agent, repo, cost, nowMs)
           if not agent then return end
-          local dk = key.spendDay(math.floor(tonumber(redis.call('TIME')[1]) / 86400))
-          redis.call('HINCRBYFLOAT', dk, 'agent:' .. agent, cost)
-          if repo and repo ~= '' then redis.call('HINCRBYFLOAT', dk, 'repo:' .. agent .. ':' .. repo, cost) end
+          local dk = key.spendDay(math.floor(tonumber(nowMs) / 86400000))
+          -- Integer micro-dollars: exact sums, and HINCRBY costs less than HINCRBYFLOAT on every finish.
+          redis.call('HINCRBY', dk, 'repo:' .. agent .. ':' .. (repo or ''), math.floor(cost * 1000000 + 0.5))
           redis.call('HINCRBY', dk, 'runs:' .. agent, 1)
           redis.call('EXPIRE', dk, 400 * 86400)
         end

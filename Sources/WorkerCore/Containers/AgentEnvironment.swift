@@ -86,8 +86,7 @@ package enum AgentEnvironment {
         var loginStat = stat()
         if state.entryKind(login) == nil, credentials.entryKind(login) == .regularFile,
             fstatat(credentials.fd, login, &loginStat, AT_SYMLINK_NOFOLLOW) == 0,
-            (loginStat.st_uid == agent.uid && loginStat.st_mode & S_IRUSR != 0)
-                || (loginStat.st_gid == agent.gid && loginStat.st_mode & S_IRGRP != 0) || loginStat.st_mode & S_IROTH != 0,
+            allows(loginStat, agent, owner: S_IRUSR, group: S_IRGRP, other: S_IROTH),
             case .contents(let bytes) = try credentials.readRegularFile(login, maxBytes: 1 << 20)
         {
             try state.writeFileAtomically(login, bytes: bytes, mode: 0o600, owner: owner)
@@ -137,6 +136,11 @@ package enum AgentEnvironment {
         return handle
     }
 
+    /// Whether the mode bits of `st` give the agent's uid or gid (or anyone) the owner/group/other permission asked.
+    static func allows(_ st: stat, _ agent: AgentSettings, owner: mode_t, group: mode_t, other: mode_t) -> Bool {
+        (st.st_uid == agent.uid && st.st_mode & owner != 0) || (st.st_gid == agent.gid && st.st_mode & group != 0) || st.st_mode & other != 0
+    }
+
     /// Verifies what `sync` would create, without changing anything.
     package static func check(_ agent: AgentSettings) -> [Problem] {
         var problems: [Problem] = []
@@ -154,12 +158,8 @@ package enum AgentEnvironment {
                 problems.append(Problem(path: path, issue: "is not a directory", fix: "move it away, then \(fix)"))
                 continue
             }
-            let writable =
-                (st.st_uid == agent.uid && st.st_mode & S_IWUSR != 0) || (st.st_gid == agent.gid && st.st_mode & S_IWGRP != 0)
-                || st.st_mode & S_IWOTH != 0
-            let readable =
-                (st.st_uid == agent.uid && st.st_mode & S_IRUSR != 0) || (st.st_gid == agent.gid && st.st_mode & S_IRGRP != 0)
-                || st.st_mode & S_IROTH != 0
+            let writable = allows(st, agent, owner: S_IWUSR, group: S_IWGRP, other: S_IWOTH)
+            let readable = allows(st, agent, owner: S_IRUSR, group: S_IRGRP, other: S_IROTH)
             if path == run {
                 if st.st_uid != 0 || st.st_mode & (S_IWGRP | S_IWOTH) != 0 {
                     problems.append(Problem(path: path, issue: "must be root's and not group/other-writable (it holds the prompts)", fix: fix))

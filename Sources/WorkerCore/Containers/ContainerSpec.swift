@@ -40,8 +40,9 @@ package struct ContainerSpec: Sendable, Equatable {
     let pidsLimit: Int
     /// `NanoCpus` (cores × 10⁹), nil for no limit.
     let nanoCPUs: Int64?
-    /// `name=soft:hard`, sorted (as `ContainerDetails` reads them back).
-    let ulimits: [String]
+    let agentUlimits: [String: AgentSettings.Ulimit]
+    /// `name=soft:hard`, sorted: as `ContainerDetails` reads them back.
+    var ulimits: [String] { agentUlimits.map { "\($0.key)=\($0.value.soft):\($0.value.hard)" }.sorted() }
     /// The worker making this container (labels only), nil for an operator's command.
     var creator: Creator?
 
@@ -82,7 +83,7 @@ package struct ContainerSpec: Sendable, Equatable {
         self.memoryBytes = agent.memoryBytes
         self.pidsLimit = agent.pidsLimit
         self.nanoCPUs = agent.cpus.map { Int64(($0 * 1e9).rounded()) }
-        self.ulimits = agent.ulimits.map { "\($0.key)=\($0.value.soft):\($0.value.hard)" }.sorted()
+        self.agentUlimits = agent.ulimits
     }
 
     /// A short hash of everything desired, stored as a label: a changed spec is visible at a glance.
@@ -119,9 +120,8 @@ package struct ContainerSpec: Sendable, Equatable {
                 "SecurityOpt": ["no-new-privileges", SeccompProfile.securityOpt],
                 "PidsLimit": pidsLimit, "Memory": memoryBytes, "MemorySwap": memoryBytes, "Privileged": false,
                 "NanoCpus": nanoCPUs ?? 0,
-                "Ulimits": ulimits.map { entry -> [String: Any] in
-                    let (name, values) = (entry.split(separator: "=")[0], entry.split(separator: "=")[1].split(separator: ":"))
-                    return ["Name": String(name), "Soft": Int64(values[0]) ?? 0, "Hard": Int64(values[1]) ?? 0]
+                "Ulimits": agentUlimits.sorted { $0.key < $1.key }.map {
+                    ["Name": $0.key, "Soft": $0.value.soft, "Hard": $0.value.hard] as [String: Any]
                 },
             ] as [String: Any],
         ]
